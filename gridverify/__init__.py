@@ -1,0 +1,1 @@
+"""gridverify: sound verification of neural AC-OPF surrogates and nonlinear computation graphs."""

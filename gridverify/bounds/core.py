@@ -1,0 +1,140 @@
+"""Shared pieces of bound propagation: input boxes, specifications, results, IBP of one node, and the plan
+that says which nodes need bounds and how.
+
+Shapes: ``B`` domains (batch of input boxes), ``m`` specifications, ``S`` a node's unbatched shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Union
+
+import torch
+from torch import Tensor
+
+from gridverify.ir.graph import Graph, Node
+from gridverify.ops import DomainError, get_op
+
+Interval = tuple[Tensor, Tensor]
+InputBox = Mapping[str, Interval]
+BoxLike = Union[InputBox, Interval]
+
+# Ops after which a per-neuron interval can be tighter by back-substitution than by interval arithmetic.
+MIXING_OPS = frozenset({"linear", "add", "sub", "sum", "mul"})
+
+
+@dataclass(frozen=True)
+class LinearBounds:
+    """``lower_bias + sum_i <lower[i], x_i>  <=  C y  <=  upper_bias + sum_i <upper[i], x_i>`` on the box.
+
+    ``lower[name]`` / ``upper[name]``: ``(B, m, *S_name)`` for each graph input; biases ``(B, m)``.
+    """
+
+    lower: dict[str, Tensor]
+    lower_bias: Tensor
+    upper: dict[str, Tensor]
+    upper_bias: Tensor
+
+
+@dataclass(frozen=True)
+class BoundResult:
+    """Certified bounds ``lower <= C y(x) <= upper`` (each ``(B, m)``) for every x in the input box.
+
+    ``intervals[i]`` is the box of node i (``None`` for nodes the target does not depend on), reusable by
+    branch and bound; ``linear`` the linear bounds w.r.t. the graph inputs (absent for IBP).
+    """
+
+    lower: Tensor
+    upper: Tensor
+    intervals: tuple[Interval | None, ...]
+    linear: LinearBounds | None = None
+    method: str = ""
+
+
+def as_box(graph: Graph, box: BoxLike) -> dict[str, Interval]:
+    """Validate an input box: one (lower, upper) pair ``(B, *S)`` per graph input, lower <= upper."""
+    if isinstance(box, tuple):
+        if len(graph.inputs) != 1:
+            raise ValueError(f"graph has inputs {[n for n, _ in graph.inputs]}: pass a dict of boxes")
+        box = {graph.inputs[0][0]: box}
+    out = {}
+    for name, i in graph.inputs:
+        if name not in box:
+            raise ValueError(f"no box for graph input {name!r}")
+        lo, hi = box[name]
+        shape = graph.nodes[i].shape
+        if tuple(lo.shape[1:]) != shape or lo.shape != hi.shape:
+            raise ValueError(f"box of {name!r} needs lower/upper of shape (B, *{shape}), got {lo.shape}, {hi.shape}")
+        if bool((lo > hi).any()):
+            raise ValueError(f"box of {name!r} has lower > upper at {int((lo > hi).sum())} entries")
+        out[name] = (lo, hi)
+    batch = {lo.shape[0] for lo, _ in out.values()}
+    if len(batch) != 1:
+        raise ValueError(f"all input boxes need the same batch size, got {sorted(batch)}")
+    return out
+
+
+def spec_matrix(graph: Graph, output: int, spec: Tensor | None, like: Tensor) -> Tensor:
+    """C as ``(B or 1, m, *S_out)``; identity over the output's entries when ``spec`` is None."""
+    shape = graph.nodes[output].shape
+    n = graph.nodes[output].size
+    if spec is None:
+        c = torch.eye(n, dtype=like.dtype, device=like.device).unsqueeze(0)
+    else:
+        c = spec.to(dtype=like.dtype, device=like.device)
+        c = c.unsqueeze(0) if c.ndim == 2 else c
+        if c.ndim != 3 or c.shape[-1] != n:
+            raise ValueError(f"spec must be (m, {n}) or (B, m, {n}) for output shape {shape}, got {tuple(spec.shape)}")
+    return c.reshape(c.shape[0], c.shape[1], *shape)
+
+
+def node_interval(graph: Graph, i: int, intervals: list[Interval | None], box: InputBox) -> Interval:
+    """IBP for node i from its inputs' intervals."""
+    node = graph.nodes[i]
+    kw = node.kwargs
+    if node.op == "input":
+        return box[kw["name"]]
+    if node.op == "const":
+        v = kw["value"].like(next(iter(box.values()))[0]).unsqueeze(0)
+        return v, v
+    lows = tuple(intervals[j][0] for j in node.inputs)  # type: ignore[index]
+    ups = tuple(intervals[j][1] for j in node.inputs)  # type: ignore[index]
+    op = get_op(node.op)
+    try:
+        return op.interval(lows, ups, **kw)  # type: ignore[misc]
+    except DomainError as err:
+        raise DomainError(f"{describe(graph, i)}: {err}") from None
+
+
+def describe(graph: Graph, i: int) -> str:
+    node: Node = graph.nodes[i]
+    label = f" {node.name!r}" if node.name else ""
+    return f"node {i}{label} ({node.op}, shape {node.shape})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which nodes a target depends on, and which of them get back-substituted (CROWN) bounds."""
+
+    needed: frozenset[int]
+    crown_nodes: tuple[int, ...]
+    ancestors: dict[int, frozenset[int]]
+
+
+def make_plan(graph: Graph, target: int) -> Plan:
+    """Nodes whose intervals feed a relaxation get bounds; those produced by mixing ops (linear maps,
+    sums, products) get CROWN bounds, the rest (inputs, structural ops, elementwise outputs) IBP, which is
+    exact per neuron given their inputs' intervals."""
+    needed = frozenset(graph.ancestors(target))
+    wanted: set[int] = set()
+    for i in sorted(needed, reverse=True):
+        node = graph.nodes[i]
+        kind = get_op(node.op).kind
+        if kind == "fused":
+            raise ValueError(f"{describe(graph, i)} is fused: bound lower_fused(graph) instead")
+        if kind == "nonlinear" or (i in wanted and kind == "linear" and node.op not in MIXING_OPS):
+            wanted.update(node.inputs)
+    crown = tuple(sorted(i for i in wanted if graph.nodes[i].op in MIXING_OPS and i != target))
+    ancestors = {i: frozenset(graph.ancestors(i)) for i in (*crown, target)}
+    return Plan(needed, crown, ancestors)

@@ -1,0 +1,257 @@
+"""IBP and CROWN (backward linear bound propagation) on a `Graph`.
+
+CROWN, for a target node t and a specification C: start from ``A_t = C`` and walk the target's ancestors in
+reverse topological order, summing coefficients over consumers. A linear op passes ``A`` through its
+transpose, obtained from its ``forward`` by a vector-Jacobian product; a nonlinear op with relaxation
+``sum_k lw_k x_k + lb <= f(x) <= sum_k uw_k x_k + ub`` passes ``A+ * lw_k + A- * uw_k`` to input k and adds
+``A+ * lb + A- * ub`` to the bias (this yields a lower bound; upper bounds come from ``-C``). At the graph
+inputs, ``min_x A x = A+ l + A- u``. Every input of a relaxation needs an interval first: nodes produced by
+linear maps and products get their own CROWN pass (C = +-identity), intersected with IBP; the rest IBP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from gridverify.bounds.core import (
+    BoundResult,
+    BoxLike,
+    InputBox,
+    Interval,
+    LinearBounds,
+    Plan,
+    as_box,
+    describe,
+    make_plan,
+    node_interval,
+    spec_matrix,
+)
+from gridverify.ir.builder import lower_fused
+from gridverify.ir.graph import Graph
+from gridverify.ops import DomainError, Relaxation, get_op
+
+Relaxer = Callable[[int, int, tuple[Tensor, ...], tuple[Tensor, ...]], Relaxation]
+"""(start node, nonlinear node, input lowers, input uppers) -> lines broadcastable to (B, m_start, *S)."""
+
+
+def _flat_sum(t: Tensor) -> Tensor:
+    return t.reshape(t.shape[0], t.shape[1], -1).sum(-1)
+
+
+def _safe_dot(a: Tensor, b: Tensor) -> Tensor:
+    """sum over S of a*b with 0 * inf = 0 (infinite offsets of overflowed relaxations)."""
+    prod = a * b
+    return _flat_sum(torch.where(a == 0, torch.zeros_like(prod), prod))
+
+
+def _unbroadcast(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum a (b, m, *S_broadcast) coefficient down to (b, m, *shape)."""
+    lead = t.ndim - 2 - len(shape)
+    if lead > 0:
+        t = t.sum(dim=tuple(range(2, 2 + lead)))
+    dims = [2 + k for k, s in enumerate(shape) if s == 1 and t.shape[2 + k] != 1]
+    return t.sum(dim=dims, keepdim=True) if dims else t
+
+
+def _transpose_linear(graph: Graph, i: int, a: Tensor) -> tuple[list[Tensor], Tensor]:
+    """A through a linear op: (coefficients per input, bias gained), by a vector-Jacobian product."""
+    node = graph.nodes[i]
+    op, kw = get_op(node.op), node.kwargs
+    b, m = a.shape[:2]
+    flat = a.reshape(b * m, *node.shape)
+    shapes = [graph.nodes[j].shape for j in node.inputs]
+    with torch.enable_grad():
+        primals = [a.new_zeros((b * m, *s), requires_grad=True) for s in shapes]
+        y = op.forward(*primals, **kw)
+        grads = torch.autograd.grad(
+            y, primals, grad_outputs=flat.expand_as(y), create_graph=a.requires_grad, allow_unused=True
+        )
+    coeffs = [
+        (torch.zeros_like(p) if g is None else g).reshape(b, m, *s) for g, p, s in zip(grads, primals, shapes)
+    ]
+    bias = a.new_zeros(b, m)
+    if node.op == "linear" and kw.get("bias") is not None:
+        bias = _flat_sum(a * kw["bias"].like(a))
+    return coeffs, bias
+
+
+def backward(
+    graph: Graph,
+    start: int,
+    a0: Tensor,
+    intervals: list[Interval | None],
+    relaxer: Relaxer,
+) -> tuple[dict[int, Tensor], Tensor]:
+    """Lower linear bound of ``<a0, y_start>``: coefficients ``{input node: (b, m, *S)}`` and bias ``(b, m)``."""
+    coeffs: dict[int, Tensor] = {start: a0}
+    bias = a0.new_zeros(a0.shape[:2])
+    found: dict[int, Tensor] = {}
+    for i in range(start, -1, -1):
+        a = coeffs.pop(i, None)
+        if a is None:
+            continue
+        node = graph.nodes[i]
+        kind = get_op(node.op).kind
+        if node.op == "input":
+            found[i] = a
+            continue
+        if node.op == "const":
+            bias = bias + _flat_sum(a * node.kwargs["value"].like(a))
+            continue
+        if kind == "linear":
+            parts, gained = _transpose_linear(graph, i, a)
+        else:
+            parts, gained = _through_relaxation(graph, start, i, a, intervals, relaxer)
+        bias = bias + gained
+        for j, part in zip(node.inputs, parts):
+            coeffs[j] = coeffs[j] + part if j in coeffs else part
+    return found, bias
+
+
+def _through_relaxation(
+    graph: Graph, start: int, i: int, a: Tensor, intervals: list[Interval | None], relaxer: Relaxer
+) -> tuple[list[Tensor], Tensor]:
+    node = graph.nodes[i]
+    lows = tuple(intervals[j][0].unsqueeze(1) for j in node.inputs)  # type: ignore[index]
+    ups = tuple(intervals[j][1].unsqueeze(1) for j in node.inputs)  # type: ignore[index]
+    try:
+        r = relaxer(start, i, lows, ups)
+    except DomainError as err:
+        raise DomainError(f"{describe(graph, i)}: {err}") from None
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    parts = [
+        _unbroadcast(pos * lw + neg * uw, graph.nodes[j].shape) for j, lw, uw in zip(node.inputs, r.lw, r.uw)
+    ]
+    return parts, _safe_dot(pos, r.lb) + _safe_dot(neg, r.ub)
+
+
+def concretize(graph: Graph, found: dict[int, Tensor], bias: Tensor, box: InputBox) -> Tensor:
+    """``min over the box`` of the linear bound: ``bias + sum_i A_i+ l_i + A_i- u_i``, shape (B, m)."""
+    total = bias
+    for i, a in found.items():
+        lo, hi = box[graph.nodes[i].kwargs["name"]]
+        total = total + _flat_sum(a.clamp(min=0) * lo.unsqueeze(1) + a.clamp(max=0) * hi.unsqueeze(1))
+    return total
+
+
+def _identity_spec(shape: tuple[int, ...], like: Tensor) -> Tensor:
+    n = 1
+    for s in shape:
+        n *= s
+    eye = torch.eye(n, dtype=like.dtype, device=like.device)
+    return torch.cat([eye, -eye]).reshape(1, 2 * n, *shape)
+
+
+def propagate(
+    graph: Graph,
+    box: InputBox,
+    plan: Plan,
+    relaxer: Relaxer,
+    crown_nodes: tuple[int, ...] | None = None,
+    base: tuple[Interval | None, ...] | None = None,
+    keep_linear: bool = False,
+) -> tuple[list[Interval | None], dict[int, tuple[dict[int, Tensor], Tensor]]]:
+    """Intervals of every needed node (IBP, CROWN on ``crown_nodes``, intersected with ``base``)."""
+    crown_set = set(plan.crown_nodes if crown_nodes is None else crown_nodes)
+    intervals: list[Interval | None] = [None] * len(graph.nodes)
+    linear: dict[int, tuple[dict[int, Tensor], Tensor]] = {}
+    for i in sorted(plan.needed):
+        lo, hi = node_interval(graph, i, intervals, box)
+        if i in crown_set:
+            a0 = _identity_spec(graph.nodes[i].shape, lo)
+            found, bias = backward(graph, i, a0, intervals, relaxer)
+            bound = concretize(graph, found, bias, box)
+            n = bound.shape[1] // 2
+            shape = (bound.shape[0], *graph.nodes[i].shape)
+            lo = torch.maximum(lo, bound[:, :n].reshape(shape))
+            hi = torch.minimum(hi, -bound[:, n:].reshape(shape))
+            if keep_linear:
+                linear[i] = (found, bias)
+        if base is not None and base[i] is not None:
+            lo, hi = torch.maximum(lo, base[i][0]), torch.minimum(hi, base[i][1])  # type: ignore[index]
+        intervals[i] = (lo, hi)
+    return intervals, linear
+
+
+def final_bounds(
+    graph: Graph,
+    box: InputBox,
+    output: int,
+    c: Tensor,
+    intervals: list[Interval | None],
+    relaxer: Relaxer,
+) -> tuple[Tensor, Tensor, LinearBounds]:
+    """Lower and upper bounds of C y_output and their linear forms, given the intervals."""
+    m = c.shape[1]
+    found, bias = backward(graph, output, torch.cat([c, -c], dim=1), intervals, relaxer)
+    bound = concretize(graph, found, bias, box)
+    names = {i: graph.nodes[i].kwargs["name"] for i in found}
+    linear = LinearBounds(
+        {names[i]: a[:, :m] for i, a in found.items()},
+        bias[:, :m],
+        {names[i]: -a[:, m:] for i, a in found.items()},
+        -bias[:, m:],
+    )
+    return bound[:, :m], -bound[:, m:], linear
+
+
+def ibp_of_spec(c: Tensor, interval: Interval) -> tuple[Tensor, Tensor]:
+    """Interval bounds of C y from the box of y."""
+    lo, hi = (t.unsqueeze(1) for t in interval)
+    pos, neg = c.clamp(min=0), c.clamp(max=0)
+    return _flat_sum(pos * lo + neg * hi), _flat_sum(pos * hi + neg * lo)
+
+
+def _resolve(graph: Graph, box: BoxLike, output: str | int | None) -> tuple[Graph, dict[str, Interval], int]:
+    graph = lower_fused(graph)
+    if output is None:
+        if len(graph.outputs) != 1:
+            raise ValueError(f"graph has outputs {[n for n, _ in graph.outputs]}: name one")
+        output = graph.outputs[0][0]
+    out_id = graph.output_ids[output] if isinstance(output, str) else int(output)
+    return graph, as_box(graph, box), out_id
+
+
+def ibp(graph: Graph, box: BoxLike, output: str | int | None = None, spec: Tensor | None = None) -> BoundResult:
+    """Interval bound propagation: bounds of ``C y_output`` over the box (C = identity by default)."""
+    graph, ibox, out = _resolve(graph, box, output)
+    plan = make_plan(graph, out)
+    intervals, _ = propagate(graph, ibox, plan, node_relaxer(graph), crown_nodes=())
+    c = spec_matrix(graph, out, spec, next(iter(ibox.values()))[0])
+    lo, hi = ibp_of_spec(c, intervals[out])  # type: ignore[arg-type]
+    return BoundResult(lo, hi, tuple(intervals), None, "ibp")
+
+
+def crown(
+    graph: Graph,
+    box: BoxLike,
+    output: str | int | None = None,
+    spec: Tensor | None = None,
+    keep_linear: bool = False,
+) -> BoundResult:
+    """CROWN bounds of ``C y_output`` over the box, never looser than IBP (intersected with it)."""
+    graph, ibox, out = _resolve(graph, box, output)
+    plan = make_plan(graph, out)
+    relaxer = node_relaxer(graph)
+    intervals, _ = propagate(graph, ibox, plan, relaxer, keep_linear=keep_linear)
+    c = spec_matrix(graph, out, spec, next(iter(ibox.values()))[0])
+    lo, hi, linear = final_bounds(graph, ibox, out, c, intervals, relaxer)
+    ilo, ihi = ibp_of_spec(c, intervals[out])  # type: ignore[arg-type]
+    return BoundResult(torch.maximum(lo, ilo), torch.minimum(hi, ihi), tuple(intervals), linear, "crown")
+
+
+def node_relaxer(graph: Graph) -> Relaxer:
+    """CROWN's fixed relaxations (each op's default alpha), computed once per node of ``graph``."""
+    cache: dict[int, Relaxation] = {}
+
+    def relaxer(start: int, i: int, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Relaxation:
+        if i not in cache:
+            node = graph.nodes[i]
+            op, kw = get_op(node.op), node.kwargs
+            cache[i] = op.relax(lows, ups, op.init_alpha(lows, ups, **kw), **kw)
+        return cache[i]
+
+    return relaxer

@@ -1,0 +1,6 @@
+"""The graph IR: immutable interned nodes, a validated topologically ordered `Graph`, and the builder."""
+
+from gridverify.ir.builder import GraphBuilder, Var, lower_fused, rebuild
+from gridverify.ir.graph import Graph, GraphError, Node, validate
+
+__all__ = ["Graph", "GraphBuilder", "GraphError", "Node", "Var", "lower_fused", "rebuild", "validate"]

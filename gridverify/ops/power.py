@@ -1,0 +1,73 @@
+"""power(x, n) = x**n for an integer n >= 2.
+
+Even n: convex, tangent below and chord above. Odd n: convex for x >= 0 and concave for x <= 0
+(inflection at 0), handled like an S-shaped function (see `gridverify.ops.smooth`):
+``a_L*x + b_L <= x**n <= a_U*x + b_U`` on ``[l, u]`` for slopes in the range of n*x**(n-1) over the box,
+tightest offsets. Precondition: integer n >= 2 (front ends lower n = 0, 1 and negative n to other ops).
+"""
+
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from gridverify.ops import smooth
+from gridverify.ops.registry import OpDef, Relaxation, register, same_shape
+
+
+@lru_cache(maxsize=None)
+def smooth_fn(n: int) -> smooth.SmoothFn:
+    if not (isinstance(n, int) and n >= 2):
+        raise ValueError(f"power needs an integer exponent >= 2, got {n!r}")
+
+    def f(x: Tensor) -> Tensor:
+        return x**n
+
+    def d1(x: Tensor) -> Tensor:
+        return n * x ** (n - 1)
+
+    def d2(x: Tensor) -> Tensor:
+        return n * (n - 1) * x ** (n - 2)
+
+    def solve(a: Tensor, p: Tensor, q: Tensor) -> Tensor:
+        root = (a.abs() / n) ** (1.0 / (n - 1))
+        side = torch.sign(a) if n % 2 == 0 else torch.where(p + q > 0, 1.0, -1.0).to(a)
+        return side * root
+
+    return smooth.SmoothFn(f, d1, d2, inflections=(0.0,) if n % 2 else (), solve_df=solve)
+
+
+def _forward(x: Tensor, exponent: int) -> Tensor:
+    return x**exponent
+
+
+def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], exponent: int) -> tuple[Tensor, Tensor]:
+    return smooth.interval(smooth_fn(exponent), lows[0], ups[0])
+
+
+def _relax(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor, exponent: int) -> Relaxation:
+    return smooth.relax(smooth_fn(exponent), lows[0], ups[0], alpha)
+
+
+def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], exponent: int) -> Tensor:
+    return smooth.init_alpha(smooth_fn(exponent), lows[0], ups[0])
+
+
+OP = register(
+    OpDef(
+        name="power",
+        kind="nonlinear",
+        arity=1,
+        forward=_forward,
+        shape=same_shape,
+        interval=_interval,
+        relax=_relax,
+        n_alpha=2,
+        init_alpha=_init,
+        sympy_heads=("Pow",),
+        torch_functions=(torch.pow, "pow"),
+        onnx_types=("Pow",),
+        sample_domain=(-5.0, 5.0),
+        sample_params=({"exponent": 2}, {"exponent": 3}, {"exponent": 4}, {"exponent": 5}),
+    )
+)

@@ -1,0 +1,27 @@
+"""scale(x; factor) = x * factor for a constant tensor ``factor`` broadcastable to x: exact linear.
+
+Interval: ``[min(c*l, c*u), max(c*l, c*u)]`` elementwise.
+"""
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gridverify.ops.registry import OpDef, broadcast_shape, register
+
+
+def _forward(x: Tensor, factor: Any) -> Tensor:
+    return x * factor.like(x)
+
+
+def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], factor: Any) -> tuple[Tensor, Tensor]:
+    a, b = _forward(lows[0], factor), _forward(ups[0], factor)
+    return torch.minimum(a, b), torch.maximum(a, b)
+
+
+def _shape(shape: tuple[int, ...], factor: Any) -> tuple[int, ...]:
+    return broadcast_shape(shape, factor.shape)
+
+
+OP = register(OpDef(name="scale", kind="linear", arity=1, forward=_forward, shape=_shape, interval=_interval))

@@ -1,0 +1,45 @@
+"""sqrt(x): concave and increasing on x >= 0.
+
+Relaxation: chord below, tangent above (see `gridverify.ops.smooth`):
+``chord(x) <= sqrt(x) <= sqrt(t) + (x - t)/(2 sqrt t)``. At ``l = 0`` the slope range is capped (the
+derivative is infinite there); every capped slope is still sound.
+Precondition: ``l >= 0``; otherwise `DomainError`.
+"""
+
+import torch
+from torch import Tensor
+
+from gridverify.ops import smooth
+from gridverify.ops.log import check_positive
+from gridverify.ops.registry import register
+
+
+def _d1(x: Tensor) -> Tensor:
+    return 0.5 / torch.sqrt(x)
+
+
+def _d2(x: Tensor) -> Tensor:
+    return -0.25 / (x * torch.sqrt(x))
+
+
+def _solve(a: Tensor, p: Tensor, q: Tensor) -> Tensor:
+    return 0.25 / (a * a)
+
+
+def _domain(lower: Tensor, upper: Tensor) -> None:
+    check_positive("sqrt", lower, upper, strict=False)
+
+
+FN = smooth.SmoothFn(torch.sqrt, _d1, _d2, solve_df=_solve)
+
+OP = register(
+    smooth.make_op(
+        "sqrt",
+        FN,
+        domain=_domain,
+        sympy_heads=("sqrt",),
+        torch_functions=(torch.sqrt, "sqrt"),
+        onnx_types=("Sqrt",),
+        sample_domain=(0.0, 50.0),
+    )
+)
