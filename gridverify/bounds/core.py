@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 from torch import Tensor
@@ -18,7 +17,7 @@ from gridverify.ops import DomainError, get_op
 
 Interval = tuple[Tensor, Tensor]
 InputBox = Mapping[str, Interval]
-BoxLike = Union[InputBox, Interval]
+BoxLike = InputBox | Interval
 
 # Ops after which a per-neuron interval can be tighter by back-substitution than by interval arithmetic.
 MIXING_OPS = frozenset({"linear", "add", "sub", "sum", "mul"})
@@ -65,7 +64,9 @@ def as_box(graph: Graph, box: BoxLike) -> dict[str, Interval]:
         lo, hi = box[name]
         shape = graph.nodes[i].shape
         if tuple(lo.shape[1:]) != shape or lo.shape != hi.shape:
-            raise ValueError(f"box of {name!r} needs lower/upper of shape (B, *{shape}), got {lo.shape}, {hi.shape}")
+            raise ValueError(
+                f"box of {name!r} needs lower/upper of shape (B, *{shape}), got {lo.shape}, {hi.shape}"
+            )
         if bool((lo > hi).any()):
             raise ValueError(f"box of {name!r} has lower > upper at {int((lo > hi).sum())} entries")
         out[name] = (lo, hi)
@@ -85,7 +86,9 @@ def spec_matrix(graph: Graph, output: int, spec: Tensor | None, like: Tensor) ->
         c = spec.to(dtype=like.dtype, device=like.device)
         c = c.unsqueeze(0) if c.ndim == 2 else c
         if c.ndim != 3 or c.shape[-1] != n:
-            raise ValueError(f"spec must be (m, {n}) or (B, m, {n}) for output shape {shape}, got {tuple(spec.shape)}")
+            raise ValueError(
+                f"spec must be (m, {n}) or (B, m, {n}) for output shape {shape}, got {tuple(spec.shape)}"
+            )
     return c.reshape(c.shape[0], c.shape[1], *shape)
 
 

@@ -85,7 +85,7 @@ def backward(
     intervals: list[Interval | None],
     relaxer: Relaxer,
 ) -> tuple[dict[int, Tensor], Tensor]:
-    """Lower linear bound of ``<a0, y_start>``: coefficients ``{input node: (b, m, *S)}`` and bias ``(b, m)``."""
+    """Lower linear bound of ``<a0, y_start>``: ``{input node: (b, m, *S)}`` coefficients, ``(b, m)`` bias."""
     coeffs: dict[int, Tensor] = {start: a0}
     bias = a0.new_zeros(a0.shape[:2])
     found: dict[int, Tensor] = {}
@@ -215,7 +215,9 @@ def _resolve(graph: Graph, box: BoxLike, output: str | int | None) -> tuple[Grap
     return graph, as_box(graph, box), out_id
 
 
-def ibp(graph: Graph, box: BoxLike, output: str | int | None = None, spec: Tensor | None = None) -> BoundResult:
+def ibp(
+    graph: Graph, box: BoxLike, output: str | int | None = None, spec: Tensor | None = None
+) -> BoundResult:
     """Interval bound propagation: bounds of ``C y_output`` over the box (C = identity by default)."""
     graph, ibox, out = _resolve(graph, box, output)
     plan = make_plan(graph, out)

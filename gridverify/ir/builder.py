@@ -23,6 +23,7 @@ import torch
 from gridverify.const import Const
 from gridverify.ir.graph import Graph, Node
 from gridverify.ops import REGISTRY, get_op
+from gridverify.ops.registry import elementwise_shape
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,6 +108,8 @@ class GraphBuilder:
         return var
 
     def const(self, value: Any) -> Var:
+        if isinstance(value, (bool, int)):
+            value = float(value)  # x + 1 and x + 1.0 are one node
         c = value if isinstance(value, Const) else Const(value)
         return self._add_node("const", (), {"value": c}, None)
 
@@ -124,10 +127,17 @@ class GraphBuilder:
         opdef = get_op(op)
         if opdef.kind == "leaf":
             raise ValueError(f"use input()/const() for {op!r}")
+        if opdef.shape is elementwise_shape:
+            vars_ = self._align_ranks(vars_)
         if vars_ and all(v.is_const for v in vars_):
             values = [v.node.kwargs["value"].tensor.unsqueeze(0) for v in vars_]
             return self.const(opdef.forward(*values, **params)[0])
         return self._add_node(op, tuple(v.id for v in vars_), params, name)
+
+    def _align_ranks(self, vars_: list[Var]) -> list[Var]:
+        """Give broadcasting inputs equal rank (leading 1s), so the batch axes line up."""
+        rank = max(len(v.shape) for v in vars_)
+        return [self.reshape(v, (1,) * (rank - len(v.shape)) + v.shape) for v in vars_]
 
     def __getattr__(self, op: str) -> Any:
         if op.startswith("_") or op not in REGISTRY:
@@ -136,10 +146,11 @@ class GraphBuilder:
 
     def build(self, outputs: Var | Mapping[str, Var]) -> Graph:
         """The graph of the given outputs: unused nodes (other than inputs) dropped, ids renumbered."""
-        outs = {"y": outputs} if isinstance(outputs, Var) else dict(outputs)
+        raw = {"y": outputs} if isinstance(outputs, Var) else dict(outputs)
+        outs = {name: self.lift(v) for name, v in raw.items()}
         keep = {i for _, i in self._inputs}
         for v in outs.values():
-            keep |= _ancestors(self.nodes, self.lift(v).id)
+            keep |= _ancestors(self.nodes, v.id)
         order = sorted(keep)
         new_id = {old: new for new, old in enumerate(order)}
         nodes = tuple(
@@ -163,7 +174,11 @@ class GraphBuilder:
         return self.apply("neg", x)
 
     def scale(self, x: Any, factor: Any) -> Var:
-        return self.apply("scale", x, factor=factor if isinstance(factor, Const) else Const(factor))
+        c = factor if isinstance(factor, Const) else Const(factor)
+        x = self.lift(x)
+        if len(c.shape) > len(x.shape):
+            x = self.reshape(x, (1,) * (len(c.shape) - len(x.shape)) + x.shape)
+        return self.apply("scale", x, factor=c)
 
     def linear(self, x: Any, weight: Any, bias: Any = None) -> Var:
         w = weight if isinstance(weight, Const) else Const(weight)
@@ -192,7 +207,11 @@ class GraphBuilder:
         """``x.flatten()[index]`` shaped like ``index``."""
         x = self.lift(x)
         idx = torch.as_tensor(np.asarray(index), dtype=torch.int64)
-        if idx.ndim == 1 and idx.numel() == _numel(x.shape) and bool((idx == torch.arange(idx.numel())).all()):
+        if (
+            idx.ndim == 1
+            and idx.numel() == _numel(x.shape)
+            and bool((idx == torch.arange(idx.numel())).all())
+        ):
             return self.reshape(x, (idx.numel(),))
         return self.apply("gather", x, index=Const(idx))
 

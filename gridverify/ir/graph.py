@@ -122,7 +122,9 @@ class Graph:
             x = inputs[name]
             x = torch.as_tensor(x).to(dtype)
             if tuple(x.shape[1:]) != self.nodes[i].shape:
-                raise ValueError(f"input {name!r} needs shape (N, *{self.nodes[i].shape}), got {tuple(x.shape)}")
+                raise ValueError(
+                    f"input {name!r} needs shape (N, *{self.nodes[i].shape}), got {tuple(x.shape)}"
+                )
             feeds[name] = x
         return feeds
 
@@ -189,7 +191,9 @@ def _io_problems(graph: Graph) -> list[str]:
     out_names = [n for n, _ in graph.outputs]
     if len(set(out_names)) != len(out_names):
         problems.append(f"duplicate output names {out_names}")
-    problems += [f"output {n!r} -> missing node {i}" for n, i in graph.outputs if not 0 <= i < len(graph.nodes)]
+    problems += [
+        f"output {n!r} -> missing node {i}" for n, i in graph.outputs if not 0 <= i < len(graph.nodes)
+    ]
     if not graph.outputs:
         problems.append("graph has no outputs")
     return problems

@@ -5,6 +5,8 @@ Relaxation on ``[l, u]``: exact when the box does not contain 0 inside; otherwis
 (default: slope +1 if u > -l else -1, the minimal-area choice). Precondition: none.
 """
 
+import operator
+
 import torch
 from torch import Tensor
 
@@ -45,7 +47,7 @@ OP = register(
         n_alpha=1,
         init_alpha=_init,
         sympy_heads=("Abs",),
-        torch_functions=(torch.abs, "abs"),
+        torch_functions=(torch.abs, operator.abs, "abs", "__abs__"),
         onnx_types=("Abs",),
     )
 )

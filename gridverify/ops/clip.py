@@ -17,7 +17,9 @@ def _forward(x: Tensor, lo: float, hi: float) -> Tensor:
     return x.clamp(lo, hi)
 
 
-def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], lo: float, hi: float) -> tuple[Tensor, Tensor]:
+def _interval(
+    lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], lo: float, hi: float
+) -> tuple[Tensor, Tensor]:
     return lows[0].clamp(lo, hi), ups[0].clamp(lo, hi)
 
 
@@ -29,7 +31,9 @@ def _pivots(l: Tensor, u: Tensor, lo: float, hi: float) -> tuple[Tensor, Tensor,
     return h, g, s_up, s_lo
 
 
-def _relax(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor, lo: float, hi: float) -> Relaxation:
+def _relax(
+    lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor, lo: float, hi: float
+) -> Relaxation:
     h, g, s_up, s_lo = _pivots(lows[0], ups[0], lo, hi)
     uw, lw = alpha[1] * s_up, alpha[0] * s_lo
     ub = h.clamp(lo, hi) - uw * h

@@ -24,7 +24,9 @@ def _forward(x: Tensor, weight: Any, bias: Any = None) -> Tensor:
     return y if bias is None else y + bias.like(x)
 
 
-def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], weight: Any, bias: Any = None) -> tuple[Tensor, Tensor]:
+def _interval(
+    lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], weight: Any, bias: Any = None
+) -> tuple[Tensor, Tensor]:
     l, u = lows[0], ups[0]
     centre = _forward(0.5 * (l + u), weight, bias)
     w = weight.like(l)

@@ -5,6 +5,7 @@ Bound propagation uses its decomposition ``sum_k x[..., i, k, None] * y[..., Non
 of the same decomposition. Precondition: both inputs at least 2-D, inner sizes equal.
 """
 
+import operator
 from typing import Any
 
 import torch
@@ -43,7 +44,7 @@ OP = register(
         shape=_shape,
         interval=_interval,
         decompose=_decompose,
-        torch_functions=(torch.matmul, torch.bmm, "matmul", "bmm"),
+        torch_functions=(torch.matmul, torch.bmm, operator.matmul, "matmul", "bmm"),
         onnx_types=("MatMul",),
     )
 )

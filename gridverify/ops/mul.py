@@ -10,6 +10,8 @@ Each is a convex combination of the two McCormick planes, valid on the whole box
 few ulps (outward rounding). Precondition: none. Rewrite x*x as `square` (much tighter).
 """
 
+import operator
+
 import torch
 from torch import Tensor
 
@@ -54,7 +56,7 @@ OP = register(
         n_alpha=2,
         init_alpha=_init,
         sympy_heads=("Mul",),
-        torch_functions=(torch.mul, "mul"),
+        torch_functions=(torch.mul, operator.mul, "mul", "__mul__"),
         onnx_types=("Mul",),
     )
 )

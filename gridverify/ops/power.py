@@ -6,7 +6,8 @@ Even n: convex, tangent below and chord above. Odd n: convex for x >= 0 and conc
 tightest offsets. Precondition: integer n >= 2 (front ends lower n = 0, 1 and negative n to other ops).
 """
 
-from functools import lru_cache
+import operator
+from functools import cache
 
 import torch
 from torch import Tensor
@@ -15,7 +16,7 @@ from gridverify.ops import smooth
 from gridverify.ops.registry import OpDef, Relaxation, register, same_shape
 
 
-@lru_cache(maxsize=None)
+@cache
 def smooth_fn(n: int) -> smooth.SmoothFn:
     if not (isinstance(n, int) and n >= 2):
         raise ValueError(f"power needs an integer exponent >= 2, got {n!r}")
@@ -65,7 +66,7 @@ OP = register(
         n_alpha=2,
         init_alpha=_init,
         sympy_heads=("Pow",),
-        torch_functions=(torch.pow, "pow"),
+        torch_functions=(torch.pow, operator.pow, "pow", "__pow__"),
         onnx_types=("Pow",),
         sample_domain=(-5.0, 5.0),
         sample_params=({"exponent": 2}, {"exponent": 3}, {"exponent": 4}, {"exponent": 5}),

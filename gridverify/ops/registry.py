@@ -111,6 +111,9 @@ def broadcast_shape(*shapes: Sequence[int]) -> Shape:
 
 
 def elementwise_shape(*shapes: Shape, **params: Any) -> Shape:
+    """Broadcast shape of inputs of equal rank (equal rank keeps the batch axes aligned)."""
+    if len({len(s) for s in shapes}) > 1:
+        raise ValueError(f"elementwise inputs need equal rank (pad with leading 1s), got {shapes}")
     return broadcast_shape(*shapes)
 
 

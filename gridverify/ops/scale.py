@@ -21,6 +21,8 @@ def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], factor: Any) ->
 
 
 def _shape(shape: tuple[int, ...], factor: Any) -> tuple[int, ...]:
+    if len(factor.shape) > len(shape):
+        raise ValueError(f"scale factor of shape {factor.shape} has more axes than its input {shape}")
     return broadcast_shape(shape, factor.shape)
 
 

@@ -39,9 +39,9 @@ from gridverify.ops.registry import OpDef, Relaxation, same_shape
 Fn = Callable[[Tensor], Tensor]
 Solver = Callable[[Tensor, Tensor, Tensor], Tensor]
 
-_BISECT_STEPS = 40
-_NEWTON_STEPS = 3
-_ENVELOPE_STEPS = 40
+_BISECT_STEPS = 24
+_NEWTON_STEPS = 4
+_ENVELOPE_STEPS = 30
 _SLOPE_CAP = 1e30
 
 
@@ -151,7 +151,10 @@ def offset(fn: SmoothFn, l: Tensor, u: Tensor, a: Tensor, lower: bool) -> Tensor
     b, _ = _extreme(fn, a, _breakpoints(fn, lr, ur), lower)
     b = b - a * shift
     m = _margin(fn, a, b, l.expand(shape), u.expand(shape), shift)
-    return b - m if lower else b + m
+    # Where f overflowed on the whole box (b = +inf for a lower, -inf for an upper offset), b -+ m is
+    # inf - inf = NaN: the sound finite value is the largest float on that side.
+    big = torch.finfo(b.dtype).max
+    return torch.where(b == math.inf, big, b - m) if lower else torch.where(b == -math.inf, -big, b + m)
 
 
 def interval(fn: SmoothFn, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
@@ -201,9 +204,12 @@ def _finite_or_constant(
     if bool(bad_lo.any()) or bool(bad_hi.any()):
         ilo, ihi = interval(fn, l, u)
         a_lo = torch.where(bad_lo, torch.zeros_like(a_lo), a_lo)
-        b_lo = torch.where(bad_lo, ilo.nan_to_num(nan=-math.inf).expand_as(b_lo), b_lo)
+        # Keep infinities infinite (nan_to_num's default would turn an upper +inf into a finite max).
+        ilo = ilo.nan_to_num(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+        ihi = ihi.nan_to_num(nan=math.inf, posinf=math.inf, neginf=-math.inf)
+        b_lo = torch.where(bad_lo, ilo.expand_as(b_lo), b_lo)
         a_hi = torch.where(bad_hi, torch.zeros_like(a_hi), a_hi)
-        b_hi = torch.where(bad_hi, ihi.nan_to_num(nan=math.inf).expand_as(b_hi), b_hi)
+        b_hi = torch.where(bad_hi, ihi.expand_as(b_hi), b_hi)
     return Relaxation((a_lo,), b_lo, (a_hi,), b_hi)
 
 
@@ -222,9 +228,22 @@ def _envelope_alpha(fn: SmoothFn, l: Tensor, u: Tensor, lower: bool) -> Tensor:
 
 
 def init_alpha(fn: SmoothFn, l: Tensor, u: Tensor) -> Tensor:
-    """Minimal-area lines (CROWN's choice): shape (2, *l.shape)."""
+    """Minimal-area lines (CROWN's choice), shape (2, *l.shape): on a box without an inflection inside,
+    the tangent at the midpoint and the chord; across inflections, the envelopes' lines at the midpoint."""
     with torch.no_grad():
-        return torch.stack([_envelope_alpha(fn, l, u, True), _envelope_alpha(fn, l, u, False)])
+        lr, ur, _ = _reduce(fn, l, u)
+        inner = _breakpoints(fn, lr, ur)[..., 1:-1]
+        crosses = ((inner > lr.unsqueeze(-1)) & (inner < ur.unsqueeze(-1))).any(-1)
+        lo, hi = slope_range(fn, l, u)
+        mid = 0.5 * (lr + ur)
+        tangent = (fn.df(mid) - lo) / (hi - lo)
+        chord = ((fn.f(ur) - fn.f(lr)) / (ur - lr) - lo) / (hi - lo)
+        convex = fn.d2f(mid) >= 0
+        alpha = torch.stack([torch.where(convex, tangent, chord), torch.where(convex, chord, tangent)])
+        if bool(crosses.any()):
+            envelope = torch.stack([_envelope_alpha(fn, l, u, True), _envelope_alpha(fn, l, u, False)])
+            alpha = torch.where(crosses, envelope, alpha)
+        return alpha.nan_to_num(nan=0.5).clamp(0.0, 1.0)
 
 
 def make_op(
