@@ -60,6 +60,9 @@ def _transpose_linear(graph: Graph, i: int, a: Tensor) -> tuple[list[Tensor], Te
     """A through a linear op: (coefficients per input, bias gained), by a vector-Jacobian product."""
     node = graph.nodes[i]
     op, kw = get_op(node.op), node.kwargs
+    bias = _flat_sum(a * kw["bias"].like(a)) if node.op == "linear" and kw.get("bias") is not None else None
+    if op.adjoint is not None:
+        return list(op.adjoint(a, **kw)), a.new_zeros(a.shape[:2]) if bias is None else bias
     b, m = a.shape[:2]
     flat = a.reshape(b * m, *node.shape)
     shapes = [graph.nodes[j].shape for j in node.inputs]
@@ -72,10 +75,7 @@ def _transpose_linear(graph: Graph, i: int, a: Tensor) -> tuple[list[Tensor], Te
     coeffs = [
         (torch.zeros_like(p) if g is None else g).reshape(b, m, *s) for g, p, s in zip(grads, primals, shapes)
     ]
-    bias = a.new_zeros(b, m)
-    if node.op == "linear" and kw.get("bias") is not None:
-        bias = _flat_sum(a * kw["bias"].like(a))
-    return coeffs, bias
+    return coeffs, a.new_zeros(b, m) if bias is None else bias
 
 
 def backward(

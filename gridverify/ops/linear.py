@@ -34,6 +34,14 @@ def _interval(
     return centre - radius, centre + radius
 
 
+def _adjoint(a: Tensor, weight: Any, bias: Any = None) -> tuple[Tensor, ...]:
+    w = weight.like(a)
+    if not w.is_sparse:
+        return (a @ w,)
+    flat = a.reshape(-1, a.shape[-1])
+    return (torch.sparse.mm(w.t(), flat.T).T.reshape(*a.shape[:-1], w.shape[1]),)
+
+
 def _shape(shape: tuple[int, ...], weight: Any, bias: Any = None) -> tuple[int, ...]:
     k, n = weight.shape
     if not shape or shape[-1] != n:
@@ -51,6 +59,7 @@ OP = register(
         forward=_forward,
         shape=_shape,
         interval=_interval,
+        adjoint=_adjoint,
         torch_functions=(torch.nn.functional.linear, nn.Linear),
         onnx_types=("Gemm",),
     )
