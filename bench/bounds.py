@@ -92,7 +92,8 @@ def main() -> None:
         "| IBP s | CROWN s | alpha s | CROWN/IBP time | alpha/CROWN time |"
     )
     print(
-        f"eps={args.eps}, boxes: 2, alpha steps: {args.alpha_steps}, float64, {torch.get_num_threads()} threads"
+        f"eps={args.eps}, boxes: 2, alpha steps: {args.alpha_steps}, float64, "
+        f"{torch.get_num_threads()} threads"
     )
     print(header)
     print("|" + "---|" * 11)

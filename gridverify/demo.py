@@ -62,5 +62,7 @@ def _alpha(graph: Graph, box: tuple[torch.Tensor, torch.Tensor]) -> BoundResult:
 def format_rows(rows: list[DemoRow]) -> str:
     lines = [f"{'method':<16}{'lower':>12}{'upper':>12}{'width':>12}{'seconds':>10}"]
     for r in rows:
-        lines.append(f"{r.method:<16}{r.lower:>12.5f}{r.upper:>12.5f}{r.upper - r.lower:>12.5f}{r.seconds:>10.3f}")
+        lines.append(
+            f"{r.method:<16}{r.lower:>12.5f}{r.upper:>12.5f}{r.upper - r.lower:>12.5f}{r.seconds:>10.3f}"
+        )
     return "\n".join(lines)

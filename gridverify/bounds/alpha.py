@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from gridverify.bounds.core import BoundResult, BoxLike, Interval, LinearBounds, Plan, make_plan, spec_matrix
-from gridverify.bounds.crown import Relaxer, _resolve, crown, final_bounds, ibp_of_spec, propagate
+from gridverify.bounds.crown import Relaxer, crown, final_bounds, ibp_of_spec, propagate, resolve
+from gridverify.bounds.optim import ProjectedAdam
 from gridverify.ir.graph import Graph
 from gridverify.ops import Relaxation, get_op
 
@@ -120,7 +121,7 @@ def alpha_crown(
 ) -> BoundResult:
     """alpha-CROWN bounds of ``C y_output`` over the box: never looser than CROWN's."""
     start = crown(graph, box, output, spec)
-    graph, ibox, out = _resolve(graph, box, output)
+    graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)
     like = next(iter(ibox.values()))[0]
     c = spec_matrix(graph, out, spec, like)
@@ -147,7 +148,7 @@ def _optimise(
     intervals: tuple[Interval | None, ...],
     config: AlphaConfig,
 ) -> tuple[Interval | None, ...]:
-    opt = _Adam(list(alphas.values()), config.lr, config.decay)
+    opt = ProjectedAdam(list(alphas.values()), config.lr, config.decay)
     relaxer = _alpha_relaxer(graph, alphas)
     crown_nodes = plan.crown_nodes if config.optimise_intermediate else ()
     stale = 0
@@ -170,27 +171,3 @@ def _optimise(
 
 def _decided(best: _Best, config: AlphaConfig) -> bool:
     return config.stop_above is not None and bool((best.lower > config.stop_above).all())
-
-
-class _Adam:
-    """Adam with exponential learning-rate decay and projection onto [0, 1] after each step."""
-
-    def __init__(self, params: list[Tensor], lr: float, decay: float, betas=(0.9, 0.999), eps=1e-8) -> None:
-        self.params, self.lr, self.decay, self.betas, self.eps = params, lr, decay, betas, eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = 0
-
-    @torch.no_grad()
-    def step(self, grads: tuple[Tensor | None, ...]) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        lr = self.lr * self.decay ** (self.t - 1)
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            if g is None:
-                continue
-            g = g.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            m_hat, v_hat = m / (1 - b1**self.t), v / (1 - b2**self.t)
-            p.sub_(lr * m_hat / (v_hat.sqrt() + self.eps)).clamp_(0.0, 1.0)

@@ -36,6 +36,10 @@ from gridverify.ops import DomainError, Relaxation, get_op
 Relaxer = Callable[[int, int, tuple[Tensor, ...], tuple[Tensor, ...]], Relaxation]
 """(start node, nonlinear node, input lowers, input uppers) -> lines broadcastable to (B, m_start, *S)."""
 
+Visitor = Callable[[int, Tensor], tuple[Tensor, Tensor | None]]
+"""(node, its summed coefficient A) -> (A to propagate, bias gained or None). Used by branch and bound to
+add split constraints (beta-CROWN terms) and to record coefficients for branching scores."""
+
 
 def _flat_sum(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], t.shape[1], -1).sum(-1)
@@ -84,6 +88,7 @@ def backward(
     a0: Tensor,
     intervals: list[Interval | None],
     relaxer: Relaxer,
+    visit: Visitor | None = None,
 ) -> tuple[dict[int, Tensor], Tensor]:
     """Lower linear bound of ``<a0, y_start>``: ``{input node: (b, m, *S)}`` coefficients, ``(b, m)`` bias."""
     coeffs: dict[int, Tensor] = {start: a0}
@@ -93,6 +98,9 @@ def backward(
         a = coeffs.pop(i, None)
         if a is None:
             continue
+        if visit is not None:
+            a, gained = visit(i, a)
+            bias = bias if gained is None else bias + gained
         node = graph.nodes[i]
         kind = get_op(node.op).kind
         if node.op == "input":
@@ -205,7 +213,7 @@ def ibp_of_spec(c: Tensor, interval: Interval) -> tuple[Tensor, Tensor]:
     return _flat_sum(pos * lo + neg * hi), _flat_sum(pos * hi + neg * lo)
 
 
-def _resolve(graph: Graph, box: BoxLike, output: str | int | None) -> tuple[Graph, dict[str, Interval], int]:
+def resolve(graph: Graph, box: BoxLike, output: str | int | None) -> tuple[Graph, dict[str, Interval], int]:
     graph = lower_fused(graph)
     if output is None:
         if len(graph.outputs) != 1:
@@ -219,7 +227,7 @@ def ibp(
     graph: Graph, box: BoxLike, output: str | int | None = None, spec: Tensor | None = None
 ) -> BoundResult:
     """Interval bound propagation: bounds of ``C y_output`` over the box (C = identity by default)."""
-    graph, ibox, out = _resolve(graph, box, output)
+    graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)
     intervals, _ = propagate(graph, ibox, plan, node_relaxer(graph), crown_nodes=())
     c = spec_matrix(graph, out, spec, next(iter(ibox.values()))[0])
@@ -235,7 +243,7 @@ def crown(
     keep_linear: bool = False,
 ) -> BoundResult:
     """CROWN bounds of ``C y_output`` over the box, never looser than IBP (intersected with it)."""
-    graph, ibox, out = _resolve(graph, box, output)
+    graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)
     relaxer = node_relaxer(graph)
     intervals, _ = propagate(graph, ibox, plan, relaxer, keep_linear=keep_linear)

@@ -43,6 +43,7 @@ _BISECT_STEPS = 24
 _NEWTON_STEPS = 4
 _ENVELOPE_STEPS = 30
 _SLOPE_CAP = 1e30
+_NUDGE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,12 @@ def _margin(fn: SmoothFn, a: Tensor, b: Tensor, l: Tensor, u: Tensor, shift: Ten
 def slope_range(fn: SmoothFn, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     """Range of f' over [l, u] (extremes of f' sit at endpoints or inflections), capped to finite values."""
     lr, ur, _ = _reduce(fn, l, u)
-    d = fn.df(_breakpoints(fn, lr, ur))
+    bp = _breakpoints(fn, lr, ur)
+    d = fn.df(bp)
+    # An infinite derivative at an endpoint (sqrt at 0) would make every alpha but 0 useless: take f' a
+    # hair inside instead (any slope is sound; this only keeps alpha's scale meaningful).
+    inside = bp + _NUDGE * (ur - lr).unsqueeze(-1) * torch.where(bp <= lr.unsqueeze(-1), 1.0, -1.0)
+    d = torch.where(torch.isfinite(d), d, fn.df(inside))
     lo = d.nan_to_num(nan=0.0).amin(-1).clamp(-_SLOPE_CAP, _SLOPE_CAP)
     hi = d.nan_to_num(nan=0.0).amax(-1).clamp(-_SLOPE_CAP, _SLOPE_CAP)
     return lo, hi

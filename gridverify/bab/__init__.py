@@ -1,0 +1,16 @@
+"""Branch and bound on general nonlinearities (GenBaB) and on inputs, with PGD counterexamples."""
+
+from gridverify.bab.attack import AttackConfig, attack
+from gridverify.bab.bound import BoundConfig
+from gridverify.bab.search import Branching, SearchConfig, SpecResult, Verdict, maximise
+
+__all__ = [
+    "AttackConfig",
+    "BoundConfig",
+    "Branching",
+    "SearchConfig",
+    "SpecResult",
+    "Verdict",
+    "attack",
+    "maximise",
+]

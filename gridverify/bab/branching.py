@@ -1,0 +1,179 @@
+"""Where to branch: a neuron (GenBaB, chosen by BBPS or by width) or an input dimension, and at which point.
+
+BBPS (Shi et al. 2024) estimates, for every candidate neuron j of a node z feeding relaxed ops h, how much a
+split would raise the domain's lower bound of ``g = -c^T y``. With ``L`` the coefficient of h's output in
+the domain's last bound, the relaxation of neuron j passes ``L+ lw + L- uw`` to each input of h and adds
+``L+ lb + L- ub``; the input's root linear bounds (``W_L x + b_L <= z <= W_U x + b_U``, from the root CROWN
+pass) carry it to the graph input. Summing over the neurons gives an estimate ``E`` of the bound; replacing
+neuron j's terms by those of its relaxation on one branch gives ``E'_jk``; the score is ``min_k E'_jk - E``.
+Split points are the midpoint, or 0 for relu and products whose interval contains 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gridverify.bab.bound import Bounded
+from gridverify.bab.domains import Problem
+from gridverify.bounds.core import Interval
+from gridverify.ops import Relaxation, get_op
+
+RootLinear = dict[int, tuple[Tensor, Tensor, Tensor, Tensor]]
+"""node -> (W_L, b_L, W_U, b_U): W (1, *S, n_in), b (1, *S): linear bounds of the node over the root box."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Per domain: the node (-1 for an input split), the flat neuron (or input) index, and the point."""
+
+    node: Tensor
+    index: Tensor
+    point: Tensor
+
+
+def consumers(problem: Problem) -> dict[int, list[tuple[int, int]]]:
+    """split node -> [(nonlinear consumer, input position)] among the nodes the output depends on."""
+    found: dict[int, list[tuple[int, int]]] = {z: [] for z in problem.split_nodes}
+    for i in sorted(problem.plan.needed):
+        node = problem.graph.nodes[i]
+        if get_op(node.op).kind == "nonlinear":
+            for k, j in enumerate(node.inputs):
+                if j in found:
+                    found[j].append((i, k))
+    return found
+
+
+def split_point(problem: Problem, z: int, lower: Tensor, upper: Tensor) -> Tensor:
+    """Midpoint, or 0 where a relu or product input interval contains 0."""
+    mid = 0.5 * (lower + upper)
+    zero_ops = {problem.graph.nodes[h].op for h, _ in consumers(problem)[z]} & {"relu", "mul", "abs"}
+    if zero_ops:
+        mid = torch.where((lower < 0) & (upper > 0), torch.zeros_like(mid), mid)
+    return mid
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def _input_bounds(problem: Problem, iv: tuple[Interval | None, ...], h: int) -> tuple[tuple, tuple]:
+    node = problem.graph.nodes[h]
+    return tuple(iv[k][0] for k in node.inputs), tuple(iv[k][1] for k in node.inputs)  # type: ignore[index]
+
+
+def _lines(problem: Problem, h: int, lows: tuple, ups: tuple, alpha: Tensor | None) -> Relaxation:
+    node = problem.graph.nodes[h]
+    op = get_op(node.op)
+    a = op.init_alpha(lows, ups, **node.kwargs) if alpha is None else alpha[:, :, 0]
+    return op.relax(lows, ups, a, **node.kwargs)
+
+
+def _shortcut(
+    problem: Problem, h: int, lam: Tensor, r: Relaxation, root: RootLinear, iv: tuple
+) -> tuple[Tensor, Tensor]:
+    """Per neuron of h: coefficient on the graph input (B, n_h, n_in) and constant (B, n_h)."""
+    pos, neg = lam.clamp(min=0), lam.clamp(max=0)
+    const = _flat(pos * r.lb + neg * r.ub).expand(lam.shape[0], -1)
+    coeff = 0.0
+    for k, j in enumerate(problem.graph.nodes[h].inputs):
+        passed = _flat((pos * r.lw[k] + neg * r.uw[k]).expand_as(lam))
+        w_l, b_l, w_u, b_u = root.get(j) or _constant_bounds(iv[j], problem.lower)
+        p, n = passed.clamp(min=0), passed.clamp(max=0)
+        coeff = coeff + p.unsqueeze(-1) * w_l.flatten(1, -2) + n.unsqueeze(-1) * w_u.flatten(1, -2)
+        const = const + p * _flat(b_l) + n * _flat(b_u)
+    return coeff, const  # type: ignore[return-value]
+
+
+def _constant_bounds(iv: Interval, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    lo, hi = iv
+    zeros = lo.new_zeros((*lo.shape, like[0].numel()))
+    return zeros, lo, zeros, hi
+
+
+def _minimise(coeff: Tensor, const: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """min over the input box of coeff . x + const; coeff (..., n_in), lower/upper (B, n_in)."""
+    shape = (lower.shape[0],) + (1,) * (coeff.ndim - 2) + (lower.shape[-1],)
+    lo, hi = lower.reshape(shape), upper.reshape(shape)
+    return (coeff.clamp(min=0) * lo + coeff.clamp(max=0) * hi).sum(-1) + const
+
+
+def bbps_scores(problem: Problem, b: Bounded, root: RootLinear) -> dict[int, Tensor]:
+    """Score (B, numel(z)) per split node z: the estimated gain of the worse branch (-inf: not splittable)."""
+    d = b.domains
+    lower, upper = _flat(d.lower), _flat(d.upper)
+    scores = {}
+    for z, uses in consumers(problem).items():
+        lo_z, hi_z = d.intervals[z]  # type: ignore[misc]
+        point = split_point(problem, z, lo_z, hi_z)
+        gains = []
+        for h, k in uses:
+            if problem.graph.nodes[h].shape != problem.graph.nodes[z].shape or h not in b.coeffs:
+                continue
+            gains.append(_gain(problem, b, root, h, k, point, (lower, upper)))
+        total = torch.stack(gains).sum(0) if gains else _width_score(problem, b, z)
+        scores[z] = torch.where(_flat(hi_z - lo_z) > 1e-12, total, torch.full_like(total, -torch.inf))
+    return scores
+
+
+def _gain(
+    problem: Problem, b: Bounded, root: RootLinear, h: int, k: int, point: Tensor, box: tuple
+) -> Tensor:
+    d, lam = b.domains, b.coeffs[h]
+    lows, ups = _input_bounds(problem, d.intervals, h)
+    before = _shortcut(problem, h, lam, _lines(problem, h, lows, ups, d.alpha.get(h)), root, d.intervals)
+    total_coeff, total_const = before[0].sum(1), before[1].sum(1)
+    base = _minimise(total_coeff, total_const, *box)
+    worst = None
+    for side in (0, 1):
+        lows_k, ups_k = list(lows), list(ups)
+        if side == 0:
+            ups_k[k] = torch.minimum(ups[k], point)
+        else:
+            lows_k[k] = torch.maximum(lows[k], point)
+        after = _shortcut(
+            problem, h, lam, _lines(problem, h, tuple(lows_k), tuple(ups_k), None), root, d.intervals
+        )
+        coeff = total_coeff.unsqueeze(1) - before[0] + after[0]
+        const = total_const.unsqueeze(1) - before[1] + after[1]
+        est = _minimise(coeff, const, *box) - base.unsqueeze(1)
+        worst = est if worst is None else torch.minimum(worst, est)
+    return worst  # type: ignore[return-value]
+
+
+def _width_score(problem: Problem, b: Bounded, z: int) -> Tensor:
+    """Width times the summed magnitude of the consumers' output coefficients (broadcast-reduced)."""
+    d = b.domains
+    lo, hi = d.intervals[z]  # type: ignore[misc]
+    weight = torch.ones_like(lo)
+    for h, _ in consumers(problem)[z]:
+        lam = b.coeffs.get(h)
+        if lam is not None and lam.shape == lo.shape:
+            weight = weight + lam.abs()
+    return _flat((hi - lo) * weight)
+
+
+def width_scores(problem: Problem, b: Bounded) -> dict[int, Tensor]:
+    """The simple heuristic: interval width times consumer coefficient magnitude."""
+    return {z: _width_score(problem, b, z) for z in consumers(problem)}
+
+
+def choose_neuron(problem: Problem, scores: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
+    """Best (node, flat index) per domain over all split nodes."""
+    nodes = sorted(scores)
+    best = torch.stack([scores[z].max(1).values for z in nodes], 1)
+    which = best.argmax(1)
+    index = torch.stack([scores[z].argmax(1) for z in nodes], 1).gather(1, which.unsqueeze(1)).squeeze(1)
+    return torch.tensor(nodes, device=which.device)[which], index
+
+
+def choose_input(b: Bounded) -> tuple[Tensor, Tensor]:
+    """Input dimension with the largest |coefficient| x width, and its midpoint."""
+    d = b.domains
+    width = _flat(d.upper - d.lower)
+    score = _flat(b.input_coeff).abs() * width + 1e-9 * width
+    dim = score.argmax(1)
+    mid = 0.5 * (_flat(d.lower) + _flat(d.upper)).gather(1, dim.unsqueeze(1)).squeeze(1)
+    return dim, mid

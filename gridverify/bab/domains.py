@@ -1,0 +1,140 @@
+"""Sub-domains of a branch-and-bound search, batched as tensors on the torch device.
+
+A problem maximises ``c^T y(x)`` over an input box; each domain is a piece of it: an input box, and for
+every node that feeds a relaxation a per-neuron interval (the parent's, with one neuron narrowed by each
+neuron split). A narrowed neuron carries a split constraint (``z_j >= l_j`` and/or ``z_j <= u_j``) that
+enters the bound with a multiplier beta >= 0 (beta-CROWN). Relaxation parameters (alpha) and betas are
+inherited from the parent (warm start).
+
+Shapes: ``B`` domains; ``S_j`` the shape of node j; the graph has one input of shape ``S_in``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from gridverify.bounds.core import Interval, Plan, make_plan
+from gridverify.bounds.crown import resolve
+from gridverify.ir.graph import Graph
+from gridverify.ops import get_op
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Maximise ``c^T y_output`` over the box ``[lower, upper]`` (each ``(1, *S_in)``)."""
+
+    graph: Graph
+    output: int
+    input_name: str
+    plan: Plan
+    lower: Tensor
+    upper: Tensor
+
+    @staticmethod
+    def make(graph: Graph, box: tuple[Tensor, Tensor], output: str | int | None = None) -> Problem:
+        if len(graph.inputs) != 1:
+            raise ValueError(
+                f"branch and bound needs a graph with one input, got {[n for n, _ in graph.inputs]}"
+            )
+        graph, ibox, out = resolve(graph, box, output)
+        name = graph.inputs[0][0]
+        lo, hi = ibox[name]
+        if lo.shape[0] != 1:
+            raise ValueError(f"branch and bound takes one input box, got a batch of {lo.shape[0]}")
+        return Problem(graph, out, name, make_plan(graph, out), lo, hi)
+
+    @property
+    def split_nodes(self) -> tuple[int, ...]:
+        """Nodes whose neurons may be split: inputs of nonlinear ops other than exp, log and sqrt."""
+        found = set()
+        for i in sorted(self.plan.needed):
+            node = self.graph.nodes[i]
+            op = get_op(node.op)
+            if op.kind == "nonlinear" and node.op not in ("exp", "log", "sqrt"):
+                found.update(j for j in node.inputs if self.graph.nodes[j].op != "const")
+        return tuple(sorted(found))
+
+
+@dataclass(frozen=True)
+class Domains:
+    """A batch of sub-domains (see the module docstring)."""
+
+    lower: Tensor  # (B, *S_in)
+    upper: Tensor
+    spec: Tensor  # (B, n_out): maximise spec . y
+    spec_id: Tensor  # (B,) index of the specification each domain belongs to
+    intervals: tuple[Interval | None, ...]  # per node (B, *S_j)
+    alpha: dict[int, Tensor]  # per relaxed node j: (P_j, B, 1, *S_j)
+    beta_lo: dict[int, Tensor]  # per split node: multiplier of z_j >= l_j, (B, *S_j)
+    beta_hi: dict[int, Tensor]  # multiplier of z_j <= u_j
+    split_lo: dict[int, Tensor]  # bool (B, *S_j): z_j >= l_j is a split constraint
+    split_hi: dict[int, Tensor]
+    bound: Tensor  # (B,) certified upper bound of spec . y on the domain
+    depth: Tensor  # (B,)
+
+    @property
+    def size(self) -> int:
+        return int(self.lower.shape[0])
+
+
+def _take(t: Tensor | None, idx: Tensor, dim: int = 0) -> Tensor | None:
+    return None if t is None else t.index_select(dim, idx)
+
+
+def select(d: Domains, idx: Tensor) -> Domains:
+    """The domains at positions ``idx``."""
+    return Domains(
+        d.lower[idx],
+        d.upper[idx],
+        d.spec[idx],
+        d.spec_id[idx],
+        tuple(None if iv is None else (_take(iv[0], idx), _take(iv[1], idx)) for iv in d.intervals),  # type: ignore[misc]
+        {k: v.index_select(1, idx) for k, v in d.alpha.items()},
+        {k: v[idx] for k, v in d.beta_lo.items()},
+        {k: v[idx] for k, v in d.beta_hi.items()},
+        {k: v[idx] for k, v in d.split_lo.items()},
+        {k: v[idx] for k, v in d.split_hi.items()},
+        d.bound[idx],
+        d.depth[idx],
+    )
+
+
+def _cat_intervals(parts: Sequence[tuple[Interval | None, ...]]) -> tuple[Interval | None, ...]:
+    out = []
+    for ivs in zip(*parts):
+        out.append(
+            None if ivs[0] is None else (torch.cat([iv[0] for iv in ivs]), torch.cat([iv[1] for iv in ivs]))
+        )
+    return tuple(out)
+
+
+def concat(parts: Sequence[Domains]) -> Domains:
+    """One batch from several (same problem)."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(get, dim=0):
+        return {k: torch.cat([get(p)[k] for p in parts], dim) for k in get(parts[0])}
+
+    return Domains(
+        torch.cat([p.lower for p in parts]),
+        torch.cat([p.upper for p in parts]),
+        torch.cat([p.spec for p in parts]),
+        torch.cat([p.spec_id for p in parts]),
+        _cat_intervals([p.intervals for p in parts]),
+        cat(lambda p: p.alpha, 1),
+        cat(lambda p: p.beta_lo),
+        cat(lambda p: p.beta_hi),
+        cat(lambda p: p.split_lo),
+        cat(lambda p: p.split_hi),
+        torch.cat([p.bound for p in parts]),
+        torch.cat([p.depth for p in parts]),
+    )
+
+
+def with_bound(d: Domains, bound: Tensor, **changes: object) -> Domains:
+    return replace(d, bound=bound, **changes)  # type: ignore[arg-type]

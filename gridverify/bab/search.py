@@ -1,0 +1,326 @@
+"""The branch-and-bound loop: certified worst cases of many specifications at once.
+
+For each specification row c (``spec`` is ``(m, n_out)``), ``maximise`` narrows the interval
+``[worst found, certified upper bound]`` of ``max_x c^T y(x)`` over the box; with a ``threshold`` it decides
+``c^T y <= threshold`` (verified: the upper bound is at most the threshold; violated: a float64-checked
+point in the box exceeds it). The root gets one alpha-CROWN pass for all specifications; then domains of
+all specifications are batched: pick the ``batch`` domains with the largest bounds, split each (input
+splitting when the box has few non-degenerate dimensions, GenBaB neuron splitting otherwise), bound the
+children (alpha and beta optimised), drop children that are decided, repeat. The certified bound of a
+specification is the largest bound over its open and dropped domains, so it is sound at every moment.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from gridverify.bab import branching
+from gridverify.bab.attack import AttackConfig, attack
+from gridverify.bab.bound import BoundConfig, bound_domains, init_alpha
+from gridverify.bab.domains import Domains, Problem, concat, select
+from gridverify.bounds.alpha import AlphaConfig, alpha_crown
+from gridverify.bounds.crown import node_relaxer, propagate
+from gridverify.ir.graph import Graph
+
+
+class Verdict(str, Enum):
+    VERIFIED = "verified"
+    VIOLATED = "violated"
+    UNKNOWN = "unknown"
+
+
+class Branching(str, Enum):
+    WIDTH = "width"
+    BBPS = "bbps"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Budget and heuristics of the search."""
+
+    timeout_s: float = 60.0
+    batch: int = 64
+    max_domains: int = 100_000
+    tolerance: float = 1e-4
+    root: AlphaConfig = AlphaConfig(steps=20)
+    bound: BoundConfig = BoundConfig()
+    attack: AttackConfig = AttackConfig()
+    attack_every: int = 4
+    input_split_max_dims: int = 6
+    branching: Branching = Branching.BBPS
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class SpecResult:
+    """The certified interval ``[worst, upper]`` of ``max c^T y`` over the box, and the verdict."""
+
+    spec: int
+    verdict: Verdict | None  # None when no threshold was given (maximise only)
+    upper: float
+    worst: float
+    witness: Tensor  # float64 point of the box where c^T y = worst
+    domains: int
+    seconds: float
+    history: tuple[tuple[float, float, float], ...] = field(default=(), repr=False)  # (s, upper, worst)
+
+
+@dataclass
+class _State:
+    """Per-specification bookkeeping of one search."""
+
+    worst: Tensor
+    witness: Tensor
+    dropped: Tensor  # largest bound among dropped domains
+    explored: Tensor
+    done_at: Tensor
+    history: list[list[tuple[float, float, float]]]
+
+
+def _root_domains(
+    problem: Problem, spec: Tensor, config: SearchConfig
+) -> tuple[Domains, branching.RootLinear]:
+    graph = problem.graph
+    box = (problem.lower, problem.upper)
+    root = alpha_crown(graph, box, problem.output, spec, config=config.root)
+    m = spec.shape[0]
+    iv = tuple(
+        None if t is None else (t[0].expand(m, *t[0].shape[1:]), t[1].expand(m, *t[1].shape[1:]))
+        for t in root.intervals
+    )
+    zeros = {z: torch.zeros_like(iv[z][0]) for z in problem.split_nodes}  # type: ignore[index]
+    flags = {z: torch.zeros_like(iv[z][0], dtype=torch.bool) for z in problem.split_nodes}  # type: ignore[index]
+    d = Domains(
+        problem.lower.expand(m, *problem.lower.shape[1:]),
+        problem.upper.expand(m, *problem.upper.shape[1:]),
+        spec,
+        torch.arange(m, device=spec.device),
+        iv,
+        {k: v.expand(v.shape[0], m, *v.shape[2:]) for k, v in init_alpha(problem, root.intervals).items()},
+        zeros,
+        dict(zeros),
+        flags,
+        dict(flags),
+        root.upper[0].clone(),
+        torch.zeros(m, dtype=torch.long, device=spec.device),
+    )
+    return d, _root_linear(problem, root.intervals)
+
+
+def _root_linear(problem: Problem, intervals: tuple) -> branching.RootLinear:
+    box = {problem.input_name: (problem.lower, problem.upper)}
+    _, linear = propagate(
+        problem.graph, box, problem.plan, node_relaxer(problem.graph), base=intervals, keep_linear=True
+    )
+    out = {}
+    in_id = problem.graph.input_ids[problem.input_name]
+    for i, (found, bias) in linear.items():
+        a = found.get(in_id, torch.zeros(1, bias.shape[1], *problem.lower.shape[1:], dtype=bias.dtype))
+        n, shape = bias.shape[1] // 2, problem.graph.nodes[i].shape
+        w = a.reshape(a.shape[0], 2 * n, -1)
+        out[i] = (
+            w[:, :n].reshape(a.shape[0], *shape, -1),
+            bias[:, :n].reshape(a.shape[0], *shape),
+            -w[:, n:].reshape(a.shape[0], *shape, -1),
+            -bias[:, n:].reshape(a.shape[0], *shape),
+        )
+    return out
+
+
+def _narrow(t: Tensor, rows: Tensor, index: Tensor, value: Tensor) -> Tensor:
+    flat = t.reshape(t.shape[0], -1).clone()
+    flat[rows, index[rows]] = value[rows].to(flat.dtype)
+    return flat.reshape(t.shape)
+
+
+def split_neurons(d: Domains, choice: branching.Choice) -> Domains:
+    """Two children per domain: ``z_j <= p`` (first half of the result) and ``z_j >= p``."""
+    left, right = d, d
+    for z in torch.unique(choice.node).tolist():
+        rows = choice.node == z
+        lo, hi = d.intervals[z]  # type: ignore[misc]
+        ivl, ivr = list(left.intervals), list(right.intervals)
+        ivl[z] = (lo, _narrow(hi, rows, choice.index, choice.point))
+        ivr[z] = (_narrow(lo, rows, choice.index, choice.point), hi)
+        true = torch.ones_like(rows)
+        left = replace(
+            left,
+            intervals=tuple(ivl),
+            split_hi={**left.split_hi, z: _narrow(d.split_hi[z], rows, choice.index, true)},
+        )
+        right = replace(
+            right,
+            intervals=tuple(ivr),
+            split_lo={**right.split_lo, z: _narrow(d.split_lo[z], rows, choice.index, true)},
+        )
+    return _children(left, right)
+
+
+def split_inputs(d: Domains, dim: Tensor, mid: Tensor) -> Domains:
+    rows = torch.ones_like(dim, dtype=torch.bool)
+    left = replace(d, upper=_narrow(d.upper, rows, dim, mid))
+    right = replace(d, lower=_narrow(d.lower, rows, dim, mid))
+    return _children(left, right)
+
+
+def _children(left: Domains, right: Domains) -> Domains:
+    both = concat([left, right])
+    return replace(both, depth=both.depth + 1)
+
+
+def _branch(problem: Problem, b, root_linear, config: SearchConfig, by_input: bool) -> Domains:
+    d = b.domains
+    if by_input:
+        dim, mid = branching.choose_input(b)
+        return split_inputs(d, dim, mid)
+    if config.branching is Branching.BBPS:
+        scores = branching.bbps_scores(problem, b, root_linear)
+    else:
+        scores = branching.width_scores(problem, b)
+    node, index = branching.choose_neuron(problem, scores)
+    point = torch.empty_like(d.bound)
+    for z in torch.unique(node).tolist():
+        lo, hi = d.intervals[z]  # type: ignore[misc]
+        p = (
+            branching.split_point(problem, z, lo, hi)
+            .reshape(d.size, -1)
+            .gather(1, index.unsqueeze(1))
+            .squeeze(1)
+        )
+        point = torch.where(node == z, p, point)
+    return split_neurons(d, branching.Choice(node, index, point))
+
+
+def _attack(problem: Problem, d: Domains, state: _State, config: AttackConfig) -> None:
+    name = next(n for n, i in problem.graph.outputs if i == problem.output)
+    x, v = attack(problem.graph, name, d.spec, d.lower, d.upper, config)
+    for k in range(d.size):
+        s = int(d.spec_id[k])
+        if float(v[k]) > float(state.worst[s]):
+            state.worst[s], state.witness[s] = v[k], x[k].to(torch.float64)
+
+
+def _drop(d: Domains, keep: Tensor, state: _State) -> Domains:
+    """Drop domains with ``keep`` False, remembering their bounds per specification."""
+    gone = ~keep
+    if bool(gone.any()):
+        state.dropped.scatter_reduce_(0, d.spec_id[gone], d.bound[gone], reduce="amax")
+    return select(d, keep.nonzero().squeeze(1))
+
+
+def _upper(d: Domains, state: _State) -> Tensor:
+    best = state.dropped.clone()
+    best.scatter_reduce_(0, d.spec_id, d.bound, reduce="amax")
+    return best
+
+
+def maximise(
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    spec: Tensor,
+    threshold: float | Tensor | None = None,
+    output: str | int | None = None,
+    config: SearchConfig = SearchConfig(),
+) -> list[SpecResult]:
+    """Certified ``[worst, upper]`` of ``max c^T y`` per row c of ``spec`` over the box (see module doc)."""
+    start = time.perf_counter()
+    problem = Problem.make(graph, box, output)
+    dtype = problem.lower.dtype
+    spec = spec.to(dtype=dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
+    m = spec.shape[0]
+    thr = None if threshold is None else torch.as_tensor(threshold, dtype=dtype).expand(m)
+    state = _State(
+        torch.full((m,), -torch.inf, dtype=torch.float64),
+        problem.lower.to(torch.float64).expand(m, *problem.lower.shape[1:]).clone(),
+        torch.full((m,), -torch.inf, dtype=dtype),
+        torch.zeros(m, dtype=torch.long),
+        torch.full((m,), -1.0),
+        [[] for _ in range(m)],
+    )
+    d, root_linear = _root_domains(problem, spec, config)
+    _attack(problem, d, state, config.attack)
+    b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps))
+    by_input = int((problem.upper - problem.lower).gt(0).sum()) <= config.input_split_max_dims
+    bound_cfg = replace(config.bound, refresh_intermediate=by_input)
+    open_ = b.domains
+    bar = tqdm(total=None, disable=not config.progress, desc="branch and bound", unit="batch")
+    it = 0
+    while True:
+        open_ = _prune(open_, state, thr, config, start)
+        upper = _upper(open_, state)
+        _record(state, upper, start)
+        bar.set_postfix(
+            open=open_.size, undecided=int((state.done_at < 0).sum()), upper=f"{float(upper.max()):.4g}"
+        )
+        if (
+            open_.size == 0
+            or time.perf_counter() - start > config.timeout_s
+            or open_.size > config.max_domains
+        ):
+            break
+        order = torch.argsort(open_.bound, descending=True)
+        pick, rest = order[: config.batch], order[config.batch :]
+        parents = bound_domains(problem, select(open_, pick), replace(bound_cfg, steps=1))
+        children = _branch(problem, parents, root_linear, config, by_input)
+        state.explored.scatter_add_(0, children.spec_id, torch.ones_like(children.spec_id))
+        if by_input and it % config.attack_every == 0:
+            _attack(problem, children, state, replace(config.attack, restarts=4, steps=10, seed=it))
+        bounded = bound_domains(problem, children, bound_cfg)
+        open_ = concat([select(open_, rest), bounded.domains]) if rest.numel() else bounded.domains
+        bar.update(1)
+        it += 1
+    bar.close()
+    return _results(problem, state, _upper(open_, state), thr, config, start)
+
+
+def _prune(d: Domains, state: _State, thr: Tensor | None, config: SearchConfig, start: float) -> Domains:
+    """Drop domains that cannot change an answer: bound <= threshold (decide) or <= worst + tolerance
+    (maximise), and every domain of a specification already violated."""
+    worst = state.worst.to(d.bound.dtype)
+    cut = worst + config.tolerance if thr is None else thr
+    violated = worst > thr if thr is not None else torch.zeros_like(worst, dtype=torch.bool)
+    d = _drop(d, (d.bound > cut[d.spec_id]) & ~violated[d.spec_id], state)
+    settled = (_upper(d, state) <= cut) | violated
+    newly = settled & (state.done_at < 0)
+    state.done_at[newly] = time.perf_counter() - start
+    return d
+
+
+def _record(state: _State, upper: Tensor, start: float) -> None:
+    now = time.perf_counter() - start
+    for s in range(upper.shape[0]):
+        state.history[s].append((now, float(upper[s]), float(state.worst[s])))
+
+
+def _results(
+    problem: Problem, state: _State, upper: Tensor, thr: Tensor | None, config: SearchConfig, start: float
+) -> list[SpecResult]:
+    out = []
+    for s in range(upper.shape[0]):
+        u, w = float(upper[s]), float(state.worst[s])
+        if thr is None:
+            verdict = None
+        elif w > float(thr[s]):
+            verdict = Verdict.VIOLATED
+        else:
+            verdict = Verdict.VERIFIED if u <= float(thr[s]) else Verdict.UNKNOWN
+        seconds = float(state.done_at[s]) if state.done_at[s] >= 0 else time.perf_counter() - start
+        out.append(
+            SpecResult(
+                s,
+                verdict,
+                max(u, w),
+                w,
+                state.witness[s],
+                int(state.explored[s]),
+                seconds,
+                tuple(state.history[s]),
+            )
+        )
+    return out
