@@ -187,12 +187,8 @@ def _branch(problem: Problem, b, root_linear, config: SearchConfig, by_input: bo
     point = torch.empty_like(d.bound)
     for z in torch.unique(node).tolist():
         lo, hi = d.intervals[z]  # type: ignore[misc]
-        p = (
-            branching.split_point(problem, z, lo, hi)
-            .reshape(d.size, -1)
-            .gather(1, index.unsqueeze(1))
-            .squeeze(1)
-        )
+        mine = torch.where(node == z, index, torch.zeros_like(index)).unsqueeze(1)
+        p = branching.split_point(problem, z, lo, hi).reshape(d.size, -1).gather(1, mine).squeeze(1)
         point = torch.where(node == z, p, point)
     return split_neurons(d, branching.Choice(node, index, point))
 

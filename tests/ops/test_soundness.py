@@ -50,15 +50,6 @@ SPECIAL_POINTS: tuple[float, ...] = tuple(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Small tensors: intra-op threads only add contention (several times slower on 2 busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------------------------------------------
 # Cases from the registry
 

@@ -1,0 +1,482 @@
+"""`GridData`: one case's buses, loads, generators and branches as per-unit numpy arrays, MATPOWER conventions.
+
+The only module that touches pandapower. Two sources, one core (`_grid_from_arrays` over MATPOWER-layout
+arrays of in-service elements):
+
+- `from_pandapower(net)`: pandapower's own conversion (`to_ppc`, on a deep copy: the caller's net is never
+  modified), so the data is exactly what ``runpp`` solves; ids are pandapower element indices.
+- `from_matpower(path)`: a MATPOWER / PGLib-OPF ``.m`` file, parsed by matpowercaseframes (the reader of
+  pandapower's ``from_mpc``) and read with MATPOWER's semantics; ids are MATPOWER bus numbers and 1-based
+  generator / branch rows. The electrical data is *not* taken from ``from_mpc``'s net: that net moves the
+  tap of a transformer whose from bus is the low-voltage side to the other end, and turns transformer
+  charging into magnetising admittance (16 + 4 branches of pglib case300 change, by up to 12 pu of
+  admittance). ``GridData.pandapower`` still maps every row to the elements of `matpower_net(path)`, so
+  pandapower's power flow can replay a point where the two models agree (pglib case5 ... case118).
+
+Conventions (MATPOWER / PGLib / PowerModels), all per unit on ``base_mva``, angles in rad:
+
+- branch: series admittance ``y = 1/(r + jx)``, total shunt admittance ``g + jb`` split half at each end,
+  ideal transformer ``tap * exp(j shift)`` at the from end (``tap = 1`` for lines);
+- bus shunt ``gs + j bs``: consumes ``gs * vm^2`` and injects ``bs * vm^2`` (values at ``vm = 1``);
+- loads: one per bus with nonzero fixed demand (loads, uncontrollable static generators, ward loads summed);
+- generator cost: ``c2 * pg^2 + c1 * pg + c0`` per hour with ``pg`` in pu;
+- no limit: ``rate_a = inf`` (MATPOWER 0), angle-difference limits ``-inf`` / ``inf`` (MATPOWER 0 or +-360).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matpowercaseframes import CaseFrames
+from pandapower.converter.matpower import from_mpc
+from pandapower.converter.pypower.to_ppc import to_ppc
+from pandapower.pypower.idx_brch import (
+    ANGMAX,
+    ANGMIN,
+    BR_B,
+    BR_R,
+    BR_STATUS,
+    BR_X,
+    F_BUS,
+    RATE_A,
+    SHIFT,
+    T_BUS,
+    TAP,
+)
+from pandapower.pypower.idx_bus import BS, BUS_I, BUS_TYPE, GS, NONE, PD, QD, REF, VA, VMAX, VMIN
+from pandapower.pypower.idx_gen import GEN_BUS, GEN_STATUS, PMAX, PMIN, QMAX, QMIN
+
+__all__ = [
+    "Branches",
+    "Buses",
+    "ElementIds",
+    "Generators",
+    "GridData",
+    "Loads",
+    "OperatingPoint",
+    "branch_flows",
+    "from_matpower",
+    "from_pandapower",
+    "matpower_net",
+    "operating_point",
+]
+
+Array = np.ndarray
+_GEN_LOOKUPS = {  # pandapower lookup name -> element table (sign: +1 generation, -1 consumption)
+    "ext_grid": ("ext_grid", 1.0),
+    "gen": ("gen", 1.0),
+    "sgen_controllable": ("sgen", 1.0),
+    "load_controllable": ("load", -1.0),
+    "storage_controllable": ("storage", -1.0),
+}
+_BRANCH_RESULTS = {  # element table -> (from-side columns, to-side columns, from-side bus column)
+    "line": (("p_from_mw", "q_from_mvar"), ("p_to_mw", "q_to_mvar"), "from_bus"),
+    "trafo": (("p_hv_mw", "q_hv_mvar"), ("p_lv_mw", "q_lv_mvar"), "hv_bus"),
+    "impedance": (("p_from_mw", "q_from_mvar"), ("p_to_mw", "q_to_mvar"), "from_bus"),
+}
+
+
+def _freeze(record: Any) -> None:
+    """Store every array field as a read-only float or int copy (a frozen record of immutable arrays)."""
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, np.ndarray):
+            frozen = np.array(value, dtype=np.int64 if value.dtype.kind in "iu" else np.float64)
+            frozen.setflags(write=False)
+            object.__setattr__(record, f.name, frozen)
+
+
+@dataclass(frozen=True, eq=False)
+class ElementIds:
+    """Which element of a source each bus, generator and branch row is: e.g. ``("trafo", 3)``."""
+
+    bus: Array  # (N,) int
+    gen_kinds: tuple[str, ...]  # (G,)
+    gen: Array  # (G,) int
+    branch_kinds: tuple[str, ...]  # (L,)
+    branch: Array  # (L,) int
+
+    def __post_init__(self) -> None:
+        _freeze(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Buses:
+    """N buses: ids of the source case, voltage limits, shunts; ``ref`` positions with their fixed angles."""
+
+    ids: Array
+    vmin_pu: Array
+    vmax_pu: Array
+    gs_pu: Array
+    bs_pu: Array
+    ref: Array
+    ref_va_rad: Array
+
+    def __post_init__(self) -> None:
+        _freeze(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Loads:
+    """D fixed demands (MATPOWER convention: one per bus with nonzero demand): bus positions and values."""
+
+    bus: Array
+    p_pu: Array
+    q_pu: Array
+
+    def __post_init__(self) -> None:
+        _freeze(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Generators:
+    """G dispatchable units: bus positions, limits and cost ``c2*pg^2 + c1*pg + c0`` per hour (pg in pu)."""
+
+    bus: Array
+    pmin_pu: Array
+    pmax_pu: Array
+    qmin_pu: Array
+    qmax_pu: Array
+    cost_c2_per_pu2: Array
+    cost_c1_per_pu: Array
+    cost_c0: Array
+
+    def __post_init__(self) -> None:
+        _freeze(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Branches:
+    """L pi-model branches (lines and transformers); see the module docstring for the model."""
+
+    from_bus: Array
+    to_bus: Array
+    r_pu: Array
+    x_pu: Array
+    g_pu: Array
+    b_pu: Array
+    tap: Array
+    shift_rad: Array
+    rate_a_pu: Array
+    angmin_rad: Array
+    angmax_rad: Array
+
+    def __post_init__(self) -> None:
+        _freeze(self)
+
+
+@dataclass(frozen=True, eq=False)
+class GridData:
+    """A case in per unit. ``ids``: the case's own element ids (used in constraint names); ``pandapower``:
+    the pandapower elements of each row (for reading ``res_*`` tables), or None."""
+
+    name: str
+    base_mva: float
+    buses: Buses
+    loads: Loads
+    gens: Generators
+    branches: Branches
+    ids: ElementIds
+    pandapower: ElementIds | None = None
+
+    def __post_init__(self) -> None:
+        n, g, L = len(self.buses.ids), len(self.gens.bus), len(self.branches.from_bus)
+        if (len(self.ids.bus), len(self.ids.gen), len(self.ids.branch)) != (n, g, L):
+            raise ValueError("element ids do not match the buses, generators and branches")
+        for at in (self.loads.bus, self.gens.bus, self.branches.from_bus, self.branches.to_bus):
+            if at.size and not (0 <= at.min() and at.max() < n):
+                raise ValueError("a bus position is out of range")
+
+
+@dataclass(frozen=True, eq=False)
+class OperatingPoint:
+    """A state of the grid in per unit: bus voltages (N,), generator output (G,), load demand (D,)."""
+
+    vm_pu: Array
+    va_rad: Array
+    pg_pu: Array
+    qg_pu: Array
+    pd_pu: Array
+    qd_pu: Array
+
+    def __post_init__(self) -> None:
+        _freeze(self)
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    """MATPOWER-layout arrays of in-service elements; ``branch_g``: total branch shunt conductance (pu)."""
+
+    base_mva: float
+    bus: Array
+    gen: Array
+    branch: Array
+    gencost: Array | None
+    branch_g: Array
+
+
+# -- the core: MATPOWER arrays -> GridData ---------------------------------------------------------------
+def _grid_from_arrays(name: str, a: _Arrays, ids: ElementIds, pandapower: ElementIds | None) -> GridData:
+    position = {int(b): i for i, b in enumerate(a.bus[:, BUS_I])}
+    return GridData(
+        name=name,
+        base_mva=a.base_mva,
+        buses=_buses(a, ids),
+        loads=_loads(a),
+        gens=_gens(a, position),
+        branches=_branches(a, position),
+        ids=ids,
+        pandapower=pandapower,
+    )
+
+
+def _buses(a: _Arrays, ids: ElementIds) -> Buses:
+    ref = np.flatnonzero(a.bus[:, BUS_TYPE] == REF)
+    return Buses(
+        ids=ids.bus,
+        vmin_pu=np.nan_to_num(a.bus[:, VMIN], nan=-np.inf),
+        vmax_pu=np.nan_to_num(a.bus[:, VMAX], nan=np.inf),
+        gs_pu=a.bus[:, GS] / a.base_mva,
+        bs_pu=a.bus[:, BS] / a.base_mva,
+        ref=ref,
+        ref_va_rad=np.deg2rad(a.bus[ref, VA]),
+    )
+
+
+def _loads(a: _Arrays) -> Loads:
+    at = np.flatnonzero((a.bus[:, PD] != 0) | (a.bus[:, QD] != 0))
+    return Loads(bus=at, p_pu=a.bus[at, PD] / a.base_mva, q_pu=a.bus[at, QD] / a.base_mva)
+
+
+def _gens(a: _Arrays, position: dict[int, int]) -> Generators:
+    g, base = a.gen, a.base_mva
+    c2, c1, c0 = _poly_costs(a.gencost, len(g))
+    return Generators(
+        bus=np.array([position[int(b)] for b in g[:, GEN_BUS]], dtype=np.int64),
+        pmin_pu=np.nan_to_num(g[:, PMIN], nan=-np.inf) / base,
+        pmax_pu=np.nan_to_num(g[:, PMAX], nan=np.inf) / base,
+        qmin_pu=np.nan_to_num(g[:, QMIN], nan=-np.inf) / base,
+        qmax_pu=np.nan_to_num(g[:, QMAX], nan=np.inf) / base,
+        cost_c2_per_pu2=c2 * base**2,
+        cost_c1_per_pu=c1 * base,
+        cost_c0=c0,
+    )
+
+
+def _poly_costs(gencost: Array | None, n_gen: int) -> tuple[Array, Array, Array]:
+    """(c2, c1, c0) per generator in MW units from MATPOWER ``gencost`` (model 2; zero when absent)."""
+    if gencost is None or len(gencost) == 0:
+        return np.zeros(n_gen), np.zeros(n_gen), np.zeros(n_gen)
+    rows = np.asarray(gencost[:n_gen], dtype=np.float64)
+    if np.any(rows[:, 0] != 2):
+        raise NotImplementedError("only polynomial generator costs (gencost model 2) are supported")
+    coeffs = np.zeros((n_gen, 3))
+    for i, row in enumerate(rows):
+        c = row[4 : 4 + int(row[3])][::-1]  # ascending order: c0, c1, c2, ...
+        if np.any(c[3:] != 0):
+            raise NotImplementedError(f"generator cost of degree > 2 in gencost row {i}")
+        coeffs[i, : min(3, len(c))] = c[:3]
+    return coeffs[:, 2], coeffs[:, 1], coeffs[:, 0]
+
+
+def _branches(a: _Arrays, position: dict[int, int]) -> Branches:
+    br = a.branch
+    tap = br[:, TAP]
+    return Branches(
+        from_bus=np.array([position[int(b)] for b in br[:, F_BUS]], dtype=np.int64),
+        to_bus=np.array([position[int(b)] for b in br[:, T_BUS]], dtype=np.int64),
+        r_pu=br[:, BR_R],
+        x_pu=br[:, BR_X],
+        g_pu=a.branch_g,
+        b_pu=br[:, BR_B],
+        tap=np.where(tap == 0, 1.0, tap),
+        shift_rad=np.deg2rad(br[:, SHIFT]),
+        rate_a_pu=np.where((br[:, RATE_A] > 0) & (br[:, RATE_A] < 1e10), br[:, RATE_A], np.inf) / a.base_mva,
+        angmin_rad=_angle_limit(br[:, ANGMIN], -np.inf),
+        angmax_rad=_angle_limit(br[:, ANGMAX], np.inf),
+    )
+
+
+def _angle_limit(degrees: Array, unlimited: float) -> Array:
+    """MATPOWER's rule: a limit binds only when nonzero and strictly inside (-360, 360) degrees."""
+    active = (degrees != 0) & (np.abs(degrees) < 360) & np.isfinite(degrees)
+    return np.where(active, np.deg2rad(np.where(active, degrees, 0.0)), unlimited)
+
+
+# -- MATPOWER / PGLib .m files -------------------------------------------------------------------------
+def from_matpower(path: str | Path) -> GridData:
+    """A MATPOWER / PGLib-OPF ``.m`` case with MATPOWER's semantics (see the module docstring)."""
+    arrays, ids = _read_matpower(Path(path))
+    return _grid_from_arrays(Path(path).stem, arrays, ids, _pandapower_ids_of_mpc(matpower_net(path), ids))
+
+
+def matpower_net(path: str | Path) -> Any:
+    """The pandapower net that pandapower's converter (``from_mpc``) makes of a ``.m`` case."""
+    return from_mpc(str(path))
+
+
+def _read_matpower(path: Path) -> tuple[_Arrays, ElementIds]:
+    mpc = CaseFrames(str(path)).to_mpc()
+    bus, gen, branch = (np.asarray(mpc[k], dtype=np.float64) for k in ("bus", "gen", "branch"))
+    live = {int(b) for b in bus[bus[:, BUS_TYPE] != NONE, BUS_I]}
+    bus_on = np.isin(bus[:, BUS_I], list(live))
+    gen_on = (gen[:, GEN_STATUS] > 0) & np.isin(gen[:, GEN_BUS], list(live))
+    br_on = (branch[:, BR_STATUS] != 0) & np.isin(branch[:, F_BUS], list(live))
+    br_on &= np.isin(branch[:, T_BUS], list(live))
+    gencost = np.asarray(mpc["gencost"], dtype=np.float64)[: len(gen)][gen_on] if "gencost" in mpc else None
+    arrays = _Arrays(float(mpc["baseMVA"]), bus[bus_on], gen[gen_on], branch[br_on], gencost, np.zeros(br_on.sum()))
+    ids = ElementIds(
+        bus=bus[bus_on, BUS_I].astype(np.int64),
+        gen_kinds=("gen",) * int(gen_on.sum()),
+        gen=np.flatnonzero(gen_on) + 1,
+        branch_kinds=("branch",) * int(br_on.sum()),
+        branch=np.flatnonzero(br_on) + 1,
+    )
+    return arrays, ids
+
+
+def _pandapower_ids_of_mpc(net: Any, ids: ElementIds) -> ElementIds:
+    """Map MATPOWER rows to the elements ``from_mpc`` created (bus index = bus number - 1)."""
+    gens = net._from_ppc_lookups["gen"].iloc[ids.gen - 1]
+    branches = net._from_ppc_lookups["branch"].iloc[ids.branch - 1]
+    return ElementIds(
+        bus=ids.bus - 1,
+        gen_kinds=tuple(gens["element_type"]),
+        gen=gens["element"].to_numpy().astype(np.int64),
+        branch_kinds=tuple(branches["element_type"]),
+        branch=branches["element"].to_numpy().astype(np.int64),
+    )
+
+
+# -- pandapower nets -----------------------------------------------------------------------------------
+def from_pandapower(net: Any, name: str = "") -> GridData:
+    """The case pandapower's power flow solves (``to_ppc`` on a deep copy; ``net`` is left untouched)."""
+    work = copy.deepcopy(net)
+    _check_supported(work)
+    has_limits = "max_vm_pu" in work.bus.columns and "min_vm_pu" in work.bus.columns
+    ppci = to_ppc(work, init="flat", calculate_voltage_angles=True, trafo_model="t",
+                  take_slack_vm_limits=not has_limits)  # fmt: skip
+    ids = _pandapower_ids(work, ppci)
+    arrays = _Arrays(
+        float(ppci["baseMVA"]),
+        ppci["bus"].real,
+        ppci["gen"].real,
+        ppci["branch"].real,
+        ppci.get("gencost"),
+        _branch_g(ppci),
+    )
+    return _grid_from_arrays(name or str(getattr(net, "name", "") or "pandapower net"), arrays, ids, ids)
+
+
+def _check_supported(net: Any) -> None:
+    """Voltage-dependent loads and elements that add auxiliary buses are outside the MATPOWER model."""
+    problems = [f"in-service {t}" for t in ("trafo3w", "xward", "dcline") if _in_service(net, t)]
+    loads = net.load[net.load.in_service]
+    vd = [c for c in loads.columns if c.startswith(("const_z", "const_i"))]
+    if len(loads) and vd and np.any(loads[vd].to_numpy(dtype=float) != 0):
+        problems.append("voltage-dependent loads (const_z / const_i percentages)")
+    if problems:
+        raise NotImplementedError("GridData does not model: " + ", ".join(problems))
+
+
+def _in_service(net: Any, table: str) -> bool:
+    return table in net and len(net[table]) > 0 and bool(net[table].in_service.any())
+
+
+def _branch_g(ppci: dict[str, Any]) -> Array:
+    """Total branch shunt conductance, which ``to_ppc`` keeps beside the branch array (ppc rows)."""
+    for extra in ("branch_r_asym", "branch_x_asym", "branch_g_asym", "branch_b_asym"):
+        if extra in ppci and np.any(ppci[extra] != 0):
+            raise NotImplementedError(f"asymmetric branch impedances ({extra}) are not modelled")
+    n = len(ppci["branch"])
+    if "branch_g" not in ppci:
+        return np.zeros(n)
+    g = np.real(np.asarray(ppci["branch_g"]))
+    return g[ppci["internal"]["branch_is"]] if len(g) != n else g
+
+
+def _pandapower_ids(net: Any, ppci: dict[str, Any]) -> ElementIds:
+    gen_kinds, gen = _gen_owners(net, ppci)
+    branch_kinds, branch = _branch_owners(net, ppci)
+    return ElementIds(_bus_owners(net, ppci), gen_kinds, gen, branch_kinds, branch)
+
+
+def _bus_owners(net: Any, ppci: dict[str, Any]) -> Array:
+    """The pandapower bus of each ppci bus (the smallest index where closed switches merge buses)."""
+    lookup, n = net._pd2ppc_lookups["bus"], len(ppci["bus"])
+    owner = np.full(n, -1, dtype=np.int64)
+    for b in sorted(net.bus.index, reverse=True):
+        if 0 <= lookup[b] < n:
+            owner[lookup[b]] = b
+    if np.any(owner < 0):
+        raise NotImplementedError("auxiliary buses without a pandapower bus are not supported")
+    return owner
+
+
+def _gen_owners(net: Any, ppci: dict[str, Any]) -> tuple[tuple[str, ...], Array]:
+    gen_is = np.asarray(ppci["internal"]["gen_is"], dtype=bool)
+    kinds, ids = [""] * len(gen_is), np.full(len(gen_is), -1, dtype=np.int64)
+    for lookup, (table, _) in _GEN_LOOKUPS.items():
+        rows = net._pd2ppc_lookups.get(lookup)
+        for idx in [] if rows is None else np.flatnonzero(np.asarray(rows) >= 0):
+            kinds[rows[idx]], ids[rows[idx]] = table, idx
+    if np.any(ids[gen_is] < 0):
+        raise NotImplementedError("generators of unsupported pandapower elements")
+    return tuple(k for k, on in zip(kinds, gen_is) if on), ids[gen_is]
+
+
+def _branch_owners(net: Any, ppci: dict[str, Any]) -> tuple[tuple[str, ...], Array]:
+    branch_is = np.asarray(ppci["internal"]["branch_is"], dtype=bool)
+    kinds, ids = [""] * len(branch_is), np.full(len(branch_is), -1, dtype=np.int64)
+    for table, (start, stop) in net._pd2ppc_lookups["branch"].items():
+        if table not in _BRANCH_RESULTS or stop - start != len(net[table]):
+            raise NotImplementedError(f"branches of pandapower element {table!r} are not supported")
+        kinds[start:stop] = [table] * (stop - start)
+        ids[start:stop] = net[table].index.to_numpy()
+    return tuple(k for k, on in zip(kinds, branch_is) if on), ids[branch_is]
+
+
+# -- pandapower results as per-unit values ---------------------------------------------------------------
+def operating_point(data: GridData, net: Any) -> OperatingPoint:
+    """The solved state of ``net`` (after ``runpp``) in ``data``'s order; demand from ``data.loads``."""
+    pp = _require_pandapower_ids(data)
+    res = net.res_bus.loc[pp.bus]
+    pg, qg = np.zeros(len(pp.gen)), np.zeros(len(pp.gen))
+    for i, (kind, idx) in enumerate(zip(pp.gen_kinds, pp.gen)):
+        sign = dict(_GEN_LOOKUPS.values())[kind]
+        row = net[f"res_{kind}"].loc[idx]
+        pg[i], qg[i] = sign * row["p_mw"], sign * row["q_mvar"]
+    return OperatingPoint(
+        vm_pu=res["vm_pu"].to_numpy(),
+        va_rad=np.deg2rad(res["va_degree"].to_numpy()),
+        pg_pu=pg / data.base_mva,
+        qg_pu=qg / data.base_mva,
+        pd_pu=data.loads.p_pu,
+        qd_pu=data.loads.q_pu,
+    )
+
+
+def branch_flows(data: GridData, net: Any) -> dict[str, Array]:
+    """pandapower's solved branch flows ``p_from, q_from, p_to, q_to`` (pu) at ``data``'s branch ends."""
+    pp = _require_pandapower_ids(data)
+    out = {k: np.zeros(len(pp.branch)) for k in ("p_from", "q_from", "p_to", "q_to")}
+    from_pp = pp.bus[data.branches.from_bus]
+    for i, (kind, idx) in enumerate(zip(pp.branch_kinds, pp.branch)):
+        side_f, side_t, bus_col = _BRANCH_RESULTS[kind]
+        if net[kind].at[idx, bus_col] != from_pp[i]:
+            side_f, side_t = side_t, side_f
+        res = net[f"res_{kind}"].loc[idx]
+        out["p_from"][i], out["q_from"][i] = res[side_f[0]], res[side_f[1]]
+        out["p_to"][i], out["q_to"][i] = res[side_t[0]], res[side_t[1]]
+    return {k: v / data.base_mva for k, v in out.items()}
+
+
+def _require_pandapower_ids(data: GridData) -> ElementIds:
+    if data.pandapower is None:
+        raise ValueError(f"{data.name}: no pandapower element ids (not built from a pandapower net)")
+    return data.pandapower
