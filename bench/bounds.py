@@ -82,8 +82,9 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--alpha-steps", type=int, default=20)
     parser.add_argument("--eps", type=float, default=0.05)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     crown(
         mlp("relu", 8), (torch.zeros(1, N_IN, dtype=torch.float64), torch.ones(1, N_IN, dtype=torch.float64))
     )

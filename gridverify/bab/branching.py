@@ -6,7 +6,8 @@ the domain's last bound, the relaxation of neuron j passes ``L+ lw + L- uw`` to 
 ``L+ lb + L- ub``; the input's root linear bounds (``W_L x + b_L <= z <= W_U x + b_U``, from the root CROWN
 pass) carry it to the graph input. Summing over the neurons gives an estimate ``E`` of the bound; replacing
 neuron j's terms by those of its relaxation on one branch gives ``E'_jk``; the score is ``min_k E'_jk - E``.
-Split points are the midpoint, or 0 for relu and products whose interval contains 0.
+Split points: 0 for relu, abs and products whose interval contains 0; otherwise the pre-optimised point of
+the consumer's table (`gridverify.bab.split_points`) or the midpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gridverify.bab import split_points
 from gridverify.bab.bound import Bounded
 from gridverify.bab.domains import Problem
 from gridverify.bounds.core import Interval
@@ -46,13 +48,16 @@ def consumers(problem: Problem) -> dict[int, list[tuple[int, int]]]:
     return found
 
 
-def split_point(problem: Problem, z: int, lower: Tensor, upper: Tensor) -> Tensor:
-    """Midpoint, or 0 where a relu or product input interval contains 0."""
-    mid = 0.5 * (lower + upper)
-    zero_ops = {problem.graph.nodes[h].op for h, _ in consumers(problem)[z]} & {"relu", "mul", "abs"}
-    if zero_ops:
-        mid = torch.where((lower < 0) & (upper > 0), torch.zeros_like(mid), mid)
-    return mid
+def split_point(problem: Problem, z: int, lower: Tensor, upper: Tensor, tables: bool = True) -> Tensor:
+    """0 where a relu / abs / product input interval contains 0; else the table's point or the midpoint."""
+    ops = [problem.graph.nodes[h].op for h, _ in consumers(problem)[z]]
+    point = 0.5 * (lower + upper)
+    tabulated = [op for op in ops if op in split_points.tabulated_ops()]
+    if tables and tabulated:
+        point = split_points.lookup(split_points.table(tabulated[0]), lower, upper)
+    if {"relu", "mul", "abs"} & set(ops):
+        point = torch.where((lower < 0) & (upper > 0), torch.zeros_like(point), point)
+    return point
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -100,14 +105,14 @@ def _minimise(coeff: Tensor, const: Tensor, lower: Tensor, upper: Tensor) -> Ten
     return (coeff.clamp(min=0) * lo + coeff.clamp(max=0) * hi).sum(-1) + const
 
 
-def bbps_scores(problem: Problem, b: Bounded, root: RootLinear) -> dict[int, Tensor]:
+def bbps_scores(problem: Problem, b: Bounded, root: RootLinear, tables: bool = True) -> dict[int, Tensor]:
     """Score (B, numel(z)) per split node z: the estimated gain of the worse branch (-inf: not splittable)."""
     d = b.domains
     lower, upper = _flat(d.lower), _flat(d.upper)
     scores = {}
     for z, uses in consumers(problem).items():
         lo_z, hi_z = d.intervals[z]  # type: ignore[misc]
-        point = split_point(problem, z, lo_z, hi_z)
+        point = split_point(problem, z, lo_z, hi_z, tables)
         gains = []
         for h, k in uses:
             if problem.graph.nodes[h].shape != problem.graph.nodes[z].shape or h not in b.coeffs:

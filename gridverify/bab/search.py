@@ -54,6 +54,7 @@ class SearchConfig:
     attack_every: int = 4
     input_split_max_dims: int = 6
     branching: Branching = Branching.BBPS
+    split_tables: bool = True
     progress: bool = False
 
 
@@ -180,7 +181,7 @@ def _branch(problem: Problem, b, root_linear, config: SearchConfig, by_input: bo
         dim, mid = branching.choose_input(b)
         return split_inputs(d, dim, mid)
     if config.branching is Branching.BBPS:
-        scores = branching.bbps_scores(problem, b, root_linear)
+        scores = branching.bbps_scores(problem, b, root_linear, config.split_tables)
     else:
         scores = branching.width_scores(problem, b)
     node, index = branching.choose_neuron(problem, scores)
@@ -188,7 +189,8 @@ def _branch(problem: Problem, b, root_linear, config: SearchConfig, by_input: bo
     for z in torch.unique(node).tolist():
         lo, hi = d.intervals[z]  # type: ignore[misc]
         mine = torch.where(node == z, index, torch.zeros_like(index)).unsqueeze(1)
-        p = branching.split_point(problem, z, lo, hi).reshape(d.size, -1).gather(1, mine).squeeze(1)
+        p = branching.split_point(problem, z, lo, hi, config.split_tables).reshape(d.size, -1)
+        p = p.gather(1, mine).squeeze(1)
         point = torch.where(node == z, p, point)
     return split_neurons(d, branching.Choice(node, index, point))
 
