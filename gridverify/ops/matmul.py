@@ -12,13 +12,13 @@ import torch
 from torch import Tensor
 
 from gridverify.ops import mul
-from gridverify.ops.registry import OpDef, register
+from gridverify.ops.registry import OpDef, broadcast_shape, register
 
 
 def _shape(xs: tuple[int, ...], ys: tuple[int, ...]) -> tuple[int, ...]:
     if len(xs) < 2 or len(ys) < 2 or xs[-1] != ys[-2]:
         raise ValueError(f"matmul needs shapes (..., I, K) and (..., K, J), got {xs} and {ys}")
-    batch = torch.broadcast_shapes(torch.Size(xs[:-2]), torch.Size(ys[:-2]))
+    batch = broadcast_shape(xs[:-2], ys[:-2])
     return (*batch, xs[-2], ys[-1])
 
 

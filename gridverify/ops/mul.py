@@ -15,7 +15,7 @@ import operator
 import torch
 from torch import Tensor
 
-from gridverify.ops.registry import OpDef, Relaxation, elementwise_shape, register
+from gridverify.ops.registry import OpDef, Relaxation, broadcast_shape, elementwise_shape, register
 
 
 def _forward(x: Tensor, y: Tensor) -> Tensor:
@@ -40,7 +40,7 @@ def _relax(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor) -> 
 
 
 def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Tensor:
-    shape = torch.broadcast_shapes(*(t.shape for t in (*lows, *ups)))
+    shape = broadcast_shape(*(tuple(t.shape) for t in (*lows, *ups)))
     return torch.full((2, *shape), 0.5, dtype=lows[0].dtype, device=lows[0].device)
 
 

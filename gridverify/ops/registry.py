@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
 Shape = tuple[int, ...]
@@ -109,7 +108,15 @@ def get_op(name: str) -> OpDef:
 
 
 def broadcast_shape(*shapes: Sequence[int]) -> Shape:
-    return tuple(torch.broadcast_shapes(*[torch.Size(s) for s in shapes]))
+    """numpy broadcasting of shapes (plain python: torch.broadcast_shapes is slow to import and call)."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for dims in zip(*[(1,) * (rank - len(s)) + tuple(s) for s in shapes]):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {shapes} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 def elementwise_shape(*shapes: Shape, **params: Any) -> Shape:

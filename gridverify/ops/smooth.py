@@ -152,8 +152,8 @@ def slope_range(fn: SmoothFn, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
 def offset(fn: SmoothFn, l: Tensor, u: Tensor, a: Tensor, lower: bool) -> Tensor:
     """Sound offset b with ``a*x + b <= f(x)`` (lower) or ``>= f(x)`` (upper) on [l, u]."""
     lr, ur, shift = _reduce(fn, l, u)
-    shape = torch.broadcast_shapes(lr.shape, a.shape)
-    lr, ur, shift, a = (t.expand(shape) for t in (lr, ur, shift, a))
+    lr, ur, shift, a = torch.broadcast_tensors(lr, ur, shift, a)
+    shape = a.shape
     b, _ = _extreme(fn, a, _breakpoints(fn, lr, ur), lower)
     b = b - a * shift
     m = _margin(fn, a, b, l.expand(shape), u.expand(shape), shift)
