@@ -137,5 +137,7 @@ def bound_domains(problem: Problem, d: Domains, config: BoundConfig) -> Bounded:
         alpha={k: v.detach() for k, v in alphas.items()},
         beta_lo={k: v.detach() for k, v in betas["lo"].items()},
         beta_hi={k: v.detach() for k, v in betas["hi"].items()},
+        coeffs=record,
+        input_coeff=input_coeff,
     )
     return Bounded(done, record, input_coeff)

@@ -128,7 +128,7 @@ def _gain(
 ) -> Tensor:
     d, lam = b.domains, b.coeffs[h]
     lows, ups = _input_bounds(problem, d.intervals, h)
-    before = _shortcut(problem, h, lam, _lines(problem, h, lows, ups, d.alpha.get(h)), root, d.intervals)
+    before = _shortcut(problem, h, lam, _lines(problem, h, lows, ups, None), root, d.intervals)
     total_coeff, total_const = before[0].sum(1), before[1].sum(1)
     base = _minimise(total_coeff, total_const, *box)
     worst = None

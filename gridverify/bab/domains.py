@@ -12,7 +12,7 @@ Shapes: ``B`` domains; ``S_j`` the shape of node j; the graph has one input of s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -75,6 +75,8 @@ class Domains:
     split_hi: dict[int, Tensor]
     bound: Tensor  # (B,) certified upper bound of spec . y on the domain
     depth: Tensor  # (B,)
+    coeffs: dict[int, Tensor] = field(default_factory=dict)  # last pass: coefficient of each relaxed output
+    input_coeff: Tensor | None = None  # last pass: coefficient of the graph input, (B, *S_in)
 
     @property
     def size(self) -> int:
@@ -100,6 +102,8 @@ def select(d: Domains, idx: Tensor) -> Domains:
         {k: v[idx] for k, v in d.split_hi.items()},
         d.bound[idx],
         d.depth[idx],
+        {k: v[idx] for k, v in d.coeffs.items()},
+        None if d.input_coeff is None else d.input_coeff[idx],
     )
 
 
@@ -133,6 +137,8 @@ def concat(parts: Sequence[Domains]) -> Domains:
         cat(lambda p: p.split_hi),
         torch.cat([p.bound for p in parts]),
         torch.cat([p.depth for p in parts]),
+        cat(lambda p: p.coeffs) if all(p.coeffs for p in parts) else {},
+        None if any(p.input_coeff is None for p in parts) else torch.cat([p.input_coeff for p in parts]),  # type: ignore[misc]
     )
 
 
