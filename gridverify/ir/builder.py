@@ -207,12 +207,8 @@ class GraphBuilder:
         """``x.flatten()[index]`` shaped like ``index``."""
         x = self.lift(x)
         idx = torch.as_tensor(np.asarray(index), dtype=torch.int64)
-        if (
-            idx.ndim == 1
-            and idx.numel() == _numel(x.shape)
-            and bool((idx == torch.arange(idx.numel())).all())
-        ):
-            return self.reshape(x, (idx.numel(),))
+        if idx.numel() == _numel(x.shape) and bool((idx.reshape(-1) == torch.arange(idx.numel())).all()):
+            return self.reshape(x, tuple(idx.shape))
         return self.apply("gather", x, index=Const(idx))
 
     def index(self, x: Any, key: Any) -> Var:

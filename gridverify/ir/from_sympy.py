@@ -5,13 +5,13 @@ group with a few vector nodes:
 
 - a symbol of input ``v`` is a row of the group ``v``: the input vector itself, no node;
 - ``f(a_1, ..., a_k)``: a registered elementwise op, ``Pow`` with an integer or half-integer exponent, or a
-  product ``c * a_1 * ... * a_k``. Its *template* is the head plus the groups of its arguments (product
-  factors sorted by group), so all rows of one template gather their arguments from the same groups: one
-  ``gather`` per argument slot, then one op (a product: a chain of ``mul``, then one ``scale`` by ``c``);
-- a sum ``c_0 + sum_k c_k t_k`` of any number of terms: all sums of one height (longest path down to a
-  symbol) are one group, computed by one sparse ``linear`` over the concatenated groups of their terms.
-  A term's numeric factor becomes its coefficient, so ``p_balance[bus i] = pg_i - sum_b (g_b vm_i^2 + ...)``
-  is a row of a sparse incidence-like matrix.
+  product ``a_1 * ... * a_k``. Its *template* is the head plus the groups of its arguments (product
+  factors sorted by height and group), so all rows of one template gather their arguments from the same
+  groups: one ``gather`` per argument slot, then one op (a product: a chain of ``mul``, leaves first);
+- a sum ``c_0 + sum_k c_k t_k`` of any number of terms, and a scaled product ``c * a_1 * ... * a_k``: all
+  of one height (longest path down to a symbol) are one group, computed by one sparse ``linear`` over the
+  concatenated groups of their terms. Numeric factors become coefficients and repeated terms add up, so
+  ``p_balance[bus i] = pg_i - sum_b (g_b vm_i^2 + ...)`` is a row of a sparse incidence-like matrix.
 
 So the node count depends on the set of templates, not on how many expressions share them: the AC
 power-flow equations of 14 and of 1354 buses compile to graphs of about the same size. A repeated
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from types import MappingProxyType
 from typing import Any
 
@@ -39,7 +38,6 @@ import numpy as np
 import sympy
 import torch
 
-from gridverify.const import Const
 from gridverify.ir.builder import GraphBuilder, Var
 from gridverify.ir.graph import Graph
 from gridverify.ops import REGISTRY
@@ -58,15 +56,9 @@ class UnsupportedSympyError(ValueError):
         super().__init__(f"unsupported sympy expressions ({len(self.problems)}): {listed}")
 
 
-@cache
-def _table() -> Mapping[str, str]:
-    table = {head: op.name for op in REGISTRY.values() for head in op.sympy_heads}
-    return MappingProxyType(table)
-
-
 def sympy_table() -> Mapping[str, str]:
     """Sympy head name -> op name, from each registered op's ``sympy_heads``."""
-    return _table()
+    return MappingProxyType({head: op.name for op in REGISTRY.values() for head in op.sympy_heads})
 
 
 def from_sympy(
@@ -76,8 +68,9 @@ def from_sympy(
 ) -> Graph:
     """Compile ``{output name: [scalar expressions]}`` into a graph with one vector output per name.
 
-    ``inputs`` names the graph inputs, each a vector ``(n,)`` whose entry ``i`` is the symbol ``inputs[name][i]``;
-    ``params`` binds other symbols to constants. Output ``name`` has shape ``(len(outputs[name]),)``.
+    ``inputs`` names the graph inputs, each a vector ``(n,)`` whose entry ``i`` is the symbol
+    ``inputs[name][i]``; ``params`` binds other symbols to constants. Output ``name`` has shape
+    ``(len(outputs[name]),)``.
     """
     lowering = _Lowering(inputs, params or {})
     lowered = {name: lowering.lower_output(name, exprs) for name, exprs in outputs.items()}
@@ -98,7 +91,7 @@ def _unique(problems: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
 @dataclass(frozen=True)
 class _Template:
     """What all rows of a group share: ``kind`` (input/sum/product/op/power), ``name`` (input or op name),
-    the groups of the argument slots, the height, and ``param`` (power: exponent; product: has coefficient)."""
+    the groups of the argument slots (none for sums), the height, and ``param`` (power: the exponent)."""
 
     kind: str
     name: str
@@ -109,8 +102,8 @@ class _Template:
 
 @dataclass(frozen=True)
 class _Row:
-    """One distinct subexpression: its group, argument rows, coefficients (sum: per term; product: (c,)),
-    a sum's bias, and a symbol's index in its input vector."""
+    """One distinct subexpression: its group, argument rows, a sum's coefficients (one per term) and bias,
+    and a symbol's index in its input vector."""
 
     group: int
     args: tuple[int, ...] = ()
@@ -132,6 +125,7 @@ class _Lowering:
     _row_ids: dict[_Row, int] = field(default_factory=dict)
     _memo: dict[Any, Value] = field(default_factory=dict)
     _symbols: dict[sympy.Symbol, tuple[str, int]] = field(default_factory=dict)
+    _heads: Mapping[str, str] = field(default_factory=sympy_table)
     _where: str = ""
 
     def __post_init__(self) -> None:
@@ -170,6 +164,8 @@ class _Lowering:
         return values
 
     def lower(self, expr: Any) -> Value:
+        if expr.is_Number:  # cheaper than hashing it
+            return self._number(expr)
         if expr not in self._memo:
             self._memo[expr] = self._lower(expr)
         return self._memo[expr]
@@ -177,10 +173,12 @@ class _Lowering:
     def _lower(self, expr: Any) -> Value:
         if expr.is_Symbol:
             return self._symbol(expr)
-        if not expr.free_symbols:
+        if expr.is_Number or expr.is_NumberSymbol:
             return self._number(expr)
-        op = _table().get(type(expr).__name__)
+        op = self._heads.get(type(expr).__name__)
         if op is None:
+            if not expr.free_symbols:  # e.g. sec(2): sympy evaluates it
+                return self._number(expr)
             for arg in expr.args:
                 self.lower(arg)  # report nested problems too
             return self._problem(f"head {type(expr).__name__!r}", expr)
@@ -188,7 +186,7 @@ class _Lowering:
             return self._sum(expr)
         if op == "mul":
             coef, factors = self._factors(expr)
-            return self._product(factors, coef)
+            return self._linear({self._product(factors)}, coef) if factors else coef
         if op == "power":
             return self._power(expr)
         return self._elementwise(op, expr)
@@ -209,7 +207,7 @@ class _Lowering:
 
     def _factors(self, expr: Any) -> tuple[float, list[int]]:
         """``expr = coef * prod(rows)``: a product's numeric part and its factor rows."""
-        args = expr.args if _table().get(type(expr).__name__) == "mul" else (expr,)
+        args = expr.args if self._heads.get(type(expr).__name__) == "mul" else (expr,)
         coef, rows = 1.0, []
         for arg in args:
             v = self.lower(arg)
@@ -219,49 +217,55 @@ class _Lowering:
                 rows.append(v)
         return coef, rows
 
-    def _product(self, factors: list[int], coef: float) -> Value:
-        if not factors or coef == 0.0:
-            return coef
-        if len(factors) == 1 and coef == 1.0:
+    def _product(self, factors: list[int]) -> int:
+        """The row of ``prod(factors)``; slots sorted by (height, group), so leaves multiply first."""
+        if len(factors) == 1:
             return factors[0]
         factors = sorted(factors, key=lambda r: (self._height([r]), self.rows[r].group))
         slots = tuple(self.rows[r].group for r in factors)
-        template = _Template("product", "mul", slots, self._height(factors), coef != 1.0)
-        return self._row(_Row(self._group(template), tuple(factors), (coef,)))
+        template = _Template("product", "mul", slots, self._height(factors))
+        return self._row(_Row(self._group(template), tuple(factors)))
 
     def _sum(self, expr: Any) -> Value:
         terms: dict[int, float] = {}
         bias = 0.0
         for arg in expr.args:
             coef, factors = self._factors(arg)
-            term = self._product(factors, 1.0) if factors else 1.0
-            if isinstance(term, float):
-                bias += coef * term
-            else:
-                terms[term] = terms.get(term, 0.0) + coef
-        terms = {r: c for r, c in terms.items() if c != 0.0}
-        if not terms:
+            if not factors:
+                bias += coef
+                continue
+            term = self._product(factors)
+            terms[term] = terms.get(term, 0.0) + coef
+        return self._linear(terms, 1.0, bias)
+
+    def _linear(self, terms: dict[int, float] | set[int], scale: float, bias: float = 0.0) -> Value:
+        """The row of ``bias + scale * sum_r c_r * r`` (a set of rows: every ``c_r = 1``)."""
+        coeffs = {r: scale * (1.0 if isinstance(terms, set) else terms[r]) for r in terms}
+        coeffs = {r: c for r, c in coeffs.items() if c != 0.0}
+        if not coeffs:
             return bias
-        if len(terms) == 1 and bias == 0.0 and next(iter(terms.values())) == 1.0:
-            return next(iter(terms))
-        rows = sorted(terms)
+        if len(coeffs) == 1 and bias == 0.0 and next(iter(coeffs.values())) == 1.0:
+            return next(iter(coeffs))
+        rows = sorted(coeffs)
         group = self._group(_Template("sum", "linear", (), self._height(rows)))
-        return self._row(_Row(group, tuple(rows), tuple(terms[r] for r in rows), bias))
+        return self._row(_Row(group, tuple(rows), tuple(coeffs[r] for r in rows), bias))
 
     def _power(self, expr: Any) -> Value:
+        """``base ** e`` for a constant integer or half-integer e: ``power`` (``sqrt`` first for halves)."""
         base, exponent = (self.lower(a) for a in expr.args)
         if not isinstance(exponent, float):
             return self._problem("a non-constant exponent", expr)
         if isinstance(base, float):
-            return float(base**exponent)
-        twice = 2.0 * exponent
-        if twice != round(twice):
+            value = base**exponent
+            return value if isinstance(value, float) else self._problem("a non-real constant", expr)
+        twice = round(2.0 * exponent)
+        if twice != 2.0 * exponent:
             return self._problem(f"exponent {exponent:g} (only integers and halves)", expr)
-        if round(twice) % 2:
-            if "sqrt" not in _table():
-                return self._problem("a half-integer exponent (no op lists the sympy head 'sqrt')", expr)
-            base = self._unary(_table()["sqrt"], base)
-        return self._power_row(base, round(twice) // (1 if round(twice) % 2 else 2))
+        if twice % 2 == 0:
+            return self._power_row(base, twice // 2)
+        if "sqrt" not in self._heads:
+            return self._problem("a half-integer exponent (no op lists the sympy head 'sqrt')", expr)
+        return self._power_row(self._unary(self._heads["sqrt"], base), twice)
 
     def _power_row(self, base: int, n: int) -> Value:
         if n == 0:
@@ -321,7 +325,7 @@ class _Groups:
             return
         slots = [self._gather(b, [all_rows[r].args[s] for r in rows]) for s in range(len(t.args))]
         if t.kind == "product":
-            self.vectors[g] = self._product(b, slots, [all_rows[r].coeffs[0] for r in rows], t.param)
+            self.vectors[g] = self._product(b, slots)
         elif t.kind == "power":
             self.vectors[g] = b.power(slots[0], t.param)
         else:
@@ -333,24 +337,18 @@ class _Groups:
         return b.gather(self.vectors[group], self.position[rows])
 
     @staticmethod
-    def _product(b: GraphBuilder, slots: list[Var], coeffs: list[float], scaled: bool) -> Var:
+    def _product(b: GraphBuilder, slots: list[Var]) -> Var:
         out = slots[0]
         for s in slots[1:]:
             out = out * s
-        return b.scale(out, Const(np.asarray(coeffs))) if scaled else out
+        return out
 
     def _sum(self, b: GraphBuilder, rows: list[_Row]) -> Var:
         """``W @ concat(term groups) + bias`` with a sparse W of the term coefficients."""
         x, offset = self._concat(b, sorted({self.lowering.rows[a].group for row in rows for a in row.args}))
-        cols = [offset[self.lowering.rows[a].group] + self.position[a] for row in rows for a in row.args]
+        cols = [offset[self.lowering.rows[a].group] + int(self.position[a]) for row in rows for a in row.args]
         rows_idx = [i for i, row in enumerate(rows) for _ in row.args]
-        values = [c for row in rows for c in row.coeffs]
-        weight = torch.sparse_coo_tensor(
-            torch.tensor([rows_idx, cols], dtype=torch.int64),
-            torch.tensor(values, dtype=torch.float64),
-            (len(rows), x.shape[0]),
-            check_invariants=True,
-        )
+        weight = _sparse(rows_idx, cols, [c for row in rows for c in row.coeffs], (len(rows), x.shape[0]))
         bias = np.array([row.bias for row in rows])
         return b.linear(x, weight, bias if np.any(bias != 0.0) else None)
 
@@ -363,22 +361,22 @@ class _Groups:
 
     def assemble(self, b: GraphBuilder, values: list[Value]) -> Var:
         """The output vector of ``values`` (rows and constants): a gather from the concatenated groups, or,
-        with constants among rows, a sparse selection plus bias (``concat`` does not broadcast a constant's
-        batch axis)."""
+        with constants among the rows, a sparse selection plus bias (a ``concat`` with a constant fails:
+        constants are evaluated with batch size 1)."""
         consts = np.asarray([v if isinstance(v, float) else 0.0 for v in values])
         groups = sorted({self.lowering.rows[v].group for v in values if not isinstance(v, float)})
         if not groups:
             return b.const(consts)
         x, offset = self._concat(b, groups)
-        picked = [(i, offset[self.lowering.rows[v].group] + int(self.position[v]))
-                  for i, v in enumerate(values) if not isinstance(v, float)]  # fmt: skip
+        picked = [i for i, v in enumerate(values) if not isinstance(v, float)]
+        cols = [offset[self.lowering.rows[values[i]].group] + int(self.position[values[i]]) for i in picked]
         if len(picked) == len(values):
-            return b.gather(x, np.asarray([col for _, col in picked], dtype=np.int64))
-        rows_idx, cols = zip(*picked)
-        weight = torch.sparse_coo_tensor(
-            torch.tensor([rows_idx, cols], dtype=torch.int64),
-            torch.ones(len(cols), dtype=torch.float64),
-            (len(values), x.shape[0]),
-            check_invariants=True,
-        )
-        return b.linear(x, weight, consts)
+            return b.gather(x, np.asarray(cols, dtype=np.int64))
+        return b.linear(x, _sparse(picked, cols, [1.0] * len(cols), (len(values), x.shape[0])), consts)
+
+
+def _sparse(rows: Sequence[int], cols: Sequence[int], values: Sequence[float], shape: tuple[int, int]) -> Any:
+    """A float64 COO matrix (duplicate entries add up)."""
+    index = torch.tensor([list(rows), list(cols)], dtype=torch.int64).reshape(2, -1)
+    data = torch.tensor(list(values), dtype=torch.float64)
+    return torch.sparse_coo_tensor(index, data, shape, check_invariants=True)

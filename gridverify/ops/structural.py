@@ -31,7 +31,8 @@ def _gather_shape(shape: tuple[int, ...], index: Any) -> tuple[int, ...]:
 
 
 def _concat(*xs: Tensor, axis: int) -> Tensor:
-    return torch.cat(xs, dim=batch_axis(axis))
+    batch = max(x.shape[0] for x in xs)  # constants carry a batch of 1
+    return torch.cat([x.expand(batch, *x.shape[1:]) for x in xs], dim=batch_axis(axis))
 
 
 def _concat_shape(*shapes: tuple[int, ...], axis: int) -> tuple[int, ...]:
