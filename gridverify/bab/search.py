@@ -47,6 +47,7 @@ class SearchConfig:
     timeout_s: float = 60.0
     batch: int = 64
     max_domains: int = 100_000
+    memory_gb: float = 4.0  # open domains are capped so that their tensors fit in this
     tolerance: float = 1e-4
     root: AlphaConfig = AlphaConfig(steps=20)
     bound: BoundConfig = BoundConfig()
@@ -132,6 +133,15 @@ def _root_linear(problem: Problem, intervals: tuple) -> branching.RootLinear:
             -bias[:, n:].reshape(a.shape[0], *shape),
         )
     return out
+
+
+def _bytes_per_domain(d: Domains) -> int:
+    """Memory of one domain's tensors (intervals, parameters, splits, coefficients)."""
+    tensors = [t for iv in d.intervals if iv is not None for t in iv]
+    for group in (d.alpha, d.beta_lo, d.beta_hi, d.split_lo, d.split_hi, d.coeffs):
+        tensors += list(group.values())
+    total = sum(t.element_size() * t.numel() for t in tensors)
+    return 2 * total // max(d.size, 1)  # twice: children are built next to their parents
 
 
 def _narrow(t: Tensor, rows: Tensor, index: Tensor, value: Tensor) -> Tensor:
@@ -244,6 +254,7 @@ def maximise(
     d, root_linear = _root_domains(problem, spec, config)
     _attack(problem, d, state, config.attack)
     b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps))
+    cap = min(config.max_domains, int(config.memory_gb * 2**30 / max(_bytes_per_domain(b.domains), 1)))
     by_input = int((problem.upper - problem.lower).gt(0).sum()) <= config.input_split_max_dims
     bound_cfg = replace(config.bound, refresh_intermediate=by_input)
     open_ = b.domains

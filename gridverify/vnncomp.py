@@ -1,0 +1,131 @@
+"""The VNN-COMP runner: one ONNX model, one VNN-LIB property, one verdict in the competition's format.
+
+The property's unsafe set is ``OR_k {y : A_k y <= b_k}`` (`gridverify.specs`). A disjunct is empty on the
+box when one of its rows satisfies ``a . y > b`` for every input, i.e. ``max (-a) . y < -b``; the property
+holds (``unsat``) when every disjunct is empty. Stages, cheapest first, each on the rows still open:
+CROWN on all rows; then branch and bound (alpha-CROWN root, GenBaB / input splits, PGD) on what is left,
+until the timeout. ``sat`` is written only for a point inside the box whose outputs lie in a disjunct both
+in float64 (`Graph.forward`) and in onnxruntime on the original model.
+
+Result file: ``unsat``, ``sat`` followed by ``((X_0 v) ... (Y_j v))``, ``unknown``, ``timeout`` or
+``error``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gridverify.bab import SearchConfig, Verdict, maximise
+from gridverify.bounds import crown
+from gridverify.ir import Graph, from_onnx
+from gridverify.specs import VnnlibSpec, read_vnnlib
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    status: str  # unsat | sat | unknown | timeout | error
+    seconds: float
+    witness_x: np.ndarray | None = None
+    witness_y: np.ndarray | None = None
+    detail: str = ""
+
+    def text(self) -> str:
+        """The VNN-COMP result file."""
+        if self.status != "sat" or self.witness_x is None or self.witness_y is None:
+            return self.status + "\n"
+        xs = [f"(X_{i} {v!r})" for i, v in enumerate(self.witness_x.tolist())]
+        ys = [f"(Y_{j} {v!r})" for j, v in enumerate(self.witness_y.tolist())]
+        return "sat\n(" + "\n ".join(xs + ys) + ")\n"
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Single rows of all disjuncts as maximisation problems: ``c . y <= thr`` proves the row."""
+
+    c: Tensor  # (R, n_out)
+    thr: Tensor  # (R,)
+    disjunct: np.ndarray  # (R,) which disjunct each row belongs to
+
+
+def _rows(spec: VnnlibSpec) -> _Rows:
+    cs, thrs, owner = [], [], []
+    for k, d in enumerate(spec.disjuncts):
+        for a, b in zip(d.a, d.b):
+            cs.append(-a)
+            thrs.append(-b)
+            owner.append(k)
+    return _Rows(torch.tensor(np.array(cs)), torch.tensor(thrs), np.array(owner))
+
+
+def _box(graph: Graph, spec: VnnlibSpec) -> tuple[Tensor, Tensor]:
+    shape = graph.nodes[graph.inputs[0][1]].shape
+    lo = torch.tensor(spec.input_lower, dtype=torch.float64).reshape(1, *shape)
+    hi = torch.tensor(spec.input_upper, dtype=torch.float64).reshape(1, *shape)
+    return lo, hi
+
+
+def _open_rows(rows: _Rows, proved: np.ndarray) -> np.ndarray:
+    """Rows of disjuncts that no proved row has emptied yet."""
+    done = np.zeros(int(rows.disjunct.max()) + 1 if rows.disjunct.size else 0, dtype=bool)
+    np.logical_or.at(done, rows.disjunct, proved)
+    return ~done[rows.disjunct]
+
+
+def _onnx_outputs(model: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    shape = [1 if not isinstance(s, int) else s for s in inp.shape]
+    dtype = np.float64 if "double" in inp.type else np.float32
+    out = session.run(None, {inp.name: x.reshape(shape).astype(dtype)})[0]
+    return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def _confirm(graph: Graph, spec: VnnlibSpec, model: Path, x: Tensor) -> InstanceResult | None:
+    """A ``sat`` result if x is in the box and unsafe in float64 and in onnxruntime; else None."""
+    xs = x.reshape(1, -1).to(torch.float64).numpy()
+    if not bool(spec.in_box(xs)[0]):
+        return None
+    y64 = graph.forward(x.reshape(1, *x.shape).to(torch.float64))[graph.outputs[0][0]].reshape(1, -1).numpy()
+    y_ort = _onnx_outputs(model, xs[0]).reshape(1, -1)
+    if bool(spec.is_unsafe(y64)[0]) and bool(spec.is_unsafe(y_ort)[0]):
+        return InstanceResult("sat", 0.0, xs[0], y64[0])
+    return None
+
+
+def verify_instance(
+    model: str | Path, prop: str | Path, timeout_s: float, config: SearchConfig | None = None
+) -> InstanceResult:
+    """Decide one instance within ``timeout_s`` seconds (see the module docstring)."""
+    config = config or SearchConfig()
+    start = time.perf_counter()
+    graph, spec = from_onnx(model), read_vnnlib(prop)
+    out_node = graph.nodes[graph.outputs[0][1]]
+    spec.check_sizes(graph.nodes[graph.inputs[0][1]].size, out_node.size)
+    box, rows = _box(graph, spec), _rows(spec)
+    if rows.c.shape[0] == 0:
+        return InstanceResult("sat", time.perf_counter() - start, detail="every output is unsafe")
+    proved = (crown(graph, box, spec=rows.c).upper[0] <= rows.thr).numpy()
+    todo = np.flatnonzero(_open_rows(rows, proved) & ~proved)
+    if todo.size == 0:
+        return InstanceResult("unsat", time.perf_counter() - start, detail="CROWN")
+    left = timeout_s - (time.perf_counter() - start)
+    cfg = replace(config, timeout_s=max(left, 0.0))
+    results = maximise(graph, box, rows.c[todo], threshold=rows.thr[todo], config=cfg)
+    for k, r in zip(todo, results):
+        proved[k] |= r.verdict is Verdict.VERIFIED
+        if r.verdict is Verdict.VIOLATED and len(spec.disjuncts[rows.disjunct[k]].b) == 1:
+            sat = _confirm(graph, spec, Path(model), r.witness)
+            if sat is not None:
+                return replace(sat, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if not _open_rows(rows, proved).any():
+        return InstanceResult("unsat", seconds, detail="branch and bound")
+    return InstanceResult("timeout" if seconds >= timeout_s else "unknown", seconds)
