@@ -270,7 +270,7 @@ def maximise(
         if (
             open_.size == 0
             or time.perf_counter() - start > config.timeout_s
-            or open_.size > config.max_domains
+            or open_.size + config.batch > cap
         ):
             break
         order = torch.argsort(open_.bound, descending=True)
