@@ -1,0 +1,81 @@
+"""The VNN-COMP runner: result files for unsat, sat (witness checked in onnxruntime) and error."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from gridverify.cli import main
+from gridverify.vnncomp import verify_instance
+from tests.ir.onnx_models import make_model
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml4acopf_2023"
+
+SPEC = """
+(declare-const X_0 Real)
+(declare-const X_1 Real)
+(declare-const Y_0 Real)
+(assert (>= X_0 0.0))
+(assert (<= X_0 1.0))
+(assert (>= X_1 0.0))
+(assert (<= X_1 1.0))
+(assert (>= Y_0 {threshold}))
+"""
+
+
+def _model(tmp_path: Path) -> Path:
+    """y = sin(x0) * x1 + 0.5 x0 (max on [0,1]^2 is sin(1) + 0.5 at (1, 1))."""
+    nodes = [
+        helper.make_node("Gather", ["x", "i0"], ["x0"], axis=1),
+        helper.make_node("Gather", ["x", "i1"], ["x1"], axis=1),
+        helper.make_node("Sin", ["x0"], ["s"]),
+        helper.make_node("Mul", ["s", "x1"], ["p"]),
+        helper.make_node("Mul", ["x0", "half"], ["h"]),
+        helper.make_node("Add", ["p", "h"], ["y"]),
+    ]
+    consts = {"i0": np.array([0]), "i1": np.array([1]), "half": np.array(0.5)}
+    path = tmp_path / "model.onnx"
+    onnx.save(make_model(nodes, [1, 2], consts, opset=17), path)
+    return path
+
+
+def _spec(tmp_path: Path, threshold: float) -> Path:
+    path = tmp_path / "prop.vnnlib"
+    path.write_text(SPEC.format(threshold=threshold))
+    return path
+
+
+def test_true_property_is_unsat(tmp_path: Path) -> None:
+    r = verify_instance(_model(tmp_path), _spec(tmp_path, np.sin(1.0) + 0.5 + 1e-3), timeout_s=20)
+    assert r.status == "unsat" and r.text() == "unsat\n"
+
+
+def test_false_property_is_sat_with_a_checked_witness(tmp_path: Path) -> None:
+    out = tmp_path / "result.txt"
+    code = main(
+        ["vnnlib", str(_model(tmp_path)), str(_spec(tmp_path, 1.2)), "--timeout", "20", "--out", str(out)]
+    )
+    lines = out.read_text().splitlines()
+    assert code == 0 and lines[0] == "sat"
+    values = dict(line.strip(" ()").split() for line in lines[1:])
+    x0, x1, y0 = float(values["X_0"]), float(values["X_1"]), float(values["Y_0"])
+    assert 0 <= x0 <= 1 and 0 <= x1 <= 1 and y0 >= 1.2
+    assert y0 == pytest.approx(np.sin(x0) * x1 + 0.5 * x0, abs=1e-12)
+
+
+def test_garbage_model_gives_error_result(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    out = tmp_path / "result.txt"
+    assert main(["vnnlib", str(bad), str(_spec(tmp_path, 1.0)), "--out", str(out)]) == 1
+    assert out.read_text() == "error\n"
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="shared ml4acopf data not found")
+def test_ml4acopf_14_bus_prop1_is_unsat() -> None:
+    r = verify_instance(
+        SHARED / "onnx" / "14_ieee_ml4acopf.onnx", SHARED / "vnnlib" / "14_ieee_prop1.vnnlib", 60
+    )
+    assert r.status == "unsat"
