@@ -1,32 +1,30 @@
-"""`GridData`: one case's buses, loads, generators and branches as per-unit numpy arrays, MATPOWER conventions.
+"""`GridData`: a case's buses, loads, generators and branches as per-unit numpy arrays, MATPOWER conventions.
 
-The only module that touches pandapower. Two sources, one core (`_grid_from_arrays` over MATPOWER-layout
-arrays of in-service elements):
+The only module that touches pandapower. Two sources, one core (MATPOWER-layout arrays -> `GridData`):
 
-- `from_pandapower(net)`: pandapower's own conversion (`to_ppc`, on a deep copy: the caller's net is never
-  modified), so the data is exactly what ``runpp`` solves; ids are pandapower element indices.
-- `from_matpower(path)`: a MATPOWER / PGLib-OPF ``.m`` file, parsed by matpowercaseframes (the reader of
-  pandapower's ``from_mpc``) and read with MATPOWER's semantics; ids are MATPOWER bus numbers and 1-based
-  generator / branch rows. The electrical data is *not* taken from ``from_mpc``'s net: that net moves the
-  tap of a transformer whose from bus is the low-voltage side to the other end, and turns transformer
-  charging into magnetising admittance (16 + 4 branches of pglib case300 change, by up to 12 pu of
-  admittance). ``GridData.pandapower`` still maps every row to the elements of `matpower_net(path)`, so
-  pandapower's power flow can replay a point where the two models agree (pglib case5 ... case118).
+- `from_pandapower(net)`: pandapower's own conversion (``to_ppc`` on a deep copy: the caller's net is never
+  modified), so the data is what ``runpp`` solves; ids are pandapower element indices.
+- `from_matpower(path)`: a MATPOWER / PGLib-OPF ``.m`` file parsed by matpowercaseframes (the reader behind
+  pandapower's ``from_mpc``) with MATPOWER's semantics; ids are bus numbers and 1-based gen / branch rows.
+  Not ``from_mpc``'s net: it moves the tap of a transformer whose from bus is the low-voltage side to the
+  other end and turns transformer charging into magnetising admittance (pglib case300: 20 branches differ,
+  by up to 12 pu). ``GridData.pandapower`` maps the rows to the elements of `matpower_net(path)` all the
+  same, for replaying points in pandapower where the two agree (pglib case5 ... case118).
 
-Conventions (MATPOWER / PGLib / PowerModels), all per unit on ``base_mva``, angles in rad:
-
-- branch: series admittance ``y = 1/(r + jx)``, total shunt admittance ``g + jb`` split half at each end,
-  ideal transformer ``tap * exp(j shift)`` at the from end (``tap = 1`` for lines);
-- bus shunt ``gs + j bs``: consumes ``gs * vm^2`` and injects ``bs * vm^2`` (values at ``vm = 1``);
-- loads: one per bus with nonzero fixed demand (loads, uncontrollable static generators, ward loads summed);
-- generator cost: ``c2 * pg^2 + c1 * pg + c0`` per hour with ``pg`` in pu;
-- no limit: ``rate_a = inf`` (MATPOWER 0), angle-difference limits ``-inf`` / ``inf`` (MATPOWER 0 or +-360).
+Conventions (MATPOWER / PGLib / PowerModels), per unit on ``base_mva``, angles in rad: a branch is a series
+admittance ``y = 1/(r + jx)`` with total shunt ``g + jb`` split half at each end, behind an ideal
+transformer ``tap * exp(j shift)`` at the from end (``tap = 1`` for lines); a bus shunt ``gs + j bs``
+consumes ``gs vm^2`` and injects ``bs vm^2``; loads are one per bus with nonzero fixed demand (loads,
+uncontrollable static generators and ward loads summed); costs are ``c2 pg^2 + c1 pg + c0`` per hour with
+``pg`` in pu; no limit is ``rate_a = inf`` (MATPOWER 0) or angle limits ``-inf`` / ``inf`` (MATPOWER 0 or
++-360).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,21 +33,7 @@ import numpy as np
 from matpowercaseframes import CaseFrames
 from pandapower.converter.matpower import from_mpc
 from pandapower.converter.pypower.to_ppc import to_ppc
-from pandapower.pypower.idx_brch import (
-    ANGMAX,
-    ANGMIN,
-    BR_B,
-    BR_R,
-    BR_STATUS,
-    BR_X,
-    F_BUS,
-    RATE_A,
-    SHIFT,
-    T_BUS,
-    TAP,
-)
-from pandapower.pypower.idx_bus import BS, BUS_I, BUS_TYPE, GS, NONE, PD, QD, REF, VA, VMAX, VMIN
-from pandapower.pypower.idx_gen import GEN_BUS, GEN_STATUS, PMAX, PMIN, QMAX, QMIN
+from pandapower.pypower import idx_brch, idx_bus, idx_gen
 
 __all__ = [
     "Branches",
@@ -67,32 +51,30 @@ __all__ = [
 ]
 
 Array = np.ndarray
-_GEN_LOOKUPS = {  # pandapower lookup name -> element table (sign: +1 generation, -1 consumption)
-    "ext_grid": ("ext_grid", 1.0),
-    "gen": ("gen", 1.0),
-    "sgen_controllable": ("sgen", 1.0),
-    "load_controllable": ("load", -1.0),
-    "storage_controllable": ("storage", -1.0),
-}
-_BRANCH_RESULTS = {  # element table -> (from-side columns, to-side columns, from-side bus column)
-    "line": (("p_from_mw", "q_from_mvar"), ("p_to_mw", "q_to_mvar"), "from_bus"),
-    "trafo": (("p_hv_mw", "q_hv_mvar"), ("p_lv_mw", "q_lv_mvar"), "hv_bus"),
-    "impedance": (("p_from_mw", "q_from_mvar"), ("p_to_mw", "q_to_mvar"), "from_bus"),
+# pandapower's lookups of ppc generator rows (element table = the name without "_controllable")
+_GEN_LOOKUPS = ("ext_grid", "gen", "sgen_controllable", "load_controllable", "storage_controllable")
+_GEN_SIGN = {"ext_grid": 1.0, "gen": 1.0, "sgen": 1.0, "load": -1.0, "storage": -1.0}  # res p_mw -> output
+_BRANCH_RESULTS = {  # element table -> (from-side columns, to-side columns, from- and to-side bus columns)
+    "line": (("p_from_mw", "q_from_mvar"), ("p_to_mw", "q_to_mvar"), ("from_bus", "to_bus")),
+    "trafo": (("p_hv_mw", "q_hv_mvar"), ("p_lv_mw", "q_lv_mvar"), ("hv_bus", "lv_bus")),
+    "impedance": (("p_from_mw", "q_from_mvar"), ("p_to_mw", "q_to_mvar"), ("from_bus", "to_bus")),
 }
 
 
-def _freeze(record: Any) -> None:
-    """Store every array field as a read-only float or int copy (a frozen record of immutable arrays)."""
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if isinstance(value, np.ndarray):
-            frozen = np.array(value, dtype=np.int64 if value.dtype.kind in "iu" else np.float64)
-            frozen.setflags(write=False)
-            object.__setattr__(record, f.name, frozen)
+class _Record:
+    """Base of the frozen array records: stores every array field as a read-only float64 / int64 copy."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                frozen = np.array(value, dtype=np.int64 if value.dtype.kind in "iu" else np.float64)
+                frozen.setflags(write=False)
+                object.__setattr__(self, f.name, frozen)
 
 
 @dataclass(frozen=True, eq=False)
-class ElementIds:
+class ElementIds(_Record):
     """Which element of a source each bus, generator and branch row is: e.g. ``("trafo", 3)``."""
 
     bus: Array  # (N,) int
@@ -101,15 +83,11 @@ class ElementIds:
     branch_kinds: tuple[str, ...]  # (L,)
     branch: Array  # (L,) int
 
-    def __post_init__(self) -> None:
-        _freeze(self)
-
 
 @dataclass(frozen=True, eq=False)
-class Buses:
-    """N buses: ids of the source case, voltage limits, shunts; ``ref`` positions with their fixed angles."""
+class Buses(_Record):
+    """N buses: voltage limits, shunts (at vm = 1), ``ref`` positions with their fixed angles."""
 
-    ids: Array
     vmin_pu: Array
     vmax_pu: Array
     gs_pu: Array
@@ -117,24 +95,18 @@ class Buses:
     ref: Array
     ref_va_rad: Array
 
-    def __post_init__(self) -> None:
-        _freeze(self)
-
 
 @dataclass(frozen=True, eq=False)
-class Loads:
+class Loads(_Record):
     """D fixed demands (MATPOWER convention: one per bus with nonzero demand): bus positions and values."""
 
     bus: Array
     p_pu: Array
     q_pu: Array
 
-    def __post_init__(self) -> None:
-        _freeze(self)
-
 
 @dataclass(frozen=True, eq=False)
-class Generators:
+class Generators(_Record):
     """G dispatchable units: bus positions, limits and cost ``c2*pg^2 + c1*pg + c0`` per hour (pg in pu)."""
 
     bus: Array
@@ -146,12 +118,9 @@ class Generators:
     cost_c1_per_pu: Array
     cost_c0: Array
 
-    def __post_init__(self) -> None:
-        _freeze(self)
-
 
 @dataclass(frozen=True, eq=False)
-class Branches:
+class Branches(_Record):
     """L pi-model branches (lines and transformers); see the module docstring for the model."""
 
     from_bus: Array
@@ -165,9 +134,6 @@ class Branches:
     rate_a_pu: Array
     angmin_rad: Array
     angmax_rad: Array
-
-    def __post_init__(self) -> None:
-        _freeze(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,16 +151,16 @@ class GridData:
     pandapower: ElementIds | None = None
 
     def __post_init__(self) -> None:
-        n, g, L = len(self.buses.ids), len(self.gens.bus), len(self.branches.from_bus)
+        n, g, L = len(self.buses.vmin_pu), len(self.gens.bus), len(self.branches.from_bus)
         if (len(self.ids.bus), len(self.ids.gen), len(self.ids.branch)) != (n, g, L):
             raise ValueError("element ids do not match the buses, generators and branches")
         for at in (self.loads.bus, self.gens.bus, self.branches.from_bus, self.branches.to_bus):
-            if at.size and not (0 <= at.min() and at.max() < n):
+            if at.size and not (at.min() >= 0 and at.max() < n):
                 raise ValueError("a bus position is out of range")
 
 
 @dataclass(frozen=True, eq=False)
-class OperatingPoint:
+class OperatingPoint(_Record):
     """A state of the grid in per unit: bus voltages (N,), generator output (G,), load demand (D,)."""
 
     vm_pu: Array
@@ -203,9 +169,6 @@ class OperatingPoint:
     qg_pu: Array
     pd_pu: Array
     qd_pu: Array
-
-    def __post_init__(self) -> None:
-        _freeze(self)
 
 
 @dataclass(frozen=True)
@@ -222,11 +185,11 @@ class _Arrays:
 
 # -- the core: MATPOWER arrays -> GridData ---------------------------------------------------------------
 def _grid_from_arrays(name: str, a: _Arrays, ids: ElementIds, pandapower: ElementIds | None) -> GridData:
-    position = {int(b): i for i, b in enumerate(a.bus[:, BUS_I])}
+    position = {int(b): i for i, b in enumerate(a.bus[:, idx_bus.BUS_I])}
     return GridData(
         name=name,
         base_mva=a.base_mva,
-        buses=_buses(a, ids),
+        buses=_buses(a),
         loads=_loads(a),
         gens=_gens(a, position),
         branches=_branches(a, position),
@@ -235,33 +198,38 @@ def _grid_from_arrays(name: str, a: _Arrays, ids: ElementIds, pandapower: Elemen
     )
 
 
-def _buses(a: _Arrays, ids: ElementIds) -> Buses:
-    ref = np.flatnonzero(a.bus[:, BUS_TYPE] == REF)
+def _buses(a: _Arrays) -> Buses:
+    ref = np.flatnonzero(a.bus[:, idx_bus.BUS_TYPE] == idx_bus.REF)
     return Buses(
-        ids=ids.bus,
-        vmin_pu=np.nan_to_num(a.bus[:, VMIN], nan=-np.inf),
-        vmax_pu=np.nan_to_num(a.bus[:, VMAX], nan=np.inf),
-        gs_pu=a.bus[:, GS] / a.base_mva,
-        bs_pu=a.bus[:, BS] / a.base_mva,
+        vmin_pu=np.nan_to_num(a.bus[:, idx_bus.VMIN], nan=-np.inf),
+        vmax_pu=np.nan_to_num(a.bus[:, idx_bus.VMAX], nan=np.inf),
+        gs_pu=a.bus[:, idx_bus.GS] / a.base_mva,
+        bs_pu=a.bus[:, idx_bus.BS] / a.base_mva,
         ref=ref,
-        ref_va_rad=np.deg2rad(a.bus[ref, VA]),
+        ref_va_rad=np.deg2rad(a.bus[ref, idx_bus.VA]),
     )
 
 
 def _loads(a: _Arrays) -> Loads:
-    at = np.flatnonzero((a.bus[:, PD] != 0) | (a.bus[:, QD] != 0))
-    return Loads(bus=at, p_pu=a.bus[at, PD] / a.base_mva, q_pu=a.bus[at, QD] / a.base_mva)
+    pd, qd = a.bus[:, idx_bus.PD] / a.base_mva, a.bus[:, idx_bus.QD] / a.base_mva
+    at = np.flatnonzero((pd != 0) | (qd != 0))
+    return Loads(bus=at, p_pu=pd[at], q_pu=qd[at])
+
+
+def _limit(values: Array, unlimited: float) -> Array:
+    """NaN and pandapower's stand-in ``+-1e9`` (no limit given) become ``+-inf``."""
+    return np.where(np.isnan(values) | (np.abs(values) >= 1e9), unlimited, values)
 
 
 def _gens(a: _Arrays, position: dict[int, int]) -> Generators:
     g, base = a.gen, a.base_mva
     c2, c1, c0 = _poly_costs(a.gencost, len(g))
     return Generators(
-        bus=np.array([position[int(b)] for b in g[:, GEN_BUS]], dtype=np.int64),
-        pmin_pu=np.nan_to_num(g[:, PMIN], nan=-np.inf) / base,
-        pmax_pu=np.nan_to_num(g[:, PMAX], nan=np.inf) / base,
-        qmin_pu=np.nan_to_num(g[:, QMIN], nan=-np.inf) / base,
-        qmax_pu=np.nan_to_num(g[:, QMAX], nan=np.inf) / base,
+        bus=np.array([position[int(b)] for b in g[:, idx_gen.GEN_BUS]], dtype=np.int64),
+        pmin_pu=_limit(g[:, idx_gen.PMIN], -np.inf) / base,
+        pmax_pu=_limit(g[:, idx_gen.PMAX], np.inf) / base,
+        qmin_pu=_limit(g[:, idx_gen.QMIN], -np.inf) / base,
+        qmax_pu=_limit(g[:, idx_gen.QMAX], np.inf) / base,
         cost_c2_per_pu2=c2 * base**2,
         cost_c1_per_pu=c1 * base,
         cost_c0=c0,
@@ -286,19 +254,19 @@ def _poly_costs(gencost: Array | None, n_gen: int) -> tuple[Array, Array, Array]
 
 def _branches(a: _Arrays, position: dict[int, int]) -> Branches:
     br = a.branch
-    tap = br[:, TAP]
+    tap, rate = br[:, idx_brch.TAP], br[:, idx_brch.RATE_A]
     return Branches(
-        from_bus=np.array([position[int(b)] for b in br[:, F_BUS]], dtype=np.int64),
-        to_bus=np.array([position[int(b)] for b in br[:, T_BUS]], dtype=np.int64),
-        r_pu=br[:, BR_R],
-        x_pu=br[:, BR_X],
+        from_bus=np.array([position[int(b)] for b in br[:, idx_brch.F_BUS]], dtype=np.int64),
+        to_bus=np.array([position[int(b)] for b in br[:, idx_brch.T_BUS]], dtype=np.int64),
+        r_pu=br[:, idx_brch.BR_R],
+        x_pu=br[:, idx_brch.BR_X],
         g_pu=a.branch_g,
-        b_pu=br[:, BR_B],
+        b_pu=br[:, idx_brch.BR_B],
         tap=np.where(tap == 0, 1.0, tap),
-        shift_rad=np.deg2rad(br[:, SHIFT]),
-        rate_a_pu=np.where((br[:, RATE_A] > 0) & (br[:, RATE_A] < 1e10), br[:, RATE_A], np.inf) / a.base_mva,
-        angmin_rad=_angle_limit(br[:, ANGMIN], -np.inf),
-        angmax_rad=_angle_limit(br[:, ANGMAX], np.inf),
+        shift_rad=np.deg2rad(br[:, idx_brch.SHIFT]),
+        rate_a_pu=np.where((rate > 0) & (rate < 1e10), rate, np.inf) / a.base_mva,
+        angmin_rad=_angle_limit(br[:, idx_brch.ANGMIN], -np.inf),
+        angmax_rad=_angle_limit(br[:, idx_brch.ANGMAX], np.inf),
     )
 
 
@@ -316,22 +284,28 @@ def from_matpower(path: str | Path) -> GridData:
 
 
 def matpower_net(path: str | Path) -> Any:
-    """The pandapower net that pandapower's converter (``from_mpc``) makes of a ``.m`` case."""
-    return from_mpc(str(path))
+    """The pandapower net that pandapower's converter (``from_mpc``) makes of a ``.m`` case. (A case
+    without transformers makes pandapower set an empty column in a way pandas deprecates: that
+    FutureWarning, about pandapower's own code, is silenced here.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Setting an item of incompatible dtype", FutureWarning)
+        return from_mpc(str(path))
 
 
 def _read_matpower(path: Path) -> tuple[_Arrays, ElementIds]:
     mpc = CaseFrames(str(path)).to_mpc()
     bus, gen, branch = (np.asarray(mpc[k], dtype=np.float64) for k in ("bus", "gen", "branch"))
-    live = {int(b) for b in bus[bus[:, BUS_TYPE] != NONE, BUS_I]}
-    bus_on = np.isin(bus[:, BUS_I], list(live))
-    gen_on = (gen[:, GEN_STATUS] > 0) & np.isin(gen[:, GEN_BUS], list(live))
-    br_on = (branch[:, BR_STATUS] != 0) & np.isin(branch[:, F_BUS], list(live))
-    br_on &= np.isin(branch[:, T_BUS], list(live))
+    live = {int(b) for b in bus[bus[:, idx_bus.BUS_TYPE] != idx_bus.NONE, idx_bus.BUS_I]}
+    bus_on = np.isin(bus[:, idx_bus.BUS_I], list(live))
+    gen_on = (gen[:, idx_gen.GEN_STATUS] > 0) & np.isin(gen[:, idx_gen.GEN_BUS], list(live))
+    br_on = (branch[:, idx_brch.BR_STATUS] != 0) & np.isin(branch[:, idx_brch.F_BUS], list(live))
+    br_on &= np.isin(branch[:, idx_brch.T_BUS], list(live))
     gencost = np.asarray(mpc["gencost"], dtype=np.float64)[: len(gen)][gen_on] if "gencost" in mpc else None
-    arrays = _Arrays(float(mpc["baseMVA"]), bus[bus_on], gen[gen_on], branch[br_on], gencost, np.zeros(br_on.sum()))
+    arrays = _Arrays(
+        float(mpc["baseMVA"]), bus[bus_on], gen[gen_on], branch[br_on], gencost, np.zeros(br_on.sum())
+    )
     ids = ElementIds(
-        bus=bus[bus_on, BUS_I].astype(np.int64),
+        bus=bus[bus_on, idx_bus.BUS_I].astype(np.int64),
         gen_kinds=("gen",) * int(gen_on.sum()),
         gen=np.flatnonzero(gen_on) + 1,
         branch_kinds=("branch",) * int(br_on.sum()),
@@ -362,14 +336,10 @@ def from_pandapower(net: Any, name: str = "") -> GridData:
     ppci = to_ppc(work, init="flat", calculate_voltage_angles=True, trafo_model="t",
                   take_slack_vm_limits=not has_limits)  # fmt: skip
     ids = _pandapower_ids(work, ppci)
-    arrays = _Arrays(
-        float(ppci["baseMVA"]),
-        ppci["bus"].real,
-        ppci["gen"].real,
-        ppci["branch"].real,
-        ppci.get("gencost"),
-        _branch_g(ppci),
-    )
+    real = {k: np.real(ppci[k]) for k in ("bus", "gen", "branch")}
+    if not has_limits:  # pandapower's stand-ins 0 and 2 pu
+        real["bus"][:, [idx_bus.VMIN, idx_bus.VMAX]] = np.nan
+    arrays = _Arrays(float(ppci["baseMVA"]), **real, gencost=ppci.get("gencost"), branch_g=_branch_g(ppci))
     return _grid_from_arrays(name or str(getattr(net, "name", "") or "pandapower net"), arrays, ids, ids)
 
 
@@ -414,17 +384,21 @@ def _bus_owners(net: Any, ppci: dict[str, Any]) -> Array:
         if 0 <= lookup[b] < n:
             owner[lookup[b]] = b
     if np.any(owner < 0):
-        raise NotImplementedError("auxiliary buses without a pandapower bus are not supported")
+        open_lines = int(((net.switch.et == "l") & ~net.switch.closed.astype(bool)).sum())
+        raise NotImplementedError(
+            f"{int(np.sum(owner < 0))} auxiliary buses without a pandapower bus (from {open_lines} open line"
+            " switches, trafo3w star points or xwards) are not modelled"
+        )
     return owner
 
 
 def _gen_owners(net: Any, ppci: dict[str, Any]) -> tuple[tuple[str, ...], Array]:
     gen_is = np.asarray(ppci["internal"]["gen_is"], dtype=bool)
     kinds, ids = [""] * len(gen_is), np.full(len(gen_is), -1, dtype=np.int64)
-    for lookup, (table, _) in _GEN_LOOKUPS.items():
+    for lookup in _GEN_LOOKUPS:
         rows = net._pd2ppc_lookups.get(lookup)
         for idx in [] if rows is None else np.flatnonzero(np.asarray(rows) >= 0):
-            kinds[rows[idx]], ids[rows[idx]] = table, idx
+            kinds[rows[idx]], ids[rows[idx]] = lookup.removesuffix("_controllable"), idx
     if np.any(ids[gen_is] < 0):
         raise NotImplementedError("generators of unsupported pandapower elements")
     return tuple(k for k, on in zip(kinds, gen_is) if on), ids[gen_is]
@@ -448,9 +422,8 @@ def operating_point(data: GridData, net: Any) -> OperatingPoint:
     res = net.res_bus.loc[pp.bus]
     pg, qg = np.zeros(len(pp.gen)), np.zeros(len(pp.gen))
     for i, (kind, idx) in enumerate(zip(pp.gen_kinds, pp.gen)):
-        sign = dict(_GEN_LOOKUPS.values())[kind]
         row = net[f"res_{kind}"].loc[idx]
-        pg[i], qg[i] = sign * row["p_mw"], sign * row["q_mvar"]
+        pg[i], qg[i] = _GEN_SIGN[kind] * row["p_mw"], _GEN_SIGN[kind] * row["q_mvar"]
     return OperatingPoint(
         vm_pu=res["vm_pu"].to_numpy(),
         va_rad=np.deg2rad(res["va_degree"].to_numpy()),
@@ -462,13 +435,14 @@ def operating_point(data: GridData, net: Any) -> OperatingPoint:
 
 
 def branch_flows(data: GridData, net: Any) -> dict[str, Array]:
-    """pandapower's solved branch flows ``p_from, q_from, p_to, q_to`` (pu) at ``data``'s branch ends."""
+    """pandapower's solved branch flows ``p_from, q_from, p_to, q_to`` (pu) at ``data``'s branch ends (the
+    ends of pandapower's element, swapped where ``from_mpc`` made the MATPOWER to bus the hv side)."""
     pp = _require_pandapower_ids(data)
     out = {k: np.zeros(len(pp.branch)) for k in ("p_from", "q_from", "p_to", "q_to")}
     from_pp = pp.bus[data.branches.from_bus]
     for i, (kind, idx) in enumerate(zip(pp.branch_kinds, pp.branch)):
-        side_f, side_t, bus_col = _BRANCH_RESULTS[kind]
-        if net[kind].at[idx, bus_col] != from_pp[i]:
+        side_f, side_t, (col_f, col_t) = _BRANCH_RESULTS[kind]
+        if net[kind].at[idx, col_t] == from_pp[i] != net[kind].at[idx, col_f]:  # from_mpc swapped the ends
             side_f, side_t = side_t, side_f
         res = net[f"res_{kind}"].loc[idx]
         out["p_from"][i], out["q_from"][i] = res[side_f[0]], res[side_f[1]]

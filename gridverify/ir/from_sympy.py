@@ -346,11 +346,15 @@ class _Groups:
     def _sum(self, b: GraphBuilder, rows: list[_Row]) -> Var:
         """``W @ concat(term groups) + bias`` with a sparse W of the term coefficients."""
         x, offset = self._concat(b, sorted({self.lowering.rows[a].group for row in rows for a in row.args}))
-        cols = [offset[self.lowering.rows[a].group] + int(self.position[a]) for row in rows for a in row.args]
+        cols = [self._column(offset, a) for row in rows for a in row.args]
         rows_idx = [i for i, row in enumerate(rows) for _ in row.args]
         weight = _sparse(rows_idx, cols, [c for row in rows for c in row.coeffs], (len(rows), x.shape[0]))
         bias = np.array([row.bias for row in rows])
         return b.linear(x, weight, bias if np.any(bias != 0.0) else None)
+
+    def _column(self, offset: dict[int, int], row: int) -> int:
+        """Where ``row`` sits in a concatenation of groups starting at ``offset``."""
+        return offset[self.lowering.rows[row].group] + int(self.position[row])
 
     def _concat(self, b: GraphBuilder, groups: list[int]) -> tuple[Var, dict[int, int]]:
         offset, parts, n = {}, [], 0
@@ -360,19 +364,18 @@ class _Groups:
         return b.concat(parts), offset
 
     def assemble(self, b: GraphBuilder, values: list[Value]) -> Var:
-        """The output vector of ``values`` (rows and constants): a gather from the concatenated groups, or,
-        with constants among the rows, a sparse selection plus bias (a ``concat`` with a constant fails:
-        constants are evaluated with batch size 1)."""
-        consts = np.asarray([v if isinstance(v, float) else 0.0 for v in values])
+        """The output vector of ``values`` (rows and constants): one gather from the concatenated groups
+        (and a constant vector of the constant entries)."""
         groups = sorted({self.lowering.rows[v].group for v in values if not isinstance(v, float)})
+        consts = [v for v in values if isinstance(v, float)]
         if not groups:
-            return b.const(consts)
+            return b.const(np.asarray(consts))
         x, offset = self._concat(b, groups)
-        picked = [i for i, v in enumerate(values) if not isinstance(v, float)]
-        cols = [offset[self.lowering.rows[values[i]].group] + int(self.position[values[i]]) for i in picked]
-        if len(picked) == len(values):
-            return b.gather(x, np.asarray(cols, dtype=np.int64))
-        return b.linear(x, _sparse(picked, cols, [1.0] * len(cols), (len(values), x.shape[0])), consts)
+        constant_at = iter(range(x.shape[0], x.shape[0] + len(consts)))
+        index = [next(constant_at) if isinstance(v, float) else self._column(offset, v) for v in values]
+        if consts:
+            x = b.concat([x, b.const(np.asarray(consts))])
+        return b.gather(x, np.asarray(index, dtype=np.int64))
 
 
 def _sparse(rows: Sequence[int], cols: Sequence[int], values: Sequence[float], shape: tuple[int, int]) -> Any:
