@@ -34,6 +34,7 @@ class AlphaConfig:
     patience: int = 20
     min_improvement: float = 1e-6
     optimise_intermediate: bool = True
+    shared_intermediate: bool = False  # one alpha per neuron for all rows of an intermediate target
     stop_above: float | None = None
 
 
@@ -127,7 +128,9 @@ def alpha_crown(
     c = spec_matrix(graph, out, spec, like)
     starts = {out: 2 * c.shape[1]}
     if config.optimise_intermediate:
-        starts.update({i: 2 * graph.nodes[i].size for i in plan.crown_nodes})
+        starts.update(
+            {i: 1 if config.shared_intermediate else 2 * graph.nodes[i].size for i in plan.crown_nodes}
+        )
     alphas = _init_alphas(graph, plan, starts, start.intervals)
     assert start.linear is not None
     best = _Best(start.lower, start.upper, start.linear)

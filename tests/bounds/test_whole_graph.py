@@ -77,3 +77,14 @@ def test_bounds_contain_samples_many_graphs(seed: int) -> None:
     lo, hi = _sampled_range(graph, lower, upper, n=20000)
     for r in (crown(graph, (lower, upper)), alpha_crown(graph, (lower, upper))):
         _assert_contains(r, lo, hi, r.method)
+
+
+@pytest.mark.parametrize("kind", ["sin", "mul", "sigmoid"])
+def test_shared_intermediate_alphas_are_sound_and_no_looser_than_crown(kind: str) -> None:
+    graph = random_graph(77 + KINDS.index(kind), depth=4, force=kind)
+    lower, upper = random_box(5)
+    lo, hi = _sampled_range(graph, lower, upper)
+    r_crown = crown(graph, (lower, upper))
+    r_shared = alpha_crown(graph, (lower, upper), config=AlphaConfig(steps=8, shared_intermediate=True))
+    _assert_contains(r_shared, lo, hi, "shared alpha-crown")
+    _assert_no_looser(r_shared, r_crown)
