@@ -11,8 +11,6 @@ from gridverify.cli import main
 from gridverify.vnncomp import verify_instance
 from tests.ir.onnx_models import make_model
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml4acopf_2023"
-
 SPEC = """
 (declare-const X_0 Real)
 (declare-const X_1 Real)
@@ -73,9 +71,8 @@ def test_garbage_model_gives_error_result(tmp_path: Path) -> None:
     assert out.read_text() == "error\n"
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="shared ml4acopf data not found")
-def test_ml4acopf_14_bus_prop1_is_unsat() -> None:
+def test_ml4acopf_14_bus_prop1_is_unsat(ml4acopf: Path) -> None:
     r = verify_instance(
-        SHARED / "onnx" / "14_ieee_ml4acopf.onnx", SHARED / "vnnlib" / "14_ieee_prop1.vnnlib", 60
+        ml4acopf / "onnx" / "14_ieee_ml4acopf.onnx", ml4acopf / "vnnlib" / "14_ieee_prop1.vnnlib", 60
     )
     assert r.status == "unsat"

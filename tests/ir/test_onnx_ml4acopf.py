@@ -20,14 +20,6 @@ from tests.ir.onnx_models import run_onnxruntime, to_double
 CASES = ["14_ieee", "118_ieee", "300_ieee"]
 
 
-@pytest.fixture(scope="module")
-def ml4acopf() -> Path:
-    folder = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ml4acopf_2023"
-    if not (folder / "instances.csv").exists():
-        pytest.skip(f"shared benchmark data not found at {folder}")
-    return folder
-
-
 def _properties(folder: Path, case: str) -> list[Path]:
     with open(folder / "instances.csv") as f:
         return sorted({folder / row[1] for row in csv.reader(f) if Path(row[0]).name.startswith(case + "_")})

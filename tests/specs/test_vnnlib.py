@@ -23,14 +23,6 @@ HEADER = """; two inputs, three outputs
 BOX = "(assert (<= X_0 0.5))\n(assert (>= X_0 -0.5))\n(assert (and (<= -1 X_1) (>= 2e0 X_1)))\n"
 
 
-@pytest.fixture(scope="module")
-def ml4acopf() -> Path:
-    folder = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ml4acopf_2023"
-    if not (folder / "instances.csv").exists():
-        pytest.skip(f"shared benchmark data not found at {folder}")
-    return folder
-
-
 def _io_sizes(model_path: Path) -> tuple[int, int]:
     graph = onnx.load(str(model_path), load_external_data=False).graph
     sizes = [
