@@ -21,7 +21,7 @@ from torch import Tensor
 
 from gridverify.bab.domains import Domains, Problem
 from gridverify.bounds.core import Interval
-from gridverify.bounds.crown import _flat_sum, backward, concretize, ibp_of_spec, propagate
+from gridverify.bounds.crown import backward, concretize, flat_sum, ibp_of_spec, propagate
 from gridverify.bounds.optim import ProjectedAdam
 from gridverify.ops import Relaxation, get_op
 
@@ -82,7 +82,7 @@ def _visitor(d: Domains, betas: dict[str, dict[int, Tensor]], record: dict[int, 
         lo, hi = d.intervals[i]  # type: ignore[misc]
         b_lo = betas["lo"][i] * d.split_lo[i]
         b_hi = betas["hi"][i] * d.split_hi[i]
-        gained = _flat_sum((b_lo * lo - b_hi * hi).unsqueeze(1))
+        gained = flat_sum((b_lo * lo - b_hi * hi).unsqueeze(1))
         return a - b_lo.unsqueeze(1) + b_hi.unsqueeze(1), gained
 
     return visit

@@ -36,21 +36,9 @@ class Choice:
     point: Tensor
 
 
-def consumers(problem: Problem) -> dict[int, list[tuple[int, int]]]:
-    """split node -> [(nonlinear consumer, input position)] among the nodes the output depends on."""
-    found: dict[int, list[tuple[int, int]]] = {z: [] for z in problem.split_nodes}
-    for i in sorted(problem.plan.needed):
-        node = problem.graph.nodes[i]
-        if get_op(node.op).kind == "nonlinear":
-            for k, j in enumerate(node.inputs):
-                if j in found:
-                    found[j].append((i, k))
-    return found
-
-
 def split_point(problem: Problem, z: int, lower: Tensor, upper: Tensor, tables: bool = True) -> Tensor:
     """0 where a relu / abs / product input interval contains 0; else the table's point or the midpoint."""
-    ops = [problem.graph.nodes[h].op for h, _ in consumers(problem)[z]]
+    ops = [problem.graph.nodes[h].op for h, _ in problem.consumers[z]]
     point = 0.5 * (lower + upper)
     tabulated = [op for op in ops if op in split_points.tabulated_ops()]
     if tables and tabulated:
@@ -110,7 +98,7 @@ def bbps_scores(problem: Problem, b: Bounded, root: RootLinear, tables: bool = T
     d = b.domains
     lower, upper = _flat(d.lower), _flat(d.upper)
     scores = {}
-    for z, uses in consumers(problem).items():
+    for z, uses in problem.consumers.items():
         lo_z, hi_z = d.intervals[z]  # type: ignore[misc]
         point = split_point(problem, z, lo_z, hi_z, tables)
         gains = []
@@ -153,7 +141,7 @@ def _width_score(problem: Problem, b: Bounded, z: int) -> Tensor:
     d = b.domains
     lo, hi = d.intervals[z]  # type: ignore[misc]
     weight = torch.ones_like(lo)
-    for h, _ in consumers(problem)[z]:
+    for h, _ in problem.consumers[z]:
         lam = b.coeffs.get(h)
         if lam is not None and lam.shape == lo.shape:
             weight = weight + lam.abs()
@@ -162,7 +150,7 @@ def _width_score(problem: Problem, b: Bounded, z: int) -> Tensor:
 
 def width_scores(problem: Problem, b: Bounded) -> dict[int, Tensor]:
     """The simple heuristic: interval width times consumer coefficient magnitude."""
-    return {z: _width_score(problem, b, z) for z in consumers(problem)}
+    return {z: _width_score(problem, b, z) for z in problem.consumers}
 
 
 def choose_neuron(problem: Problem, scores: dict[int, Tensor]) -> tuple[Tensor, Tensor]:

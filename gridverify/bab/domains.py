@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -47,7 +48,7 @@ class Problem:
             raise ValueError(f"branch and bound takes one input box, got a batch of {lo.shape[0]}")
         return Problem(graph, out, name, make_plan(graph, out), lo, hi)
 
-    @property
+    @cached_property
     def split_nodes(self) -> tuple[int, ...]:
         """Nodes whose neurons may be split: inputs of nonlinear ops other than exp, log and sqrt."""
         found = set()
@@ -57,6 +58,18 @@ class Problem:
             if op.kind == "nonlinear" and node.op not in ("exp", "log", "sqrt"):
                 found.update(j for j in node.inputs if self.graph.nodes[j].op != "const")
         return tuple(sorted(found))
+
+    @cached_property
+    def consumers(self) -> dict[int, tuple[tuple[int, int], ...]]:
+        """split node -> ((nonlinear consumer, input position), ...) among the nodes the output needs."""
+        found: dict[int, list[tuple[int, int]]] = {z: [] for z in self.split_nodes}
+        for i in sorted(self.plan.needed):
+            node = self.graph.nodes[i]
+            if get_op(node.op).kind == "nonlinear":
+                for k, j in enumerate(node.inputs):
+                    if j in found:
+                        found[j].append((i, k))
+        return {z: tuple(uses) for z, uses in found.items()}
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,9 @@ def _root_domains(
         root.upper[0].clone(),
         torch.zeros(m, dtype=torch.long, device=spec.device),
     )
-    return d, _root_linear(problem, root.intervals)
+    # BBPS shortcuts need the root's linear bounds of every node (one more CROWN pass); others do not.
+    wanted = config.branching is Branching.BBPS
+    return d, _root_linear(problem, root.intervals) if wanted else {}
 
 
 def _root_linear(problem: Problem, intervals: tuple) -> branching.RootLinear:

@@ -38,6 +38,7 @@ class SplitTable:
     points: Tensor
 
 
+@cache
 def tabulated_ops() -> tuple[str, ...]:
     """Unary nonlinear ops defined on the whole grid (ops with a restricted domain are left out)."""
     unary = [(n, op) for n, op in REGISTRY.items() if op.kind == "nonlinear" and op.arity == 1]

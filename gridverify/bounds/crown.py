@@ -41,14 +41,14 @@ Visitor = Callable[[int, Tensor], tuple[Tensor, Tensor | None]]
 add split constraints (beta-CROWN terms) and to record coefficients for branching scores."""
 
 
-def _flat_sum(t: Tensor) -> Tensor:
+def flat_sum(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], t.shape[1], -1).sum(-1)
 
 
 def _safe_dot(a: Tensor, b: Tensor) -> Tensor:
     """sum over S of a*b with 0 * inf = 0 (infinite offsets of overflowed relaxations)."""
     prod = a * b
-    return _flat_sum(torch.where(a == 0, torch.zeros_like(prod), prod))
+    return flat_sum(torch.where(a == 0, torch.zeros_like(prod), prod))
 
 
 def _unbroadcast(t: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -61,12 +61,14 @@ def _unbroadcast(t: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 
 def _transpose_linear(graph: Graph, i: int, a: Tensor) -> tuple[list[Tensor], Tensor]:
-    """A through a linear op: (coefficients per input, bias gained), by a vector-Jacobian product."""
+    """A through a linear op: (coefficients per input, bias gained). The coefficients come from the op's
+    adjoint, or a vector-Jacobian product of its forward; the bias from its constant term, if any."""
     node = graph.nodes[i]
     op, kw = get_op(node.op), node.kwargs
-    bias = _flat_sum(a * kw["bias"].like(a)) if node.op == "linear" and kw.get("bias") is not None else None
+    const = op.constant_term(**kw) if op.constant_term is not None else None
+    bias = a.new_zeros(a.shape[:2]) if const is None else flat_sum(a * const.like(a))
     if op.adjoint is not None:
-        return list(op.adjoint(a, **kw)), a.new_zeros(a.shape[:2]) if bias is None else bias
+        return list(op.adjoint(a, **kw)), bias
     b, m = a.shape[:2]
     flat = a.reshape(b * m, *node.shape)
     shapes = [graph.nodes[j].shape for j in node.inputs]
@@ -79,7 +81,7 @@ def _transpose_linear(graph: Graph, i: int, a: Tensor) -> tuple[list[Tensor], Te
     coeffs = [
         (torch.zeros_like(p) if g is None else g).reshape(b, m, *s) for g, p, s in zip(grads, primals, shapes)
     ]
-    return coeffs, a.new_zeros(b, m) if bias is None else bias
+    return coeffs, bias
 
 
 def backward(
@@ -107,7 +109,7 @@ def backward(
             found[i] = a
             continue
         if node.op == "const":
-            bias = bias + _flat_sum(a * node.kwargs["value"].like(a))
+            bias = bias + flat_sum(a * node.kwargs["value"].like(a))
             continue
         if kind == "linear":
             parts, gained = _transpose_linear(graph, i, a)
@@ -141,7 +143,7 @@ def concretize(graph: Graph, found: dict[int, Tensor], bias: Tensor, box: InputB
     total = bias
     for i, a in found.items():
         lo, hi = box[graph.nodes[i].kwargs["name"]]
-        total = total + _flat_sum(a.clamp(min=0) * lo.unsqueeze(1) + a.clamp(max=0) * hi.unsqueeze(1))
+        total = total + flat_sum(a.clamp(min=0) * lo.unsqueeze(1) + a.clamp(max=0) * hi.unsqueeze(1))
     return total
 
 
@@ -210,7 +212,7 @@ def ibp_of_spec(c: Tensor, interval: Interval) -> tuple[Tensor, Tensor]:
     """Interval bounds of C y from the box of y."""
     lo, hi = (t.unsqueeze(1) for t in interval)
     pos, neg = c.clamp(min=0), c.clamp(max=0)
-    return _flat_sum(pos * lo + neg * hi), _flat_sum(pos * hi + neg * lo)
+    return flat_sum(pos * lo + neg * hi), flat_sum(pos * hi + neg * lo)
 
 
 def resolve(graph: Graph, box: BoxLike, output: str | int | None) -> tuple[Graph, dict[str, Interval], int]:

@@ -42,6 +42,10 @@ def _adjoint(a: Tensor, weight: Any, bias: Any = None) -> tuple[Tensor, ...]:
     return (torch.sparse.mm(w.t(), flat.T).T.reshape(*a.shape[:-1], w.shape[1]),)
 
 
+def _constant_term(weight: Any, bias: Any = None) -> Any:
+    return bias
+
+
 def _shape(shape: tuple[int, ...], weight: Any, bias: Any = None) -> tuple[int, ...]:
     k, n = weight.shape
     if not shape or shape[-1] != n:
@@ -60,6 +64,7 @@ OP = register(
         shape=_shape,
         interval=_interval,
         adjoint=_adjoint,
+        constant_term=_constant_term,
         torch_functions=(torch.nn.functional.linear, nn.Linear),
         onnx_types=("Gemm",),
     )

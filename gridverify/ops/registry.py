@@ -8,7 +8,8 @@ Kinds:
 - ``linear``: exact linear maps (``forward(x1..xk) = L(x1..xk) + c``). Bound propagation derives their
   transpose from ``forward`` by a vector-Jacobian product, so a linear op supplies only ``forward``,
   ``interval`` and ``shape`` (and, as a shortcut on hot paths, ``adjoint(a, **params)``: the
-  coefficients ``L^T a`` per input for ``a`` of shape ``(b, m, *S_out)``);
+  coefficients ``L^T a`` per input for ``a`` of shape ``(b, m, *S_out)``); an affine op names its constant
+  ``c`` with ``constant_term(**params)``;
 - ``nonlinear``: elementwise (with broadcasting) functions of one or more inputs. They supply ``relax``:
   lower and upper linear functions valid on the input box, optionally parameterised by ``alpha``;
 - ``fused``: an op with its own forward and interval that bound propagation replaces by its
@@ -68,6 +69,9 @@ class OpDef:
     project_alpha: Callable[[Tensor], Tensor] = project_unit
     decompose: Callable[..., Any] | None = None
     adjoint: Callable[..., tuple[Tensor, ...]] | None = None
+    constant_term: Callable[..., Any] | None = (
+        None  # affine ops: params -> the `Const` c in L(x) + c, or None
+    )
     check_domain: Callable[..., None] | None = None
     sympy_heads: tuple[str, ...] = ()
     torch_functions: tuple[Any, ...] = ()

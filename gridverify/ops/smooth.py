@@ -182,22 +182,18 @@ def _global_range(fn: SmoothFn, like: Tensor) -> tuple[Tensor, Tensor]:
     return offset(fn, zero, period, zero, True), offset(fn, zero, period, zero, False)
 
 
-def _slopes(fn: SmoothFn, l: Tensor, u: Tensor, t: Tensor) -> Tensor:
-    lo, hi = slope_range(fn, l, u)
-    return lo + t * (hi - lo)
-
-
 def relax(fn: SmoothFn, l: Tensor, u: Tensor, alpha: Tensor) -> Relaxation:
     """Lines with slopes ``alpha[0]``, ``alpha[1]`` (mapped onto the range of f') and sound offsets."""
-    a_lo = _slopes(fn, l, u, alpha[0])
-    a_hi = _slopes(fn, l, u, alpha[1])
+    lo, hi = slope_range(fn, l, u)
+    a_lo, a_hi = lo + alpha[0] * (hi - lo), lo + alpha[1] * (hi - lo)
     b_lo = offset(fn, l, u, a_lo, True)
     b_hi = offset(fn, l, u, a_hi, False)
     if fn.period is not None:
         wide = (u - l) >= fn.period
-        ilo, ihi = interval(fn, l, u)
-        a_lo, a_hi = (torch.where(wide, torch.zeros_like(a), a) for a in (a_lo, a_hi))
-        b_lo, b_hi = torch.where(wide, ilo, b_lo), torch.where(wide, ihi, b_hi)
+        if bool(wide.any()):  # a period or wider: the constant lines of f's global range
+            glo, ghi = _global_range(fn, l)
+            a_lo, a_hi = (torch.where(wide, torch.zeros_like(a), a) for a in (a_lo, a_hi))
+            b_lo, b_hi = torch.where(wide, glo, b_lo), torch.where(wide, ghi, b_hi)
     return _finite_or_constant(fn, l, u, a_lo, b_lo, a_hi, b_hi)
 
 
@@ -224,10 +220,11 @@ def _envelope_alpha(fn: SmoothFn, l: Tensor, u: Tensor, lower: bool) -> Tensor:
     lr, ur, _ = _reduce(fn, l, u)
     bp = _breakpoints(fn, lr, ur)
     mid = 0.5 * (lr + ur)
+    a_min, a_max = slope_range(fn, l, u)
     lo, hi = torch.zeros_like(l), torch.ones_like(l)
     for _ in range(_ENVELOPE_STEPS):
         t = 0.5 * (lo + hi)
-        _, x = _extreme(fn, _slopes(fn, l, u, t), bp, lower)
+        _, x = _extreme(fn, a_min + t * (a_max - a_min), bp, lower)
         grow = (x < mid) if lower else (x > mid)
         lo, hi = torch.where(grow, t, lo), torch.where(grow, hi, t)
     return 0.5 * (lo + hi)
