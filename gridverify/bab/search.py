@@ -68,9 +68,10 @@ class SpecResult:
     upper: float
     worst: float
     witness: Tensor  # float64 point of the box where c^T y = worst
-    domains: int
-    seconds: float
-    history: tuple[tuple[float, float, float], ...] = field(default=(), repr=False)  # (s, upper, worst)
+    domains: int  # domains explored (children bounded) for this specification
+    seconds: float  # when it was decided (or the search ended)
+    # (elapsed seconds, certified upper bound), one point whenever the bound improved
+    history: tuple[tuple[float, float], ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -82,7 +83,7 @@ class _State:
     dropped: Tensor  # largest bound among dropped domains
     explored: Tensor
     done_at: Tensor
-    history: list[list[tuple[float, float, float]]]
+    history: list[list[tuple[float, float]]]
 
 
 def _root_domains(
@@ -305,9 +306,12 @@ def _prune(d: Domains, state: _State, thr: Tensor | None, config: SearchConfig, 
 
 
 def _record(state: _State, upper: Tensor, start: float) -> None:
+    """Append ``(elapsed s, upper)`` for every specification whose certified bound improved."""
     now = time.perf_counter() - start
     for s in range(upper.shape[0]):
-        state.history[s].append((now, float(upper[s]), float(state.worst[s])))
+        u, past = float(upper[s]), state.history[s]
+        if not past or u < past[-1][1]:
+            past.append((now, u))
 
 
 def _results(

@@ -1,5 +1,6 @@
 """Branch and bound: certified intervals contain the true maximum, gaps close, verdicts are never wrong."""
 
+import itertools
 import math
 import random
 
@@ -54,6 +55,9 @@ def test_two_dimensional_products_and_trig_close_the_gap(sign: float) -> None:
     assert r.upper >= true_max - 1e-12 and r.worst >= true_max - 1e-5
     assert r.upper - r.worst <= 1e-4
     assert r.verdict is None and r.domains > 0
+    times, uppers = zip(*r.history)
+    assert list(times) == sorted(times) and all(a > b for a, b in itertools.pairwise(uppers))
+    assert uppers[-1] == pytest.approx(r.upper) and uppers[0] >= true_max
 
 
 def _mlp(seed: int, n_in: int, act: str) -> Graph:
