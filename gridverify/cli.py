@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d.add_argument("--radius", type=float, default=0.1, help="half-width of the load box in pu (default 0.1)")
+    _add_verify(sub)
+    _add_report(sub)
     v = sub.add_parser(
         "vnnlib",
         help="decide a VNN-COMP instance (ONNX model + VNN-LIB property) and write the result file",
@@ -40,6 +42,73 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--out", type=Path, help="result file (VNN-COMP format); default: print only")
     v.add_argument("--progress", action="store_true", help="show a progress bar during branch and bound")
     return parser
+
+
+VERIFY_HELP = """\
+Verify a case's neural-network surrogate over a region of loads: for every constraint of the AC power
+flow (power balance at every bus, thermal limits at both ends of every branch, angle differences,
+voltage and generator limits), prove that it holds for EVERY load in the region (verified), or find a
+load where it fails (violated, re-checked in float64 and replayed in pandapower's power flow), or give
+a certified interval [worst found, bound] when the time budget ends first (unknown).
+
+Writes DIR/certificate.json (versioned JSON, see docs/certificate.md) and DIR/report.md with figures.
+
+Exit codes: 0 every constraint verified; 1 some constraint violated; 3 none violated but some unknown;
+2 bad input (unknown case, malformed region, unwritable output folder, ...).
+"""
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    from gridverify.grid import FAMILIES
+
+    p = sub.add_parser(
+        "verify",
+        help="verify a case's surrogate against every AC power-flow constraint over a load region",
+        description=VERIFY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("case", help="a shipped case name (see cases/, e.g. case14) or a case folder")
+    p.add_argument(
+        "--region",
+        help="load region: '+-10%%' (each load within 10%% of nominal), '0.9:1.1' (factor range); "
+        "default: the case's training region",
+    )
+    p.add_argument(
+        "--constraints",
+        nargs="+",
+        metavar="FAMILY",
+        choices=[f for f, _ in FAMILIES],
+        help="constraint families to verify (default: all): " + ", ".join(f for f, _ in FAMILIES),
+    )
+    p.add_argument("--tolerance", type=float, default=1e-4, help="violation tolerance in each family's unit")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds for all constraints (default 120)")
+    p.add_argument("--device", default="cpu", help="torch device for the bounds (cpu, cuda; default cpu)")
+    p.add_argument("--out", type=Path, help="output folder (default reports/<case>)")
+    p.add_argument("--no-replay", action="store_true", help="skip the pandapower replay of violations")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="re-render report.md and figures from a certificate.json",
+        description="Re-render the report (report.md and figures) of a certificate written by "
+        "`gridverify verify`, into the certificate's folder or --out.",
+    )
+    p.add_argument("certificate", type=Path, help="certificate.json written by gridverify verify")
+    p.add_argument("--out", type=Path, help="output folder (default: the certificate's folder)")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from gridverify.verify.cli import run_verify
+
+    return run_verify(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gridverify.verify.cli import run_report
+
+    return run_report(args)
 
 
 def _vnnlib(args: argparse.Namespace) -> int:
@@ -64,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "vnnlib":
         return _vnnlib(args)
+    if args.command == "verify":
+        return _verify(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "demo":
         if args.radius < 0:
             print("gridverify demo: --radius must be >= 0", file=sys.stderr)

@@ -1,0 +1,224 @@
+"""The certificate: what `gridverify verify` proved, found and replayed, as versioned JSON.
+
+Schema (``schema`` = `SCHEMA`, documented field by field in ``docs/certificate.md``):
+
+- ``case``, ``surrogate`` (sha256 fingerprint of weights and layout), ``region`` (`Region.to_dict`),
+  ``settings`` (tolerance, timeouts, device, dtype), ``gridverify`` (package version), ``created`` (UTC),
+  ``seconds`` (wall time), ``complete`` (False while a run is still writing; a reader refuses it);
+- ``records``: one per constraint, with its ``name`` (``thermal_from[line 3: 4-7]``), ``family``, ``kind``
+  (``inequality``: violation ``g(x)``; ``equality``: violation ``|h(x)|``), ``element`` (``[kind, id]`` as in
+  the case), ``unit``, ``tolerance``, ``verdict`` (``verified``: the certified bound is at most the tolerance;
+  ``violated``: a load in the region, re-evaluated in float64, exceeds it; ``unknown``), ``bound`` (certified
+  upper bound of the violation over the region), ``worst`` (largest violation found), ``witness`` (the load
+  vector ``[pd_pu..., qd_pu...]`` where ``worst`` was found, float64), ``seconds``, ``domains`` (branch and
+  bound domains explored), ``history`` (``[seconds, bound]`` pairs) and ``replay`` (pandapower's own numbers
+  at the witness, for violated constraints; see `gridverify.verify.replay`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "gridverify.certificate/1"
+VERDICTS = ("verified", "violated", "unknown")
+
+
+class CertificateError(ValueError):
+    """A certificate file that cannot be read back: not JSON, another schema, incomplete, missing fields."""
+
+
+@dataclass(frozen=True)
+class ConstraintRecord:
+    """The answer for one constraint (see the module docstring for every field)."""
+
+    name: str
+    family: str
+    kind: str
+    element: tuple[str, int]
+    unit: str
+    tolerance: float
+    verdict: str
+    bound: float
+    worst: float
+    witness: tuple[float, ...] | None
+    seconds: float
+    domains: int
+    history: tuple[tuple[float, float], ...] = ()
+    replay: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["element"] = list(self.element)
+        d["witness"] = None if self.witness is None else list(self.witness)
+        d["history"] = [list(h) for h in self.history]
+        d["replay"] = None if self.replay is None else dict(self.replay)
+        return {k: _json_number(v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ConstraintRecord:
+        missing = [f.name for f in fields(cls) if f.name not in d and f.default is MISSING]
+        if missing:
+            raise CertificateError(f"record {d.get('name', '?')!r} lacks {', '.join(missing)}")
+        if d["verdict"] not in VERDICTS:
+            raise CertificateError(f"record {d['name']!r}: verdict {d['verdict']!r} is not one of {VERDICTS}")
+        kind, idx = d["element"]
+        witness = d.get("witness")
+        return cls(
+            name=d["name"],
+            family=d["family"],
+            kind=d["kind"],
+            element=(str(kind), int(idx)),
+            unit=d["unit"],
+            tolerance=float(d["tolerance"]),
+            verdict=d["verdict"],
+            bound=_number(d["bound"]),
+            worst=_number(d["worst"]),
+            witness=None if witness is None else tuple(float(v) for v in witness),
+            seconds=float(d["seconds"]),
+            domains=int(d["domains"]),
+            history=tuple((float(s), _number(u)) for s, u in d.get("history", ())),
+            replay=d.get("replay"),
+        )
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """Everything one verification run established, loadable back with `Certificate.load`."""
+
+    case: str
+    surrogate: str
+    region: Mapping[str, Any]
+    settings: Mapping[str, Any]
+    records: tuple[ConstraintRecord, ...]
+    seconds: float
+    created: str
+    gridverify: str
+    complete: bool = True
+    input_names: tuple[str, ...] = field(default=())
+
+    # -- reading -------------------------------------------------------------------------------------
+    def family(self, name: str) -> tuple[ConstraintRecord, ...]:
+        return tuple(r for r in self.records if r.family == name)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.family for r in self.records))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """family -> counts of each verdict and the worst certified bound (largest ``bound``)."""
+        out: dict[str, dict[str, float]] = {}
+        for fam in self.families:
+            recs = self.family(fam)
+            row: dict[str, float] = {v: sum(r.verdict == v for r in recs) for v in VERDICTS}
+            row["worst_bound"] = max(r.bound for r in recs)
+            row["worst_found"] = max(r.worst for r in recs)
+            out[fam] = row
+        return out
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(r.verdict == v for r in self.records) for v in VERDICTS}
+
+    def worst_violations(self, k: int = 10) -> tuple[ConstraintRecord, ...]:
+        """The ``k`` violated constraints with the largest violation found."""
+        bad = [r for r in self.records if r.verdict == "violated"]
+        return tuple(sorted(bad, key=lambda r: r.worst - r.tolerance, reverse=True)[:k])
+
+    # -- JSON ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "case": self.case,
+            "surrogate": self.surrogate,
+            "region": dict(self.region),
+            "settings": dict(self.settings),
+            "input_names": list(self.input_names),
+            "seconds": self.seconds,
+            "created": self.created,
+            "gridverify": self.gridverify,
+            "complete": self.complete,
+            "counts": self.counts(),
+            "records": [r.to_dict() for r in self.records],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Certificate:
+        if d.get("schema") != SCHEMA:
+            raise CertificateError(f"schema {d.get('schema')!r} is not {SCHEMA!r}")
+        if not d.get("complete", False):
+            raise CertificateError("the certificate is incomplete (its run did not finish)")
+        keys = ("case", "surrogate", "region", "settings", "records", "seconds", "created", "gridverify")
+        missing = [k for k in keys if k not in d]
+        if missing:
+            raise CertificateError(f"missing fields: {', '.join(missing)}")
+        return cls(
+            case=d["case"],
+            surrogate=d["surrogate"],
+            region=d["region"],
+            settings=d["settings"],
+            records=tuple(ConstraintRecord.from_dict(r) for r in d["records"]),
+            seconds=float(d["seconds"]),
+            created=d["created"],
+            gridverify=d["gridverify"],
+            complete=True,
+            input_names=tuple(d.get("input_names", ())),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (a temporary file in the same folder, then `os.replace`)."""
+        return write_json_atomic(Path(path), self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Certificate:
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise CertificateError(f"{path}: no such file") from None
+        except json.JSONDecodeError as err:
+            raise CertificateError(f"{path}: not JSON ({err})") from None
+        try:
+            return cls.from_dict(d)
+        except CertificateError as err:
+            raise CertificateError(f"{path}: {err}") from None
+
+
+def write_json_atomic(path: Path, payload: Any) -> Path:
+    """``payload`` as JSON at ``path``; readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_number(v: Any) -> Any:
+    """JSON has no infinities: +-inf become the strings "inf" / "-inf" (NaN is refused)."""
+    if isinstance(v, float) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if isinstance(v, list):
+        return [_json_number(x) for x in v]
+    return v
+
+
+def _number(v: float | str) -> float:
+    return float(v)
+
+
+def records_table(records: Sequence[ConstraintRecord]) -> list[dict[str, Any]]:
+    """Flat rows (name, family, verdict, bound, worst, seconds) for printing or a DataFrame."""
+    keys = ("name", "family", "verdict", "bound", "worst", "tolerance", "unit", "seconds", "domains")
+    return [{k: getattr(r, k) for k in keys} for r in records]

@@ -1,0 +1,264 @@
+"""`verify`: every constraint of a case under its surrogate, over a load region, answered with certainty.
+
+One graph from the load box to every constraint value (`gridverify.surrogate.compose`); the selected
+families are concatenated into one output ``violation`` and each constraint becomes specification rows:
+``+e_r`` for an inequality ``g <= 0`` (violation ``g``), ``+e_r`` and ``-e_r`` for an equality ``h = 0``
+(violation ``|h|``). Two stages of `gridverify.bab.maximise` share the time budget:
+
+1. *decide* (all rows, threshold = tolerance): verified rows stop as soon as their bound drops below the
+   tolerance, violated rows as soon as a load (checked in float64) exceeds it;
+2. *narrow* (violated rows, no threshold): the certified interval ``[worst found, bound]`` of each violated
+   row is narrowed with what is left of the budget.
+
+Every witness is re-evaluated in float64 on the CPU and checked to lie in the region before a ``violated``
+verdict is written; violated constraints are then replayed in pandapower (`gridverify.verify.replay`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gridverify.bab import SearchConfig, SpecResult, Verdict, maximise
+from gridverify.grid import FAMILIES, Kind
+from gridverify.ir import Graph
+from gridverify.ir.builder import rebuild
+from gridverify.surrogate import Region, compose
+from gridverify.surrogate.case import Case, load_case
+from gridverify.verify.certificate import Certificate, ConstraintRecord
+
+UNITS = {
+    "p_balance": "pu", "q_balance": "pu", "ref_angle": "rad", "thermal_from": "pu^2", "thermal_to": "pu^2",
+    "angle_min": "rad", "angle_max": "rad", "vm_min": "pu", "vm_max": "pu", "pg_min": "pu", "pg_max": "pu",
+    "qg_min": "pu", "qg_max": "pu",
+}  # fmt: skip
+OUTPUT = "violation"
+
+
+class RegionWarning(UserWarning):
+    """The region leaves the surrogate's training region: answers there describe extrapolation."""
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Budget and settings of one verification run (seconds are wall time for all constraints together)."""
+
+    tolerance: float = 1e-4  # in each family's unit (`UNITS`)
+    timeout_s: float = 120.0
+    narrow_share: float = 0.25  # of the budget kept for narrowing the bounds of violated constraints
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float64
+    search: SearchConfig = SearchConfig()
+    replay: bool = True
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "tolerance": self.tolerance,
+            "timeout_s": self.timeout_s,
+            "narrow_share": self.narrow_share,
+            "device": self.device,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "batch": self.search.batch,
+            "branching": self.search.branching.value,
+        }
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The specification rows of the selected constraints: row ``i`` belongs to constraint ``owner[i]``."""
+
+    spec: Tensor  # (R, n_out)
+    owner: np.ndarray  # (R,)
+
+
+def verify(
+    case: str | Path | Case,
+    region: str | Region | None = None,
+    families: Sequence[str] | None = None,
+    config: VerifyConfig = VerifyConfig(),
+    progress: bool = False,
+) -> Certificate:
+    """Verdicts, certified bounds and witnesses for every constraint of ``families`` (default: all)."""
+    start = time.perf_counter()
+    case = case if isinstance(case, Case) else load_case(case)
+    region = resolve_region(case, region)
+    constraints = select_constraints(case, families)
+    graph = violation_graph(compose(case.problem, case.surrogate), [f for f in _families(constraints)])
+    rows = spec_rows(constraints, graph.nodes[graph.outputs[0][1]].size)
+    box = tuple(t.to(config.device) for t in region.box(config.dtype))
+    results = _search(graph, box, rows.spec.to(config.device), config, progress)
+    records = [
+        _record(c, [results[i] for i in np.flatnonzero(rows.owner == k)], config.tolerance)
+        for k, c in enumerate(constraints)
+    ]
+    records = [_confirmed(graph, region, r, k) for k, r in enumerate(records)]
+    if config.replay:
+        from gridverify.verify.replay import replay_records
+
+        records = replay_records(case, records)
+    return Certificate(
+        case=case.name,
+        surrogate=case.surrogate.fingerprint(),
+        region=region.to_dict(),
+        settings=config.settings(),
+        records=tuple(records),
+        seconds=time.perf_counter() - start,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        gridverify=version("gridverify"),
+        input_names=_input_names(case),
+    )
+
+
+# -- inputs ---------------------------------------------------------------------------------------------
+def resolve_region(case: Case, region: str | Region | None) -> Region:
+    """The case's default region, a parsed text, or the given region; warns outside the training region."""
+    if region is None:
+        return case.region
+    chosen = Region.parse(region, case.data) if isinstance(region, str) else region
+    train = case.region
+    if np.any(chosen.lower < train.lower - 1e-12) or np.any(chosen.upper > train.upper + 1e-12):
+        warnings.warn(
+            f"region {chosen.describe()} leaves the surrogate's training region {train.describe()}: "
+            "answers there describe extrapolation",
+            RegionWarning,
+            stacklevel=2,
+        )
+    return chosen
+
+
+def select_constraints(case: Case, families: Sequence[str] | None) -> list:
+    """The case's constraints of ``families`` (all present families when None), in family order."""
+    present = case.problem.families
+    wanted = tuple(present if families is None else families)
+    unknown = [f for f in wanted if f not in dict(FAMILIES)]
+    if unknown:
+        raise ValueError(f"unknown constraint families {unknown}; known: {[f for f, _ in FAMILIES]}")
+    empty = [f for f in wanted if f not in present]
+    if empty and families is not None and len(empty) == len(wanted):
+        raise ValueError(f"case {case.name} has no constraints in {empty} (present: {list(present)})")
+    return [c for f in present if f in wanted for c in case.problem.family(f)]
+
+
+def _families(constraints: Sequence) -> list[str]:
+    return list(dict.fromkeys(c.family for c in constraints))
+
+
+def violation_graph(graph: Graph, families: Sequence[str]) -> Graph:
+    """``graph`` with one output: the concatenation of the families' outputs, in the given order."""
+    b, vals = rebuild(graph)
+    ids = graph.output_ids
+    parts = [vals[ids[f]] for f in families]
+    return b.build({OUTPUT: parts[0] if len(parts) == 1 else b.concat(parts, axis=0)})
+
+
+def spec_rows(constraints: Sequence, n_out: int) -> Rows:
+    """``+e_k`` per constraint and also ``-e_k`` for equalities (violation ``|h|``)."""
+    spec, owner = [], []
+    for k, c in enumerate(constraints):
+        signs = (1.0, -1.0) if c.kind is Kind.EQUALITY else (1.0,)
+        for s in signs:
+            row = torch.zeros(n_out, dtype=torch.float64)
+            row[k] = s
+            spec.append(row)
+            owner.append(k)
+    return Rows(torch.stack(spec), np.array(owner))
+
+
+def _input_names(case: Case) -> tuple[str, ...]:
+    buses = case.data.ids.bus[case.data.loads.bus]
+    return tuple(f"pd_pu[bus {b}]" for b in buses) + tuple(f"qd_pu[bus {b}]" for b in buses)
+
+
+# -- search ---------------------------------------------------------------------------------------------
+def _search(
+    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, config: VerifyConfig, progress: bool
+) -> list[SpecResult]:
+    start = time.perf_counter()
+    decide_s = config.timeout_s * (1.0 - config.narrow_share)
+    search = replace(config.search, timeout_s=decide_s, tolerance=config.tolerance, progress=progress)
+    results = maximise(graph, box, spec, threshold=config.tolerance, output=OUTPUT, config=search)
+    bad = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper - r.worst > 1e-9]
+    left = config.timeout_s - (time.perf_counter() - start)
+    if not bad or left <= 1.0:
+        return results
+    narrow = replace(search, timeout_s=left)
+    narrowed = maximise(graph, box, spec[bad], threshold=None, output=OUTPUT, config=narrow)
+    for i, r in zip(bad, narrowed):
+        results[i] = _narrowed(results[i], r)
+    return results
+
+
+def _narrowed(decided: SpecResult, narrowed: SpecResult) -> SpecResult:
+    """The decide stage's verdict with the tighter interval of both stages."""
+    upper = min(decided.upper, narrowed.upper)
+    better = narrowed.worst > decided.worst
+    return replace(
+        decided,
+        upper=max(upper, narrowed.worst, decided.worst),
+        worst=max(decided.worst, narrowed.worst),
+        witness=narrowed.witness if better else decided.witness,
+        domains=decided.domains + narrowed.domains,
+        seconds=decided.seconds + narrowed.seconds,
+        history=decided.history + tuple((decided.seconds + s, u) for s, u in narrowed.history),
+    )
+
+
+# -- records --------------------------------------------------------------------------------------------
+def _record(constraint, results: Sequence[SpecResult], tolerance: float) -> ConstraintRecord:
+    """One record from the constraint's rows (two for an equality: the larger side decides)."""
+    verdicts = [r.verdict for r in results]
+    if Verdict.VIOLATED in verdicts:
+        verdict = "violated"
+    elif all(v is Verdict.VERIFIED for v in verdicts):
+        verdict = "verified"
+    else:
+        verdict = "unknown"
+    top = max(results, key=lambda r: r.worst)
+    return ConstraintRecord(
+        name=constraint.name,
+        family=constraint.family,
+        kind=constraint.kind.value,
+        element=constraint.element,
+        unit=UNITS[constraint.family],
+        tolerance=tolerance,
+        verdict=verdict,
+        bound=max(r.upper for r in results),
+        worst=top.worst,
+        witness=tuple(float(v) for v in top.witness.reshape(-1).cpu().tolist()),
+        seconds=max(r.seconds for r in results),
+        domains=sum(r.domains for r in results),
+        history=merge_histories([r.history for r in results]),
+    )
+
+
+def merge_histories(histories: Sequence[Sequence[tuple]]) -> tuple[tuple[float, float], ...]:
+    """``(seconds, bound)`` of the larger side at every time either side's bound changed."""
+    times = sorted({h[0] for hist in histories for h in hist})
+    out = []
+    for t in times:
+        latest = [max((h for h in hist if h[0] <= t), key=lambda h: h[0], default=None) for hist in histories]
+        if all(x is not None for x in latest):
+            out.append((t, max(float(x[1]) for x in latest)))  # type: ignore[index]
+    return tuple(out)
+
+
+def _confirmed(graph: Graph, region: Region, record: ConstraintRecord, k: int) -> ConstraintRecord:
+    """Re-evaluate the witness (constraint ``k`` of the violation output) in float64 on the CPU; a violation
+    that does not hold there, or a witness outside the region, makes the verdict unknown."""
+    if record.verdict != "violated" or record.witness is None:
+        return record
+    x = np.asarray(record.witness, dtype=np.float64)
+    y = graph.forward(torch.tensor(x).reshape(1, -1))[OUTPUT].reshape(-1).numpy()
+    value = float(abs(y[k]) if record.kind == "equality" else y[k])
+    if region.contains(x) and value > record.tolerance:
+        return replace(record, worst=value, bound=max(record.bound, value))
+    return replace(record, verdict="unknown")
