@@ -1,0 +1,91 @@
+"""``gridverify study``: run a study file's jobs (resumably) and write its report.
+
+`add_study_parser` adds the subcommand to the ``gridverify`` parser and sets ``handler`` on it;
+``python -m gridverify.study`` runs the same command on its own (`main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["add_study_parser", "main", "study_command"]
+
+DESCRIPTION = """\
+Run every job of a study file (cases x surrogates x families x load regions x tolerances, each one
+`gridverify verify` run) and write a summary table and figures to OUT/report/. Each finished job's
+certificate is written atomically to OUT/certificates/<job id>.json; running the same command again skips
+finished jobs and runs the others, so a study can be stopped (even killed) and resumed. Jobs run in
+--workers local processes, or on a Dask distributed cluster with --scheduler tcp://HOST:PORT (start one
+with `dask scheduler` and `dask worker tcp://HOST:PORT --nthreads 1` on each machine, gridverify
+installed on all). The study file is checked as a whole before any job starts.
+"""
+
+
+def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``study`` to a parser's subcommands; the parsed namespace's ``handler`` runs it."""
+    p = subparsers.add_parser(
+        "study",
+        help="run a study (cases x surrogates x families x regions) resumably, locally or on Dask",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("study", type=Path, help="study file (TOML; see gridverify.study.spec)")
+    p.add_argument("--out", type=Path, help="results folder (default: reports/study/<study file name>)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (instead of local workers)")
+    p.add_argument(
+        "--retries", type=int, default=2, help="re-runs of a job whose worker was lost (default 2)"
+    )
+    p.add_argument("--check", action="store_true", help="check the study file and list its jobs; run nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=study_command)
+    return p
+
+
+def study_command(args: argparse.Namespace) -> int:
+    """Run the parsed ``study`` command: 0 when every job has a certificate, 1 when some failed, 2 on a bad
+    study file or option."""
+    from gridverify.study.runner import RunConfig, run_study
+    from gridverify.study.spec import StudyError, load_study
+
+    if args.workers < 1 or args.retries < 0:
+        print("gridverify study: --workers must be >= 1 and --retries >= 0", file=sys.stderr)
+        return 2
+    try:
+        if args.check:
+            return _list_jobs(load_study(args.study))
+        config = RunConfig(args.workers, args.scheduler, args.retries, progress=not args.no_progress)
+        outcome = run_study(args.study, _out(args), config)
+    except (StudyError, FileNotFoundError) as err:
+        print(f"gridverify study: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"{len(outcome.computed)} job(s) run, {len(outcome.skipped)} already finished, "
+        f"{len(outcome.failed)} failed, {outcome.seconds:.1f} s on {outcome.executor}; "
+        f"report: {_out(args) / 'report'}"
+    )
+    for job_id, message in outcome.failed.items():
+        print(f"  failed {job_id}: {message}", file=sys.stderr)
+    return 0 if outcome.complete else 1
+
+
+def _out(args: argparse.Namespace) -> Path:
+    return args.out if args.out is not None else Path("reports") / "study" / args.study.stem
+
+
+def _list_jobs(jobs: Sequence) -> int:
+    for job in jobs:
+        print(f"{job.id}  {job.describe()}")
+    print(f"{len(jobs)} job(s); the study file is valid")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gridverify")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_study_parser(sub)
+    args = parser.parse_args(["study", *(sys.argv[1:] if argv is None else argv)])
+    return args.handler(args)

@@ -1,0 +1,57 @@
+"""The job a study runs: one `gridverify.verify.verify` call, checked against the job's identity.
+
+A job travels as data (`Job`: names, region text, settings, fingerprints); the worker loads the case and
+surrogate itself and checks that their files and the parsed region give the job's own id, so a worker with
+other case files or another surrogate (a machine with an older checkout) refuses the job instead of
+answering another question.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+from gridverify.study.spec import SHIPPED, Job, case_fingerprint, file_sha256, job_id, surrogate_path
+from gridverify.study.store import JobResult
+
+__all__ = ["JobMismatch", "open_job", "run_verify_job"]
+
+
+class JobMismatch(RuntimeError):
+    """The worker's case, surrogate or region is not the one the job was planned with."""
+
+
+def open_job(job: Job) -> tuple[Any, Any]:
+    """``(case, region)`` of the job, with its surrogate, as planned (raises `JobMismatch` otherwise)."""
+    from gridverify.surrogate import Region, load_case
+    from gridverify.surrogate.case import read_surrogate
+
+    case = load_case(job.case)
+    path = surrogate_path(case, job.surrogate)
+    region = Region.parse(job.region, case.data)
+    seen = (case_fingerprint(case), file_sha256(path))
+    box = (region.lower.tolist(), region.upper.tolist())
+    if seen != job.fingerprints or job_id(job, box) != job.id:
+        raise JobMismatch(f"job {job.id} ({job.describe()}): this worker's case or surrogate files differ")
+    if job.surrogate != SHIPPED:
+        # Case.surrogate is a cached_property: filling its cache on this fresh Case selects the surrogate
+        case.__dict__["surrogate"] = read_surrogate(path, case.data)
+    return case, region
+
+
+def run_verify_job(job: Job) -> JobResult:
+    """Verify ``job.families`` of ``job.case`` under its surrogate over ``job.region`` (one torch thread)."""
+    import torch
+
+    from gridverify.verify import VerifyConfig, verify
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    case, region = open_job(job)
+    config = VerifyConfig(tolerance=job.tolerance, timeout_s=job.timeout_s, device=job.device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cert = verify(case, region=region, families=job.families, config=config, progress=False)
+    notes = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    return JobResult.of(job, cert, time.perf_counter() - start, notes)
