@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gridverify import demo
+from gridverify.study.cli import add_study_parser
+from gridverify.surrogate.cli import add_train_parser
 
 DESCRIPTION = """\
 gridverify proves, or refutes with a concrete load, that a neural-network surrogate of AC optimal power
@@ -29,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--radius", type=float, default=0.1, help="half-width of the load box in pu (default 0.1)")
     _add_verify(sub)
     _add_report(sub)
+    add_train_parser(sub)
+    add_study_parser(sub)
     v = sub.add_parser(
         "vnnlib",
         help="decide a VNN-COMP instance (ONNX model + VNN-LIB property) and write the result file",
@@ -137,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _verify(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "train":
+        return args.func(args)
+    if args.command == "study":
+        return args.handler(args)
     if args.command == "demo":
         if args.radius < 0:
             print("gridverify demo: --radius must be >= 0", file=sys.stderr)

@@ -51,6 +51,8 @@ def _interval_panel(ax: Any, recs: Sequence[ConstraintRecord], family: str) -> N
     ax.axhline(recs[0].tolerance, color="grey", linestyle="--", linewidth=0.8, label="tolerance")
     ax.set_ylabel(f"{family}\n[{recs[0].unit}]")
     ax.set_yscale("symlog", linthresh=max(1e-6, recs[0].tolerance))
+    span = np.r_[lo, hi, recs[0].tolerance]
+    ax.set_ylim(span.min() - 0.1 * abs(span.min()), span.max() + 0.1 * abs(span.max()))
     ax.set_xticks(x, [str(r.element[1]) for r in recs], fontsize=6, rotation=90)
     ax.legend(loc="upper right", fontsize=6, ncol=3)
 
@@ -77,7 +79,9 @@ def grid_figure(cert: Certificate, net: Any, coordinates: np.ndarray, data: Any)
     for i, b in enumerate(data.ids.bus):
         ax.annotate(str(b), coordinates[i], fontsize=6, ha="center", va="center", zorder=3)
     fig.colorbar(sc, ax=ax, label="certified bound - tolerance (worst family of the element)")
-    ax.set_title(f"{cert.case}: worst-case violation margins (buses: balance and voltage; branches: thermal)")
+    ax.set_title(
+        f"{cert.case}: worst certified margin per element\n(buses: balance and voltage; branches: thermal)"
+    )
     ax.set_axis_off()
     fig.tight_layout()
     return fig

@@ -16,6 +16,7 @@ violates it too (``confirmed``). A surrogate whose dispatch is power-flow feasib
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -53,9 +54,21 @@ class PowerFlow:
     pandapower: Mapping[str, np.ndarray] | None
 
 
-def setpoints_net(case: Case, load: np.ndarray) -> Any:
-    """A copy of the case's net with the loads of ``load`` (2D,) and the surrogate's set-points."""
-    data, net = case.data, copy.deepcopy(case.net)
+def case_net(case: Case) -> Any:
+    """The case's pandapower net, made once per replay (pandapower's converter notes are silenced)."""
+    log = logging.getLogger("pandapower.converter")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return case.net
+    finally:
+        log.setLevel(level)
+
+
+def setpoints_net(case: Case, load: np.ndarray, base_net: Any | None = None) -> Any:
+    """A copy of the case's net (or of ``base_net``) with the loads of ``load`` (2D,) and the surrogate's
+    set-points."""
+    data, net = case.data, copy.deepcopy(case_net(case) if base_net is None else base_net)
     ids = _pandapower_ids(data)
     d = len(data.loads.bus)
     with torch.no_grad():
@@ -97,12 +110,14 @@ def _set_generator(
         raise NotImplementedError(f"replaying set-points of pandapower {kind!r} generators is not supported")
 
 
-def power_flow(case: Case, load: np.ndarray, physics: Graph | None = None) -> PowerFlow:
+def power_flow(
+    case: Case, load: np.ndarray, physics: Graph | None = None, base_net: Any | None = None
+) -> PowerFlow:
     """Run pandapower's power flow at ``load`` with the surrogate's set-points (module docstring);
-    ``physics``: `compile_acopf` of the case, when the caller has it already."""
+    ``physics`` (`compile_acopf` of the case) and ``base_net`` (`case_net`) when the caller has them."""
     load = np.asarray(load, dtype=np.float64).reshape(-1)
     physics = physics or compile_acopf(case.problem)
-    net = setpoints_net(case, load)
+    net = setpoints_net(case, load, base_net)
     at_surrogate = _constraint_values(case, _surrogate_point(case, load), physics)
     try:
         with warnings.catch_warnings():
@@ -155,14 +170,14 @@ def _pandapower_element(data: GridData, record: ConstraintRecord) -> tuple[str, 
 def replay_records(case: Case, records: Sequence[ConstraintRecord]) -> list[ConstraintRecord]:
     """Attach a replay to every violated record (one power flow per distinct witness)."""
     flows: dict[tuple[float, ...], PowerFlow] = {}
-    index, physics = _family_index(case), compile_acopf(case.problem)
+    index, physics, base_net = _family_index(case), compile_acopf(case.problem), case_net(case)
     out = []
     for r in records:
         if r.verdict != "violated" or r.witness is None:
             out.append(r)
             continue
         if r.witness not in flows:
-            flows[r.witness] = power_flow(case, np.array(r.witness), physics)
+            flows[r.witness] = power_flow(case, np.array(r.witness), physics, base_net)
         flow = flows[r.witness]
         out.append(replace(r, replay=_replay_entry(case, flow, r, index[r.name])))
     return out
