@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from gridverify import demo
 from gridverify.study.cli import add_study_parser
 from gridverify.surrogate.cli import add_train_parser
@@ -21,6 +23,13 @@ alpha-CROWN) on one nonlinear computation graph.
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gridverify", description=DESCRIPTION)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: bound computations on these graphs are many small tensor "
+        "ops, and more threads mostly add synchronisation; raise it for very large cases)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     d = sub.add_parser(
         "demo",
@@ -71,7 +80,14 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         description=VERIFY_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("case", help="a shipped case name (see cases/, e.g. case14) or a case folder")
+    p.add_argument(
+        "case",
+        help="a shipped case name (see cases/, e.g. case14), a case folder, or a grid file "
+        "(PGLib/MATPOWER .m, pandapower .json) given with --surrogate",
+    )
+    p.add_argument(
+        "--surrogate", type=Path, help="surrogate weights (surrogate.pt as `gridverify train` writes)"
+    )
     p.add_argument(
         "--region",
         help="load region: '+-10%%' (each load within 10%% of nominal), '0.9:1.1' (factor range); "
@@ -135,6 +151,10 @@ def _vnnlib(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.threads < 1:
+        print("gridverify: --threads must be >= 1", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
     if args.command == "vnnlib":
         return _vnnlib(args)
     if args.command == "verify":

@@ -20,6 +20,7 @@ from gridverify.surrogate.case import Case, load_case
 from gridverify.verify.certificate import VERDICTS, Certificate, CertificateError
 from gridverify.verify.report import write_report
 from gridverify.verify.run import VerifyConfig, verify
+from gridverify.verify.sources import FileCase, open_case
 
 EXIT_VERIFIED, EXIT_VIOLATED, EXIT_BAD_INPUT, EXIT_UNKNOWN = 0, 1, 2, 3
 
@@ -30,7 +31,7 @@ class InputError(ValueError):
 
 def run_verify(args: argparse.Namespace) -> int:
     try:
-        case, region = _case_and_region(args.case, args.region)
+        case, region = _case_and_region(args.case, args.region, args.surrogate)
         out = _writable(args.out or Path("reports") / case.name)
         config = _config(args)
     except InputError as err:
@@ -49,9 +50,11 @@ def run_verify(args: argparse.Namespace) -> int:
     return exit_code(cert)
 
 
-def _case_and_region(name: str, region_text: str | None) -> tuple[Case, Region]:
+def _case_and_region(
+    name: str, region_text: str | None, surrogate: Path | None
+) -> tuple[Case | FileCase, Region]:
     try:
-        case = load_case(name)
+        case = open_case(name, surrogate)
     except ValueError as err:
         raise InputError(str(err)) from None
     try:

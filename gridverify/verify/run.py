@@ -35,6 +35,7 @@ from gridverify.ir.builder import rebuild
 from gridverify.surrogate import Region, compose
 from gridverify.surrogate.case import Case, load_case
 from gridverify.verify.certificate import Certificate, ConstraintRecord
+from gridverify.verify.sources import FileCase
 
 UNITS = {
     "p_balance": "pu", "q_balance": "pu", "ref_angle": "rad", "thermal_from": "pu^2", "thermal_to": "pu^2",
@@ -81,7 +82,7 @@ class Rows:
 
 
 def verify(
-    case: str | Path | Case,
+    case: str | Path | Case | FileCase,
     region: str | Region | None = None,
     families: Sequence[str] | None = None,
     config: VerifyConfig = VerifyConfig(),
@@ -89,7 +90,7 @@ def verify(
 ) -> Certificate:
     """Verdicts, certified bounds and witnesses for every constraint of ``families`` (default: all)."""
     start = time.perf_counter()
-    case = case if isinstance(case, Case) else load_case(case)
+    case = load_case(case) if isinstance(case, (str, Path)) else case
     region = resolve_region(case, region)
     constraints = select_constraints(case, families)
     graph = violation_graph(compose(case.problem, case.surrogate), [f for f in _families(constraints)])

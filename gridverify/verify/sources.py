@@ -1,0 +1,88 @@
+"""Cases that are not shipped folders: a grid file (a MATPOWER / PGLib ``.m`` case or a pandapower net saved
+as ``.json``) with a surrogate file (``surrogate.pt`` as `gridverify train` writes it). They offer what
+`gridverify.surrogate.case.Case` offers (``name``, ``data``, ``net``, ``problem``, ``region``, ``surrogate``,
+``metrics``, ``folder``), so `verify` and the report take either."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandapower as pp
+
+from gridverify.grid import AcopfProblem, GridData, build_acopf, from_matpower, from_pandapower, matpower_net
+from gridverify.surrogate import AcopfSurrogate, Region
+from gridverify.surrogate.case import Case, load_case, read_surrogate
+
+GRID_SUFFIXES = (".m", ".json")
+
+
+@dataclass(frozen=True, eq=False)
+class FileCase:
+    """``grid``: a ``.m`` case or a pandapower ``.json`` net; ``surrogate_file``: the surrogate's weights;
+    ``region_text``: the default region (no training region is known for a bare file)."""
+
+    grid: Path
+    surrogate_file: Path
+    region_text: str = "+-10%"
+
+    def __post_init__(self) -> None:
+        if self.grid.suffix not in GRID_SUFFIXES:
+            raise ValueError(f"{self.grid}: a grid file must end in {' or '.join(GRID_SUFFIXES)}")
+        for what, path in (("grid file", self.grid), ("surrogate", self.surrogate_file)):
+            if not path.is_file():
+                raise ValueError(f"{what} {path} does not exist")
+
+    @property
+    def name(self) -> str:
+        return self.grid.stem
+
+    @property
+    def folder(self) -> Path:
+        return self.grid.parent
+
+    @property
+    def net(self) -> Any:
+        if self.grid.suffix == ".m":
+            return matpower_net(self.grid)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return pp.from_json(str(self.grid))
+
+    @cached_property
+    def data(self) -> GridData:
+        if self.grid.suffix == ".m":
+            return from_matpower(self.grid)
+        return from_pandapower(self.net, self.grid.stem)
+
+    @cached_property
+    def problem(self) -> AcopfProblem:
+        return build_acopf(self.data)
+
+    @cached_property
+    def region(self) -> Region:
+        return Region.parse(self.region_text, self.data)
+
+    @cached_property
+    def surrogate(self) -> AcopfSurrogate:
+        return read_surrogate(self.surrogate_file, self.data)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return {}
+
+
+def open_case(name: str | Path, surrogate: str | Path | None = None) -> Case | FileCase:
+    """A shipped case or case folder (optionally with another surrogate), or a grid file with a surrogate."""
+    path = Path(name)
+    if path.suffix in GRID_SUFFIXES:
+        if surrogate is None:
+            raise ValueError(f"{path}: a grid file needs a surrogate (--surrogate FILE)")
+        return FileCase(path, Path(surrogate))
+    case = load_case(name)
+    if surrogate is None:
+        return case
+    return FileCase(case.source, Path(surrogate), case.definition.region)
