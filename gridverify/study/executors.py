@@ -1,54 +1,48 @@
 """Where jobs run: local processes (the default, nothing to start) or a Dask distributed cluster.
 
-Both are `concurrent.futures.Executor`\\ s, so the runner submits and collects jobs the same way for both.
-An `ExecutorPool` hands out an executor for each round of submissions and says which exceptions mean "the
-worker was lost" (the job is sound and can be re-run elsewhere) rather than "the job raised":
+Both are `concurrent.futures` executors, so the runner submits and collects jobs the same way for both.
+An `ExecutorPool` holds one and says which exceptions mean "the worker was lost" (the job is sound and can
+be re-run elsewhere) rather than "the job raised":
 
-- local: a `ProcessPoolExecutor` of ``workers`` processes (spawned, one torch thread each, each exiting
-  when the study's process dies, so a killed study leaves no orphans). A worker that dies breaks the whole
-  pool (`BrokenProcessPool` for every job in flight); the next round gets a fresh pool.
+- local: `LocalProcesses`, ``workers`` single-process pools (spawned, each exiting
+  when the study's process dies, so a killed study leaves no orphans). A process that dies fails its own
+  job with `BrokenProcessPool` and is replaced; the other jobs run on.
 - Dask: a `distributed.Client` on the scheduler's address and its `get_executor()`. The scheduler itself
   re-runs the task of a lost worker on another one, up to its ``allowed-failures`` setting; past that the
-  job fails with `KilledWorker`, and the runner submits it again (a later round, same client).
+  job fails with `KilledWorker`, and the runner submits it again.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ExecutorPool", "dask_pool", "local_pool"]
+__all__ = ["ExecutorPool", "LocalProcesses", "dask_pool", "local_pool"]
 
 
 @dataclass
 class ExecutorPool:
-    """Gives an executor per round (`executor`), knows the lost-worker exceptions, closes all at the end."""
+    """An executor, the exceptions that mean its worker was lost, and how to close what it holds."""
 
-    open_executor: Callable[[], Executor]
+    executor: Executor
     lost: tuple[type[BaseException], ...]
     close: Callable[[], None] = lambda: None
     description: str = ""
-    _current: Executor | None = field(default=None, init=False)
-
-    def executor(self) -> Executor:
-        """The current executor, or a new one where the last one broke (a local pool after a lost worker)."""
-        if self._current is None or _is_broken(self._current):
-            if self._current is not None:
-                _stop(self._current, wait=False)
-            self._current = self.open_executor()
-        return self._current
 
     def shutdown(self) -> None:
-        """Cancel what has not started, wait for what runs (local) or cancel it (Dask), close the client."""
-        if self._current is not None:
-            _stop(self._current, wait=True)
-            self._current = None
+        """Cancel what has not started; wait for what runs (local) or cancel it (Dask); close the client."""
+        if isinstance(self.executor, LocalProcesses):
+            self.executor.shutdown(wait=True, cancel_futures=True)
+        else:  # Dask's ClientExecutor: wait=False cancels its tasks
+            self.executor.shutdown(wait=False)
         self.close()
 
     def __enter__(self) -> ExecutorPool:
@@ -58,38 +52,81 @@ class ExecutorPool:
         self.shutdown()
 
 
-def _is_broken(executor: Executor) -> bool:
-    return bool(getattr(executor, "_broken", False))
-
-
-def _stop(executor: Executor, wait: bool) -> None:
-    if isinstance(executor, ProcessPoolExecutor):
-        executor.shutdown(wait=wait, cancel_futures=True)
-    else:  # Dask's ClientExecutor: wait=False cancels its tasks
-        executor.shutdown(wait=False)
-
-
 # -- local processes ----------------------------------------------------------------------------------
 
 
-def local_pool(workers: int) -> ExecutorPool:
-    """``workers`` local processes (spawned, so nothing of the study's process state is shared)."""
-    if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
+class LocalProcesses(Executor):
+    """``workers`` single-process pools, one job each at a time: a process that dies loses only its own
+    job (`BrokenProcessPool` on that job's future) and is replaced by a fresh one for the next job.
+
+    Processes are spawned (nothing of the study's process state is shared) and exit when the study's
+    process dies, so a killed study leaves no orphans. (`run_verify_job` sets one torch thread.)
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self._lock = threading.Lock()
+        self._queue: deque[tuple[Future, Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._idle = [_single_process() for _ in range(workers)]
+        self._busy: set[ProcessPoolExecutor] = set()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        outer: Future = Future()
+        with self._lock:
+            self._queue.append((outer, functools.partial(fn, **kwargs), args))
+            self._dispatch()
+        return outer
+
+    def _dispatch(self) -> None:
+        """Start queued jobs on idle processes (called with the lock held)."""
+        while self._queue and self._idle:
+            outer, fn, args = self._queue.popleft()
+            if not outer.set_running_or_notify_cancel():
+                continue
+            pool = self._idle.pop()
+            self._busy.add(pool)
+            pool.submit(fn, *args).add_done_callback(functools.partial(self._finished, pool, outer))
+
+    def _finished(self, pool: ProcessPoolExecutor, outer: Future, inner: Future) -> None:
+        with self._lock:
+            self._busy.discard(pool)
+            if getattr(pool, "_broken", False):
+                pool.shutdown(wait=False)
+                pool = _single_process()
+            self._idle.append(pool)
+            self._dispatch()
+        error = inner.exception()
+        if error is not None:
+            outer.set_exception(error)
+        else:
+            outer.set_result(inner.result())
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            if cancel_futures:
+                for outer, _, _ in self._queue:
+                    outer.cancel()
+                self._queue.clear()
+            pools = [*self._idle, *self._busy]
+        for pool in pools:
+            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _single_process() -> ProcessPoolExecutor:
     context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
 
-    def open_executor() -> Executor:
-        parent = (os.getpid(),)
-        return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=parent)
 
-    return ExecutorPool(open_executor, (BrokenExecutor,), description=f"{workers} local process(es)")
+def local_pool(workers: int) -> ExecutorPool:
+    """``workers`` local processes (`LocalProcesses`)."""
+    return ExecutorPool(
+        LocalProcesses(workers), (BrokenExecutor,), description=f"{workers} local process(es)"
+    )
 
 
 def _init_worker(parent_pid: int) -> None:
-    """One torch thread; exit when the study's process is gone (a SIGKILLed study leaves no orphans)."""
-    import torch
-
-    torch.set_num_threads(1)
+    """Exit when the study's process is gone (a SIGKILLed study leaves no orphans)."""
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
 
@@ -113,7 +150,7 @@ def dask_pool(address: str, connect_timeout_s: float = 30.0) -> ExecutorPool:
     executor: Any = client.get_executor(pure=False)
     n = len(client.scheduler_info().get("workers", {}))
     return ExecutorPool(
-        lambda: executor,
+        executor,
         (KilledWorker,),
         close=client.close,
         description=f"Dask scheduler {address} ({n} worker(s) now)",

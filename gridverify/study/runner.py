@@ -1,17 +1,17 @@
 """Run a study: skip finished jobs, submit the rest to an executor, store each certificate as it arrives.
 
 The job function is a parameter (`run_verify_job` by default: one `gridverify.verify.verify` call), so the
-same machinery runs any job that returns a `JobResult`. Rounds: every pending job is submitted; results are
-written as they complete; jobs whose worker was lost (a local process that died, a Dask worker lost more
-often than the scheduler tolerates) are submitted again in the next round, up to ``retries`` times; a job
-that raises is recorded in ``failures/`` and left for the next run of the study.
+same machinery runs any job that returns a `JobResult`. Every pending job is submitted; results are written
+as they complete; a job whose worker was lost (a local process that died, a Dask worker lost more often
+than the scheduler tolerates) is submitted again at once, up to ``retries`` times; a job that raises is
+recorded in ``failures/`` and left for the next run of the study.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,21 +92,21 @@ def _pool(config: RunConfig) -> ExecutorPool:
 def _rounds(
     pending: Sequence[Job], store: JobStore, pool: ExecutorPool, job_fn: JobFn, retries: int, bar: tqdm
 ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Submit every pending job; store each result as it completes; submit lost jobs again at once."""
     attempts = {j.id: 0 for j in pending}
     computed: list[str] = []
     failed: dict[str, str] = {}
-    queue = list(pending)
-    while queue:
-        futures = _submit(queue, store, pool, job_fn, attempts)
-        queue = []
-        for future in as_completed(futures):
-            job = futures[future]
+    futures = _submit(pending, store, pool, job_fn, attempts)
+    while futures:
+        finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+        for future in finished:
+            job = futures.pop(future)
             status = _collect(future, job, store, pool, attempts[job.id], retries)
             if status == "done":
                 computed.append(job.id)
                 bar.update()
             elif status == "retry":
-                queue.append(job)
+                futures.update(_submit([job], store, pool, job_fn, attempts))
             else:
                 failed[job.id] = status
     return tuple(computed), failed
@@ -115,7 +115,7 @@ def _rounds(
 def _submit(
     queue: Sequence[Job], store: JobStore, pool: ExecutorPool, job_fn: JobFn, attempts: dict[str, int]
 ) -> dict[Future, Job]:
-    executor = pool.executor()
+    executor = pool.executor
     futures = {}
     for job in queue:
         attempts[job.id] += 1

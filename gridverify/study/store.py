@@ -24,10 +24,12 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridverify.study.spec import Job
-from gridverify.verify.certificate import Certificate, CertificateError, write_json_atomic
+
+if TYPE_CHECKING:  # the verify package is imported where certificates are read: workers stay light
+    from gridverify.verify.certificate import Certificate
 
 __all__ = ["JobResult", "JobStore"]
 
@@ -62,6 +64,8 @@ class JobStore:
     # -- plan ----------------------------------------------------------------------------------------
     def write_plan(self, jobs: Sequence[Job], name: str = "") -> None:
         """Record the study's jobs (for the report) and log a start event."""
+        from gridverify.verify.certificate import write_json_atomic
+
         write_json_atomic(self.root / "jobs.json", {"name": name, "jobs": [j.to_dict() for j in jobs]})
         self.log("start", jobs=len(jobs), pid=os.getpid())
 
@@ -83,6 +87,8 @@ class JobStore:
 
     def save(self, job: Job, result: JobResult, attempt: int) -> Certificate:
         """Check the returned certificate; write its run record, then the certificate (which marks done)."""
+        from gridverify.verify.certificate import Certificate, write_json_atomic
+
         cert = Certificate.from_dict(result.certificate)
         run = {"job": job.id, "seconds": result.seconds, "host": result.host, "pid": result.pid}
         run["warnings"] = list(result.warnings)
@@ -93,12 +99,16 @@ class JobStore:
         return cert
 
     def certificate(self, job_id: str) -> Certificate:
+        from gridverify.verify.certificate import Certificate
+
         return Certificate.load(self.certificate_path(job_id))
 
     def run_record(self, job_id: str) -> dict[str, Any]:
         return json.loads((self.root / "runs" / f"{job_id}.json").read_text())
 
     def record_failure(self, job: Job, error: BaseException, attempt: int) -> None:
+        from gridverify.verify.certificate import write_json_atomic
+
         detail = {"job": job.id, "error": type(error).__name__, "message": str(error), "attempt": attempt}
         write_json_atomic(self.root / "failures" / f"{job.id}.json", detail)
         self.log("failed", job=job.id, error=f"{type(error).__name__}: {error}")
@@ -109,6 +119,8 @@ class JobStore:
 
     def completed(self, jobs: Iterable[Job]) -> dict[str, Certificate]:
         """Certificates of the finished jobs among ``jobs`` (unreadable ones are left out)."""
+        from gridverify.verify.certificate import CertificateError
+
         out = {}
         for job in jobs:
             if self.is_done(job.id):
