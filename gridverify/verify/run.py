@@ -10,6 +10,10 @@ families are concatenated into one output ``violation`` and each constraint beco
 2. *narrow* (violated rows, no threshold): the certified interval ``[worst found, bound]`` of each violated
    row is narrowed with what is left of the budget.
 
+Before both, one CROWN pass over all rows proves what it can (the limits a sigmoid squash keeps, most
+thermal limits) and sampled loads give every row a first worst case; the remaining rows go to branch and
+bound in chunks of ``VerifyConfig.chunk`` rows, each chunk getting an equal share of the time left.
+
 Every witness is re-evaluated in float64 on the CPU and checked to lie in the region before a ``violated``
 verdict is written; violated constraints are then replayed in pandapower (`gridverify.verify.replay`).
 """
@@ -29,6 +33,7 @@ import torch
 from torch import Tensor
 
 from gridverify.bab import SearchConfig, SpecResult, Verdict, maximise
+from gridverify.bounds import crown
 from gridverify.grid import FAMILIES, Kind
 from gridverify.ir import Graph
 from gridverify.ir.builder import rebuild
@@ -59,6 +64,8 @@ class VerifyConfig:
     device: str = "cpu"
     dtype: torch.dtype = torch.float64
     search: SearchConfig = SearchConfig()
+    chunk: int = 256  # specification rows per branch-and-bound run (bounds memory on large cases)
+    samples: int = 256  # uniform loads evaluated for every row before any search
     replay: bool = True
 
     def settings(self) -> dict[str, object]:
@@ -183,12 +190,59 @@ def _input_names(case: Case) -> tuple[str, ...]:
 def _search(
     graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, config: VerifyConfig, progress: bool
 ) -> list[SpecResult]:
+    """Screen every row with CROWN and samples, then decide and narrow the rest in chunks of rows."""
     start = time.perf_counter()
-    decide_s = config.timeout_s * (1.0 - config.narrow_share)
+    screened = screen(graph, box, spec, config.tolerance, config.samples)
+    results: list[SpecResult | None] = list(screened)
+    todo = [i for i, r in enumerate(screened) if r is None]
+    chunks = [todo[k : k + config.chunk] for k in range(0, len(todo), config.chunk)]
+    for n, rows in enumerate(chunks):
+        offset = time.perf_counter() - start
+        share = max(config.timeout_s - offset, 0.0) / (len(chunks) - n)
+        for i, r in zip(rows, _decide_and_narrow(graph, box, spec[rows], share, config, progress)):
+            history = tuple((offset + t, u) for t, u in r.history)
+            results[i] = replace(r, spec=i, seconds=offset + r.seconds, history=history)
+    return [r for r in results if r is not None]
+
+
+def screen(
+    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, tolerance: float, samples: int
+) -> list[SpecResult | None]:
+    """Rows that CROWN alone proves (a result with ``domains`` 0), None for the others; the worst found
+    comes from the box centre and ``samples`` uniform points (float64)."""
+    start = time.perf_counter()
+    upper = crown(graph, box, output=OUTPUT, spec=spec).upper[0].cpu().to(torch.float64)
+    lo, hi = (t.cpu().to(torch.float64) for t in box)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat(
+        [(lo + hi) / 2, lo + (hi - lo) * torch.rand(samples, lo.shape[1], generator=gen, dtype=lo.dtype)]
+    )
+    values = graph.forward(x)[OUTPUT].reshape(x.shape[0], -1) @ spec.cpu().to(torch.float64).T  # (S, R)
+    worst, at = values.max(0)
+    seconds = time.perf_counter() - start
+    return [
+        SpecResult(i, Verdict.VERIFIED, float(u), float(w), x[a], 0, seconds, ((seconds, float(u)),))
+        if u <= tolerance
+        else None
+        for i, (u, w, a) in enumerate(zip(upper.tolist(), worst.tolist(), at.tolist()))
+    ]
+
+
+def _decide_and_narrow(
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    spec: Tensor,
+    budget_s: float,
+    config: VerifyConfig,
+    progress: bool,
+) -> list[SpecResult]:
+    """Stage 1 (decide) on every row, stage 2 (narrow) on the violated ones, within ``budget_s``."""
+    start = time.perf_counter()
+    decide_s = budget_s * (1.0 - config.narrow_share)
     search = replace(config.search, timeout_s=decide_s, tolerance=config.tolerance, progress=progress)
     results = maximise(graph, box, spec, threshold=config.tolerance, output=OUTPUT, config=search)
     bad = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper - r.worst > 1e-9]
-    left = config.timeout_s - (time.perf_counter() - start)
+    left = budget_s - (time.perf_counter() - start)
     if not bad or left <= 1.0:
         return results
     narrow = replace(search, timeout_s=left)
