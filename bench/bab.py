@@ -2,13 +2,16 @@
 
     (a) alpha-CROWN only, (b) BaB with midpoint splits and width-based neuron choice,
     (c) BaB with BBPS neuron choice (midpoint splits), (d) BBPS with pre-optimised branching points,
+    (e) BBPS filtered (top-k candidates re-ranked by a true bound of their children) with branching points,
 
-on sigmoid, tanh and sin MLPs and a product-heavy (power-flow-like) graph. Each specification is
-``y_k <= threshold_k`` with the threshold a little above the best value PGD finds (a fraction ``--margin``
-of the gap between it and the root CROWN bound), so that alpha-CROWN alone rarely decides it. Neuron
-splitting only (input splitting off), same budget per problem. All variants run in this process.
+on sigmoid, tanh and sin MLPs, a product-heavy (power-flow-like) graph, and the ACOPF constraint graphs of
+PGLib cases (active-power balance and thermal rows, in a small box around PYPOWER's AC-OPF solution). Each
+specification ``c^T y <= t`` appears once per ``--margins`` value m with ``t = worst + m (crown - worst)``
+(``worst``: best PGD value, ``crown``: the root CROWN bound), so that small m need branch and bound and large m
+need only a tighter root. Neuron splitting only (input splitting off), the same budget per problem and
+variant, all variants in this process (the machine is shared: timings are noisy, compare within one run).
 
-    python bench/bab.py [--timeout 20] [--margin 0.1] [--width 32]
+    python bench/bab.py [--timeout 10] [--margins 0.1 0.3] [--only products]
 """
 
 from __future__ import annotations
@@ -22,28 +25,58 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))
 from bounds import N_IN, mlp, product_graph
 
 from gridverify.bab import AttackConfig, Branching, SearchConfig, Verdict, attack, maximise
 from gridverify.bounds import crown
-from gridverify.ir import Graph
+from gridverify.ir import Graph, GraphBuilder
+from gridverify.surrogate import graft
+
+Box = tuple[torch.Tensor, torch.Tensor]
+PGLIB = Path("/work/shared/data/pglib")
 
 
-def problems(width: int) -> list[tuple[str, Graph]]:
-    return [(f"{a} mlp {width}x3", mlp(a, width)) for a in ("sigmoid", "tanh", "sin")] + [
-        (f"products {width // 2}", product_graph(width // 2))
-    ]
+def mlp_problems(width: int, eps: float) -> list[tuple[str, Graph, Box, torch.Tensor]]:
+    torch.manual_seed(0)
+    centre = torch.rand(1, N_IN, dtype=torch.float64)
+    box = (centre - eps, centre + eps)
+    eye = torch.eye(4, dtype=torch.float64)
+    found = [(f"{a} mlp {width}x3", mlp(a, width), box, eye) for a in ("sigmoid", "tanh", "sin")]
+    return [*found, (f"products {width // 2}", product_graph(width // 2), box, eye)]
 
 
-def thresholds(graph: Graph, box: tuple[torch.Tensor, torch.Tensor], margin: float) -> torch.Tensor:
-    n_out = graph.nodes[graph.output_ids["y"]].size
-    spec = torch.eye(n_out, dtype=torch.float64)
+def acopf_problem(case: str, rel: float, rows: int) -> tuple[str, Graph, Box, torch.Tensor]:
+    """p_balance and thermal_from rows of a PGLib case as one graph of one input (all variables
+    concatenated), box: the AC-OPF solution +- ``rel`` (relative; angles +- rel rad)."""
+    from tests.grid.cases import compiled, reference_opf  # PYPOWER solution, cached compile
+
+    data, point, _ = reference_opf(PGLIB / f"pglib_opf_{case}.m")
+    problem, graph = compiled(data)
+    values = {k: torch.as_tensor(v) for k, v in problem.inputs(point).items()}
+    b = GraphBuilder()
+    n = sum(v.numel() for v in values.values())
+    x = b.input("x", (n,))
+    feeds, at = {}, 0
+    for name, _ in graph.inputs:
+        k = values[name].numel()
+        feeds[name], at = x[at : at + k], at + k
+    out = graft(b, graph, feeds)
+    picked = b.concat([out["p_balance"][:rows], out["thermal_from"][:rows]])
+    g = b.build({"y": picked})
+    centre = torch.cat([values[name] for name, _ in graph.inputs])[None]
+    radius = rel * torch.maximum(centre.abs(), torch.full_like(centre, 1.0))
+    return f"acopf {case}", g, (centre - radius, centre + radius), torch.eye(2 * rows, dtype=torch.float64)
+
+
+def thresholds(graph: Graph, box: Box, spec: torch.Tensor, margins: list[float]) -> torch.Tensor:
+    m = spec.shape[0]
     lo, hi = box
     _, worst = attack(
-        graph, "y", spec, lo.expand(n_out, -1), hi.expand(n_out, -1), AttackConfig(restarts=256, steps=100)
+        graph, "y", spec, lo.expand(m, -1), hi.expand(m, -1), AttackConfig(restarts=256, steps=100)
     )
-    root = crown(graph, box).upper[0]
-    return worst + margin * (root - worst)
+    root = crown(graph, box, spec=spec).upper[0]
+    return torch.cat([worst + f * (root - worst) for f in margins])
 
 
 VARIANTS = {
@@ -51,48 +84,56 @@ VARIANTS = {
     "b width+mid": dict(branching=Branching.WIDTH, split_tables=False),
     "c BBPS+mid": dict(branching=Branching.BBPS, split_tables=False),
     "d BBPS+table": dict(branching=Branching.BBPS, split_tables=True),
+    "e filtered+table": dict(branching=Branching.FILTERED, split_tables=True),
 }
 
 
-def run(
-    graph: Graph, box: tuple, thr: torch.Tensor, variant: dict | None, timeout: float
-) -> tuple[int, float]:
-    spec = torch.eye(thr.shape[0], dtype=torch.float64)
+def run(graph: Graph, box: Box, spec: torch.Tensor, thr: torch.Tensor, variant: dict | None, timeout: float):
     cfg = SearchConfig(timeout_s=timeout if variant else 0.0, input_split_max_dims=0)
     if variant:
         cfg = replace(cfg, **variant)
     start = time.perf_counter()
     res = maximise(graph, box, spec, threshold=thr, config=cfg)
-    return sum(r.verdict is Verdict.VERIFIED for r in res), time.perf_counter() - start
+    wrong = [r.spec for r in res if r.verdict is Verdict.VIOLATED]
+    return sum(r.verdict is Verdict.VERIFIED for r in res), time.perf_counter() - start, wrong
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per problem and variant")
-    parser.add_argument("--margin", type=float, default=0.1)
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--eps", type=float, default=0.3)
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per problem and variant")
+    parser.add_argument("--margins", type=float, nargs="+", default=[0.1, 0.3])
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--eps", type=float, default=0.1, help="MLP box half-width")
+    parser.add_argument("--rel", type=float, default=0.02, help="ACOPF box: relative half-width")
+    parser.add_argument("--cases", nargs="*", default=["case14_ieee"])
+    parser.add_argument("--only", default="", help="run problems whose name contains this")
+    parser.add_argument("--variants", default="abcde", help="letters of the variants to run")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    centre = torch.rand(1, N_IN, dtype=torch.float64)
-    box = (centre - args.eps, centre + args.eps)
-    totals = {k: [0, 0.0] for k in VARIANTS}
+    torch.set_num_threads(1)
+    problems = mlp_problems(args.width, args.eps) + [acopf_problem(c, args.rel, 4) for c in args.cases]
+    variants = {k: v for k, v in VARIANTS.items() if k[0] in args.variants}
+    totals = {k: [0, 0.0] for k in variants}
     n_specs = 0
-    print(f"| problem | {' | '.join(VARIANTS)} |\n|---|" + "---|" * len(VARIANTS))
-    for name, graph in problems(args.width):
-        thr = thresholds(graph, box, args.margin)
+    print(f"| problem | {' | '.join(variants)} |\n|---|" + "---|" * len(variants))
+    for name, graph, box, rows in problems:
+        if args.only not in name:
+            continue
+        thr = thresholds(graph, box, rows, args.margins)
+        spec = rows.repeat(len(args.margins), 1)
         n_specs += thr.shape[0]
         cells = []
-        for key, variant in VARIANTS.items():
-            decided, secs = run(graph, box, thr, variant, args.timeout)
+        for key, variant in variants.items():
+            decided, secs, violated = run(graph, box, spec, thr, variant, args.timeout)
             totals[key][0] += decided
             totals[key][1] += secs
-            cells.append(f"{decided}/{thr.shape[0]} in {secs:.1f} s")
+            cells.append(
+                f"{decided}/{thr.shape[0]} in {secs:.1f} s" + (f" (violated {violated})" * bool(violated))
+            )
         print(f"| {name} | {' | '.join(cells)} |", flush=True)
-    base = totals["b width+mid"]
     print(f"| total | {' | '.join(f'{d}/{n_specs} in {s:.1f} s' for d, s in totals.values())} |")
+    base = totals.get("b width+mid", [1, 1.0])
     print(f"| decided vs (b) | {' | '.join(f'{d / max(base[0], 1):.2f}x' for d, _ in totals.values())} |")
 
 

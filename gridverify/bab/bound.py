@@ -118,9 +118,12 @@ def bound_domains(problem: Problem, d: Domains, config: BoundConfig) -> Bounded:
     best = torch.full((d.size,), -torch.inf, dtype=d.lower.dtype, device=d.lower.device)
     intervals: list[Interval | None] = list(d.intervals)
     input_coeff = torch.zeros_like(d.lower)
+    if not crown_nodes:  # IBP refresh only: independent of alpha and beta, computed once
+        intervals, _ = propagate(graph, box, plan, relaxer, crown_nodes=(), base=d.intervals)
     for step in range(max(config.steps, 1)):
         with torch.enable_grad():
-            intervals, _ = propagate(graph, box, plan, relaxer, crown_nodes=crown_nodes, base=d.intervals)
+            if crown_nodes:
+                intervals, _ = propagate(graph, box, plan, relaxer, crown_nodes=crown_nodes, base=d.intervals)
             found, bias = backward(graph, out, c, intervals, relaxer, visit)
             lower = concretize(graph, found, bias, box)[:, 0]
             lower = torch.maximum(lower, ibp_of_spec(c, intervals[out])[0][:, 0])  # type: ignore[arg-type]

@@ -153,6 +153,18 @@ def width_scores(problem: Problem, b: Bounded) -> dict[int, Tensor]:
     return {z: _width_score(problem, b, z) for z in problem.consumers}
 
 
+def with_width_fallback(
+    problem: Problem, b: Bounded, scores: dict[int, Tensor], floor: float
+) -> dict[int, Tensor]:
+    """BBPS scores, except in domains where no neuron's estimated gain exceeds ``floor`` (BBPS sees no
+    progress anywhere, e.g. deep in the tree where the root's shortcuts are loose): there width scores,
+    so that the search keeps narrowing the widest relaxations instead of splitting on noise."""
+    best = torch.stack([s.max(1).values for s in scores.values()], 1).max(1).values
+    stuck = (best <= floor).unsqueeze(1)
+    width = width_scores(problem, b)
+    return {z: torch.where(stuck & torch.isfinite(s), width[z], s) for z, s in scores.items()}
+
+
 def choose_neuron(problem: Problem, scores: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
     """Best (node, flat index) per domain over all split nodes."""
     nodes = sorted(scores)

@@ -24,6 +24,8 @@ from gridverify.bab import branching
 from gridverify.bab.attack import AttackConfig, attack
 from gridverify.bab.bound import BoundConfig, Bounded, bound_domains, init_alpha
 from gridverify.bab.domains import Domains, Problem, concat, select
+from gridverify.bab.filtering import FilterConfig, filtered_choice
+from gridverify.bab.split import points, split_inputs, split_neurons
 from gridverify.bounds.alpha import AlphaConfig, alpha_crown
 from gridverify.bounds.crown import node_relaxer, propagate
 from gridverify.ir.graph import Graph
@@ -36,8 +38,11 @@ class Verdict(str, Enum):
 
 
 class Branching(str, Enum):
+    """Neuron choice: width x |coefficient|, BBPS, or BBPS's top k re-ranked by a true bound (filtering)."""
+
     WIDTH = "width"
     BBPS = "bbps"
+    FILTERED = "bbps-filtered"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class SearchConfig:
     input_split_max_dims: int = 6
     branching: Branching = Branching.WIDTH  # BBPS without filtering measured worse (bench/bab.py)
     split_tables: bool = True
+    filtering: FilterConfig = FilterConfig()
+    bbps_floor_frac: float = 0.01  # BBPS gains below this x tolerance count as none: width choice instead
     progress: bool = False
 
 
@@ -114,7 +121,7 @@ def _root_domains(
         torch.zeros(m, dtype=torch.long, device=spec.device),
     )
     # BBPS shortcuts need the root's linear bounds of every node (one more CROWN pass); others do not.
-    wanted = config.branching is Branching.BBPS
+    wanted = config.branching in (Branching.BBPS, Branching.FILTERED)
     return d, _root_linear(problem, root.intervals) if wanted else {}
 
 
@@ -147,64 +154,28 @@ def _bytes_per_domain(d: Domains) -> int:
     return 2 * total // max(d.size, 1)  # twice: children are built next to their parents
 
 
-def _narrow(t: Tensor, rows: Tensor, index: Tensor, value: Tensor) -> Tensor:
-    flat = t.reshape(t.shape[0], -1).clone()
-    flat[rows, index[rows]] = value[rows].to(flat.dtype)
-    return flat.reshape(t.shape)
-
-
-def split_neurons(d: Domains, choice: branching.Choice) -> Domains:
-    """Two children per domain: ``z_j <= p`` (first half of the result) and ``z_j >= p``."""
-    left, right = d, d
-    for z in torch.unique(choice.node).tolist():
-        rows = choice.node == z
-        lo, hi = d.intervals[z]  # type: ignore[misc]
-        ivl, ivr = list(left.intervals), list(right.intervals)
-        ivl[z] = (lo, _narrow(hi, rows, choice.index, choice.point))
-        ivr[z] = (_narrow(lo, rows, choice.index, choice.point), hi)
-        true = torch.ones_like(rows)
-        left = replace(
-            left,
-            intervals=tuple(ivl),
-            split_hi={**left.split_hi, z: _narrow(d.split_hi[z], rows, choice.index, true)},
-        )
-        right = replace(
-            right,
-            intervals=tuple(ivr),
-            split_lo={**right.split_lo, z: _narrow(d.split_lo[z], rows, choice.index, true)},
-        )
-    return _children(left, right)
-
-
-def split_inputs(d: Domains, dim: Tensor, mid: Tensor) -> Domains:
-    rows = torch.ones_like(dim, dtype=torch.bool)
-    left = replace(d, upper=_narrow(d.upper, rows, dim, mid))
-    right = replace(d, lower=_narrow(d.lower, rows, dim, mid))
-    return _children(left, right)
-
-
-def _children(left: Domains, right: Domains) -> Domains:
-    both = concat([left, right])
-    return replace(both, depth=both.depth + 1)
-
-
 def _branch(problem: Problem, b, root_linear, config: SearchConfig, by_input: bool) -> Domains:
     d = b.domains
     if by_input:
         dim, mid = branching.choose_input(b)
         return split_inputs(d, dim, mid)
-    if config.branching is Branching.BBPS:
-        scores = branching.bbps_scores(problem, b, root_linear, config.split_tables)
-    else:
+    if config.branching is Branching.WIDTH:
         scores = branching.width_scores(problem, b)
+    else:
+        scores = branching.bbps_scores(problem, b, root_linear, config.split_tables)
+        scores = branching.with_width_fallback(problem, b, scores, config.bbps_floor_frac * config.tolerance)
+    if config.branching is Branching.FILTERED:
+        choice = filtered_choice(
+            problem,
+            b,
+            scores,
+            config.split_tables,
+            config.bound,
+            config.filtering,
+        )
+        return split_neurons(d, choice)
     node, index = branching.choose_neuron(problem, scores)
-    point = torch.empty_like(d.bound)
-    for z in torch.unique(node).tolist():
-        lo, hi = d.intervals[z]  # type: ignore[misc]
-        mine = torch.where(node == z, index, torch.zeros_like(index)).unsqueeze(1)
-        p = branching.split_point(problem, z, lo, hi, config.split_tables).reshape(d.size, -1)
-        p = p.gather(1, mine).squeeze(1)
-        point = torch.where(node == z, p, point)
+    point = points(problem, d, node, index, config.split_tables)
     return split_neurons(d, branching.Choice(node, index, point))
 
 
@@ -276,7 +247,10 @@ def maximise(
             or open_.size + config.batch > cap
         ):
             break
-        order = torch.argsort(open_.bound, descending=True)
+        # largest gap to what would settle the domain first, so that every specification gets its turn
+        order = torch.argsort(
+            open_.bound - _cut(state, thr, config, open_.bound.dtype)[open_.spec_id], descending=True
+        )
         pick, rest = order[: config.batch], order[config.batch :]
         chosen = select(open_, pick)
         parents = Bounded(chosen, chosen.coeffs, chosen.input_coeff)  # type: ignore[arg-type]
@@ -296,13 +270,19 @@ def _prune(d: Domains, state: _State, thr: Tensor | None, config: SearchConfig, 
     """Drop domains that cannot change an answer: bound <= threshold (decide) or <= worst + tolerance
     (maximise), and every domain of a specification already violated."""
     worst = state.worst.to(d.bound.dtype)
-    cut = worst + config.tolerance if thr is None else thr
+    cut = _cut(state, thr, config, d.bound.dtype)
     violated = worst > thr if thr is not None else torch.zeros_like(worst, dtype=torch.bool)
     d = _drop(d, (d.bound > cut[d.spec_id]) & ~violated[d.spec_id], state)
     settled = (_upper(d, state) <= cut) | violated
     newly = settled & (state.done_at < 0)
     state.done_at[newly] = time.perf_counter() - start
     return d
+
+
+def _cut(state: _State, thr: Tensor | None, config: SearchConfig, dtype: torch.dtype) -> Tensor:
+    """(m,) the bound below which a specification's domain is settled: the threshold, or the best value
+    found plus the tolerance."""
+    return state.worst.to(dtype) + config.tolerance if thr is None else thr
 
 
 def _record(state: _State, upper: Tensor, start: float) -> None:

@@ -71,7 +71,7 @@ def _mlp(seed: int, n_in: int, act: str) -> Graph:
     return b.build({"y": b.linear(h, torch.randn(2, 8, generator=gen, dtype=F64))})
 
 
-@pytest.mark.parametrize("branching", [Branching.WIDTH, Branching.BBPS])
+@pytest.mark.parametrize("branching", list(Branching))
 @pytest.mark.parametrize("act", ["sigmoid", "sin", "tanh"])
 def test_neuron_splitting_is_sound_and_tightens(branching: Branching, act: str) -> None:
     g = _mlp(3, 4, act)
@@ -90,6 +90,9 @@ def test_neuron_splitting_is_sound_and_tightens(branching: Branching, act: str) 
         assert float(g.forward(x)["y"][0, k]) == pytest.approx(r.worst, abs=1e-12)
 
 
+DEFAULT = SearchConfig(timeout_s=2.0)
+
+
 def _random_graph(rng: random.Random) -> Graph:
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
     n_in = rng.choice([1, 2, 3])
@@ -103,7 +106,7 @@ def _random_graph(rng: random.Random) -> Graph:
     return b.build({"y": b.linear(h, torch.randn(1, 4, generator=gen, dtype=F64))})
 
 
-def _check_verdicts(seed: int, n_graphs: int) -> None:
+def _check_verdicts(seed: int, n_graphs: int, config: SearchConfig = DEFAULT) -> None:
     """Thresholds just above and below a reference maximum (an achieved value: dense grid refined by
     gradient ascent). A verdict is wrong when `verified` has the reference above the threshold, or when a
     `violated` witness is outside the box or does not exceed the threshold in float64."""
@@ -116,9 +119,7 @@ def _check_verdicts(seed: int, n_graphs: int) -> None:
         reference = _dense_max(g, lower, upper, {1: 20001, 2: 401, 3: 61}[n_in])
         for delta in (2e-3, -2e-3):
             thr = reference + delta
-            (r,) = maximise(
-                g, (lower, upper), torch.ones(1, 1), threshold=thr, config=SearchConfig(timeout_s=2.0)
-            )
+            (r,) = maximise(g, (lower, upper), torch.ones(1, 1), threshold=thr, config=config)
             assert r.upper >= reference - 1e-9, (seed, reference, r)
             if r.verdict is Verdict.VERIFIED:
                 assert reference <= thr, (seed, reference, r)
@@ -132,6 +133,11 @@ def _check_verdicts(seed: int, n_graphs: int) -> None:
 
 def test_verdicts_are_never_wrong_on_random_graphs() -> None:
     _check_verdicts(seed=11, n_graphs=12)
+
+
+def test_verdicts_are_never_wrong_with_filtered_neuron_splits() -> None:
+    config = SearchConfig(timeout_s=1.0, input_split_max_dims=0, branching=Branching.FILTERED)
+    _check_verdicts(seed=12, n_graphs=4, config=config)
 
 
 @pytest.mark.slow
