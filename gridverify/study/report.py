@@ -58,7 +58,7 @@ class SummaryRow:
     @property
     def series(self) -> str:
         """What a line of `violation_figure` follows across regions."""
-        return f"{self.case}/{self.surrogate} tol {self.tolerance:g}"
+        return f"{Path(self.case).name} {Path(self.surrogate).stem} tol {self.tolerance:g}"
 
 
 def summary_rows(store: JobStore) -> list[SummaryRow]:
@@ -152,24 +152,27 @@ def _finite(value: float) -> float:
 
 
 def heatmap_figure(rows: Sequence[SummaryRow], case: str) -> Figure:
-    """Families x regions of one case, coloured by worst certified bound, annotated with the counts
-    verified/violated/unknown."""
+    """Families x regions of one case, annotated with the counts verified/violated/unknown and coloured by
+    the worst certified bound's excess over the tolerance (green: every constraint proved with margin;
+    red: some bound above the tolerance), on a symmetric log scale."""
     mine = [r for r in rows if r.case == case]
     families = list(dict.fromkeys(r.family for r in mine))
     columns = list(dict.fromkeys(_column(r, mine) for r in sorted(mine, key=lambda r: r.region_pct)))
-    grid = np.full((len(families), len(columns)), np.nan)
-    fig = Figure(figsize=(1.6 + 1.1 * len(columns), 1.2 + 0.35 * len(families)), layout="constrained")
+    excess = np.full((len(families), len(columns)), np.nan)
+    fig = Figure(figsize=(2.8 + 1.1 * len(columns), 1.4 + 0.35 * len(families)), layout="constrained")
     ax = fig.subplots()
     for r in mine:
         i, j = families.index(r.family), columns.index(_column(r, mine))
-        grid[i, j] = _finite(r.worst_bound)
+        excess[i, j] = _finite(r.worst_bound) - r.tolerance
         ax.text(j, i, f"{r.verified}/{r.violated}/{r.unknown}", ha="center", va="center", fontsize=7)
     tolerance = min(r.tolerance for r in mine)
-    image = ax.imshow(grid, cmap="RdYlGn_r", norm=SymLogNorm(tolerance), aspect="auto")
+    top = max(float(np.nanmax(np.abs(excess))) if np.isfinite(excess).any() else tolerance, tolerance)
+    norm = SymLogNorm(tolerance, vmin=-top, vmax=top)
+    image = ax.imshow(excess, cmap="RdYlGn_r", norm=norm, aspect="auto")
     ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(families)), families, fontsize=8)
-    ax.set_title(f"{Path(case).name}: verified/violated/unknown, colour = worst certified bound", fontsize=9)
-    fig.colorbar(image, ax=ax, label="worst certified bound")
+    ax.set_title(f"{Path(case).name}: verified/violated/unknown", fontsize=9)
+    fig.colorbar(image, ax=ax, label="worst bound - tolerance")
     return fig
 
 
