@@ -1,0 +1,143 @@
+"""Shipped cases: ``cases/<name>/`` folders, each a ready-to-run surrogate verification problem.
+
+A case folder holds:
+
+- ``case.toml``: the definition (`CaseDefinition`): source file, load region, architecture, data and
+  training settings, seed;
+- the source ``.m`` file (a PGLib-OPF case, with its CC BY 4.0 header);
+- ``surrogate.pt``: ``{"config": AcopfSurrogate.config(), "state_dict": float64 weights}``;
+- ``metrics.json``: what training measured (`gridverify.surrogate.train`);
+- ``README.md``: the regenerating command and the metrics.
+
+``load_case("case14")`` reads a shipped case by name, ``load_case(path)`` any folder of that form.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gridverify.grid.acopf import AcopfProblem, build_acopf
+from gridverify.grid.data import GridData, from_matpower, matpower_net
+from gridverify.surrogate.model import AcopfSurrogate, Layout
+from gridverify.surrogate.region import Region
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["CASES_DIR", "Case", "CaseDefinition", "available_cases", "load_case", "read_surrogate"]
+
+CASES_DIR = Path(__file__).resolve().parents[2] / "cases"  # the repository's cases/ (editable installs)
+DEFINITION = "case.toml"
+
+
+@dataclass(frozen=True)
+class CaseDefinition:
+    """The settings of ``case.toml``: sections ``[architecture]``, ``[data]``, ``[training]`` are kept as
+    dicts for `gridverify.surrogate.train` to read into its config dataclasses."""
+
+    name: str
+    source: str
+    region: str
+    seed: int
+    architecture: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> CaseDefinition:
+        raw = tomllib.loads(path.read_text())
+        missing = [k for k in ("name", "source", "region") if k not in raw]
+        if missing:
+            raise ValueError(f"{path}: missing keys {missing}")
+        unknown = sorted(set(raw) - {"name", "source", "region", "seed", "architecture", "data", "training"})
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}")
+        return cls(
+            str(raw["name"]), str(raw["source"]), str(raw["region"]), int(raw.get("seed", 0)),
+            dict(raw.get("architecture", {})), dict(raw.get("data", {})), dict(raw.get("training", {})),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """A case folder. ``data``, ``problem``, ``region``, ``surrogate`` and ``metrics`` are read once, on first
+    use; ``net`` is a fresh pandapower net of the source file at every access."""
+
+    folder: Path
+    definition: CaseDefinition
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def source(self) -> Path:
+        return self.folder / self.definition.source
+
+    @cached_property
+    def data(self) -> GridData:
+        return from_matpower(self.source)
+
+    @property
+    def net(self) -> Any:
+        return matpower_net(self.source)
+
+    @cached_property
+    def problem(self) -> AcopfProblem:
+        return build_acopf(self.data)
+
+    @cached_property
+    def region(self) -> Region:
+        """The default region: the one the surrogate was trained on."""
+        return Region.parse(self.definition.region, self.data)
+
+    @cached_property
+    def surrogate(self) -> AcopfSurrogate:
+        path = self.folder / "surrogate.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"case {self.name}: no trained surrogate at {path} (train it first)")
+        return read_surrogate(path, self.data)
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        path = self.folder / "metrics.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_surrogate(path: Path, data: GridData | None = None) -> AcopfSurrogate:
+    """A saved surrogate (float64, eval mode), its layout checked against ``data`` when given."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    config = saved["config"]
+    layout = Layout.from_dict(config["layout"])
+    if data is not None:
+        layout.check(data)
+    return AcopfSurrogate.from_state_dict(saved["state_dict"], layout, config["activation"])
+
+
+def available_cases() -> tuple[str, ...]:
+    """Names of the case folders shipped in ``cases/`` (those with a ``case.toml``)."""
+    if not CASES_DIR.is_dir():
+        return ()
+    return tuple(sorted(p.name for p in CASES_DIR.iterdir() if (p / DEFINITION).is_file()))
+
+
+def load_case(name_or_path: str | Path) -> Case:
+    """A shipped case by name (``"case14"``) or any case folder by path."""
+    folder = Path(name_or_path)
+    if not (folder / DEFINITION).is_file():
+        folder = CASES_DIR / str(name_or_path)
+    if not (folder / DEFINITION).is_file():
+        raise ValueError(
+            f"no case {str(name_or_path)!r}: not a folder with {DEFINITION}, nor a shipped case; "
+            f"shipped cases: {', '.join(available_cases()) or '(none found in ' + str(CASES_DIR) + ')'}"
+        )
+    return Case(folder.resolve(), CaseDefinition.read(folder / DEFINITION))

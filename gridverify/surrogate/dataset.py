@@ -1,0 +1,170 @@
+"""Training data: load vectors drawn uniformly from a `Region`, each solved by PYPOWER's AC-OPF (``runopf``,
+which reproduces PGLib's reference costs), in worker processes, cached on disk.
+
+A sample's loads replace the case's bus demands (``PD``, ``QD`` of the MATPOWER bus rows that hold the
+case's loads, in MW / MVAr); the solution is read back in `GridData` order (generators, buses; angles in
+rad). Samples where ``runopf`` does not converge are dropped and counted. The cache key is a hash of the
+case file's bytes, the region and the generation settings, so a changed case or region regenerates.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import multiprocessing
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matpowercaseframes import CaseFrames
+from pypower.api import ppoption, runopf
+from pypower.idx_bus import BUS_I, PD, QD, VA, VM
+from pypower.idx_gen import PG, QG
+from tqdm import tqdm
+
+from gridverify.grid.data import GridData, from_matpower
+from gridverify.surrogate.region import Region
+
+__all__ = ["Dataset", "DatasetConfig", "generate", "solve_opf"]
+
+DEFAULT_CACHE = Path.home() / ".cache" / "gridverify" / "datasets"
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """How many samples, drawn with which seed, solved by how many processes; ``cache_dir`` None: no cache."""
+
+    samples: int = 1000
+    seed: int = 0
+    workers: int = 2
+    cache_dir: Path | None = DEFAULT_CACHE
+    progress: bool = True
+    chunk: int = 8  # samples per task sent to a worker
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Solved samples: ``load`` (S, 2D) and the OPF's ``pg_pu``, ``qg_pu`` (S, G), ``vm_pu``, ``va_rad``
+    (S, N), ``cost`` (S,) per hour; ``failed`` counts the samples dropped for non-convergence."""
+
+    load: np.ndarray
+    pg_pu: np.ndarray
+    qg_pu: np.ndarray
+    vm_pu: np.ndarray
+    va_rad: np.ndarray
+    cost: np.ndarray
+    failed: int
+    seconds: float = field(default=0.0)
+
+    def __len__(self) -> int:
+        return int(self.load.shape[0])
+
+    def target(self, names: tuple[str, ...]) -> np.ndarray:
+        """The named columns side by side, (S, K)."""
+        return np.concatenate([getattr(self, n) for n in names], axis=1)
+
+    def subset(self, rows: np.ndarray) -> Dataset:
+        cols = ("load", "pg_pu", "qg_pu", "vm_pu", "va_rad", "cost")
+        return Dataset(**{c: getattr(self, c)[rows] for c in cols}, failed=self.failed, seconds=self.seconds)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {c: getattr(self, c) for c in ("load", "pg_pu", "qg_pu", "vm_pu", "va_rad", "cost")}
+        np.savez(path, **arrays, failed=self.failed, seconds=self.seconds)
+
+    @classmethod
+    def read(cls, path: Path) -> Dataset:
+        with np.load(path) as z:
+            cols = {c: z[c] for c in ("load", "pg_pu", "qg_pu", "vm_pu", "va_rad", "cost")}
+            return cls(**cols, failed=int(z["failed"]), seconds=float(z["seconds"]))
+
+
+# -- one sample ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Solver:
+    """What a worker needs: the case's MATPOWER arrays and where its loads and elements sit in them."""
+
+    ppc: dict[str, Any]
+    load_rows: np.ndarray  # (D,) bus rows of the loads
+    bus_rows: np.ndarray  # (N,) bus rows of GridData's buses
+    gen_rows: np.ndarray  # (G,) gen rows of GridData's generators
+
+    @classmethod
+    def of(cls, path: Path, data: GridData) -> _Solver:
+        mpc = CaseFrames(str(path)).to_mpc()
+        keys = ("bus", "gen", "branch", "gencost")
+        ppc = {k: np.array(v, dtype=np.float64) if k in keys else v for k, v in mpc.items()}
+        row = {int(b): i for i, b in enumerate(ppc["bus"][:, BUS_I])}
+        bus_rows = np.array([row[int(b)] for b in data.ids.bus], dtype=np.int64)
+        return cls(ppc, bus_rows[data.loads.bus], bus_rows, data.ids.gen - 1)
+
+
+def solve_opf(solver: _Solver, load: np.ndarray) -> np.ndarray | None:
+    """PYPOWER's AC-OPF at ``load`` (2D,) pu: ``concat(pg, qg, vm, va, [cost])`` or None if not converged."""
+    ppc = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in solver.ppc.items()}
+    base, d = float(ppc["baseMVA"]), load.size // 2
+    ppc["bus"][solver.load_rows, PD] = load[:d] * base
+    ppc["bus"][solver.load_rows, QD] = load[d:] * base
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PYPOWER's numpy deprecations and divide warnings on bad iterates
+        result = runopf(ppc, ppoption(VERBOSE=0, OUT_ALL=0))
+    if not result["success"]:
+        return None
+    bus, gen = result["bus"][solver.bus_rows], result["gen"][solver.gen_rows]
+    parts = (gen[:, PG] / base, gen[:, QG] / base, bus[:, VM], np.deg2rad(bus[:, VA]), [result["f"]])
+    return np.concatenate(parts)
+
+
+def _solve_chunk(solver: _Solver, loads: np.ndarray) -> list[np.ndarray | None]:
+    return [solve_opf(solver, x) for x in loads]
+
+
+# -- many samples --------------------------------------------------------------------------------------
+def generate(path: Path, region: Region, config: DatasetConfig = DatasetConfig()) -> Dataset:
+    """``config.samples`` loads drawn uniformly in ``region``, solved (cached when ``cache_dir`` is set)."""
+    cache = None if config.cache_dir is None else config.cache_dir / f"{_key(path, region, config)}.npz"
+    if cache is not None and cache.exists():
+        return Dataset.read(cache)
+    data = from_matpower(path)
+    loads = region.sample(config.samples, np.random.default_rng(config.seed))
+    dataset = _solve_all(_Solver.of(path, data), loads, data, config)
+    if cache is not None:
+        dataset.save(cache)
+    return dataset
+
+
+def _solve_all(solver: _Solver, loads: np.ndarray, data: GridData, config: DatasetConfig) -> Dataset:
+    start = time.perf_counter()
+    chunks = [loads[i : i + config.chunk] for i in range(0, len(loads), config.chunk)]
+    bar = tqdm(total=len(loads), desc=f"AC-OPF {data.name}", disable=not config.progress, unit="opf")
+    results: list[np.ndarray | None] = []
+    if config.workers <= 1:
+        for chunk in chunks:
+            results += [solve_opf(solver, x) for x in chunk]
+            bar.update(len(chunk))
+    else:
+        with multiprocessing.get_context("fork").Pool(config.workers) as pool:
+            for solved in pool.imap(functools.partial(_solve_chunk, solver), chunks):
+                results += solved
+                bar.update(len(solved))
+    bar.close()
+    return _assemble(loads, results, data, time.perf_counter() - start)
+
+
+def _assemble(loads: np.ndarray, results: list[np.ndarray | None], data: GridData, seconds: float) -> Dataset:
+    ok = [i for i, r in enumerate(results) if r is not None]
+    g, n = len(data.gens.bus), len(data.buses.vmin_pu)
+    y = np.array([results[i] for i in ok]).reshape(len(ok), 2 * g + 2 * n + 1)
+    cuts = np.cumsum([g, g, n, n])
+    pg, qg, vm, va, cost = np.split(y, cuts, axis=1)
+    return Dataset(loads[ok], pg, qg, vm, va, cost[:, 0], failed=len(results) - len(ok), seconds=seconds)
+
+
+def _key(path: Path, region: Region, config: DatasetConfig) -> str:
+    h = hashlib.sha256(Path(path).read_bytes())
+    h.update(region.lower.tobytes() + region.upper.tobytes())
+    h.update(repr((config.samples, config.seed, "runopf-v1")).encode())
+    return f"{Path(path).stem}-{h.hexdigest()[:16]}"
