@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,10 +287,17 @@ def from_matpower(path: str | Path) -> GridData:
 def matpower_net(path: str | Path) -> Any:
     """The pandapower net that pandapower's converter (``from_mpc``) makes of a ``.m`` case. (A case
     without transformers makes pandapower set an empty column in a way pandas deprecates: that
-    FutureWarning, about pandapower's own code, is silenced here.)"""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Setting an item of incompatible dtype", FutureWarning)
-        return from_mpc(str(path))
+    FutureWarning, about pandapower's own code, is silenced here, and so is the converter's log note that
+    MATPOWER branches with a tap ratio between equal voltage levels become transformers.)"""
+    log = logging.getLogger("pandapower.converter.pypower.from_ppc")
+    level = log.level
+    log.setLevel(logging.ERROR)  # its note on same-voltage transformers, on every call
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Setting an item of incompatible dtype", FutureWarning)
+            return from_mpc(str(path))
+    finally:
+        log.setLevel(level)
 
 
 def _read_matpower(path: Path) -> tuple[_Arrays, ElementIds]:

@@ -19,7 +19,7 @@ from gridverify.surrogate import Region
 from gridverify.surrogate.case import Case, load_case
 from gridverify.verify.certificate import VERDICTS, Certificate, CertificateError
 from gridverify.verify.report import write_report
-from gridverify.verify.run import VerifyConfig, verify
+from gridverify.verify.run import RegionWarning, VerifyConfig, verify
 from gridverify.verify.sources import FileCase, open_case
 
 EXIT_VERIFIED, EXIT_VIOLATED, EXIT_BAD_INPUT, EXIT_UNKNOWN = 0, 1, 2, 3
@@ -40,9 +40,11 @@ def run_verify(args: argparse.Namespace) -> int:
     print(
         f"verifying {case.name} over {region.describe()} ({config.timeout_s:g} s budget) ...", file=sys.stderr
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")  # region warnings reach the terminal once
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RegionWarning)
         cert = verify(case, region, args.constraints, config, progress=not args.quiet)
+    for w in caught:
+        print(f"gridverify verify: warning: {w.message}", file=sys.stderr)
     path = cert.save(out / "certificate.json")
     report = write_report(cert, out, case)
     print(summary_table(cert))

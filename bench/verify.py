@@ -1,0 +1,57 @@
+"""`gridverify verify` on shipped cases: verdict counts per family, certified-bound statistics and time.
+
+Each case runs in this process after one warm-up import; budgets are per case (all constraints together).
+The screening stage (one CROWN pass + sampled loads) is timed separately, so its share of the decisions
+and of the time is visible next to the branch-and-bound stage.
+
+    python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from gridverify.surrogate import compose
+from gridverify.surrogate.case import available_cases, load_case
+from gridverify.verify import VerifyConfig, verify
+from gridverify.verify.cli import summary_table
+from gridverify.verify.run import screen, select_constraints, spec_rows, violation_graph
+
+
+def screening(case, config: VerifyConfig) -> tuple[int, int, float]:
+    """(rows proved by the screen, rows, seconds) for all families of ``case``."""
+    constraints = select_constraints(case, None)
+    families = list(dict.fromkeys(c.family for c in constraints))
+    graph = violation_graph(compose(case.problem, case.surrogate), families)
+    rows = spec_rows(constraints, graph.nodes[graph.outputs[0][1]].size)
+    start = time.perf_counter()
+    screened = screen(graph, case.region.box(), rows.spec, config.tolerance, config.samples)
+    return sum(r is not None for r in screened), len(screened), time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("cases", nargs="*", help="shipped case names (default: all shipped)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case (default 120)")
+    parser.add_argument("--region", help="load region (default: each case's training region)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for name in args.cases or available_cases():
+        case = load_case(name)
+        config = VerifyConfig(timeout_s=args.timeout)
+        proved, rows, screen_s = screening(case, config)
+        start = time.perf_counter()
+        cert = verify(case, args.region, config=config)
+        wall = time.perf_counter() - start
+        print(f"\n== {name}: {len(cert.records)} constraints, {rows} rows; screen alone proves {proved} rows "
+              f"in {screen_s:.1f} s; verify wall {wall:.1f} s (budget {args.timeout:g} s)")  # fmt: skip
+        print(summary_table(cert))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""`gridverify verify` / `gridverify report`: a full run on case14, and bad input rejected before any work."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from gridverify.cli import main
+from gridverify.surrogate.case import load_case
+from gridverify.verify import Certificate
+
+
+def test_verify_writes_certificate_report_and_figures(tmp_path, capsys):
+    out = tmp_path / "case14"
+    code = main(["verify", "case14", "--constraints", "thermal_to", "q_balance", "--timeout", "8",
+                 "--out", str(out), "--quiet"])  # fmt: skip
+    text = capsys.readouterr().out
+    cert = Certificate.load(out / "certificate.json")
+    assert code == (1 if cert.counts()["violated"] else 3 if cert.counts()["unknown"] else 0)
+    assert set(cert.families) == {"thermal_to", "q_balance"}
+    assert "thermal_to" in text and "constraints in" in text
+    report = (out / "report.md").read_text()
+    assert "## Summary per constraint family" in report and "| thermal_to |" in report
+    for fig in ("intervals_bus.png", "intervals_branch.png", "grid.png"):
+        assert (out / fig).stat().st_size > 10_000, fig
+    (out / "report.md").unlink()
+    assert main(["report", str(out / "certificate.json")]) == 0
+    assert (out / "report.md").read_text() == report
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["verify", "case9999"], "no case 'case9999'"),
+        (["verify", "case14", "--region", "+-ten%"], "--region '+-ten%'"),
+        (["verify", "case14", "--region", "1.2:0.8"], "lo > hi"),
+        (["verify", "case14", "--timeout", "0"], "--timeout must be > 0"),
+        (["verify", "case14", "--device", "nodevice"], "--device 'nodevice'"),
+    ],
+)
+def test_bad_input_is_named_and_exits_2(argv, message, tmp_path, capsys):
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "certificate.json").exists()
+
+
+def test_missing_surrogate_and_unwritable_output(tmp_path, capsys):
+    folder = tmp_path / "nosurrogate"
+    shutil.copytree(load_case("case14").folder, folder, ignore=shutil.ignore_patterns("surrogate.pt"))
+    assert main(["verify", str(folder), "--out", str(tmp_path / "o")]) == 2
+    assert "surrogate" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["verify", "case14", "--out", str(blocker / "sub")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_region_outside_training_range_warns(tmp_path, capsys):
+    code = main(["verify", "case14", "--region", "+-30%", "--constraints", "vm_max", "--timeout", "3",
+                 "--out", str(tmp_path), "--quiet"])  # fmt: skip
+    assert code == 0  # voltages are squashed into their limits: proved whatever the loads
+    assert "training region" in capsys.readouterr().err
+    assert json.loads((tmp_path / "certificate.json").read_text())["region"]["label"] == "+-30%"
+
+
+def test_report_of_a_broken_certificate_is_refused(tmp_path, capsys):
+    (tmp_path / "certificate.json").write_text('{"schema": "gridverify.certificate/1", "complete": false}')
+    assert main(["report", str(tmp_path / "certificate.json")]) == 2
+    assert "incomplete" in capsys.readouterr().err
