@@ -14,9 +14,10 @@ from gridverify.verify.certificate import VERDICTS, Certificate, ConstraintRecor
 
 FIGURES = {
     "intervals_bus.png": "certified interval per bus (balance residuals |h| and voltage limits)",
-    "intervals_branch.png": "certified interval per branch (thermal limits at both ends, angle differences)",
+    "intervals_branch.png": "certified interval per branch (thermal: loading in % of rate_a at both ends; "
+    "angle differences)",
     "intervals_generator.png": "certified interval per generator (active and reactive limits)",
-    "grid.png": "the grid, buses and branches coloured by their worst certified margin",
+    "grid.png": "the grid: branches coloured by certified max loading, buses by max balance residual",
     "bound_vs_time.png": "certified bound over the search's time for the slowest constraints",
 }
 
@@ -39,11 +40,15 @@ def _figures(cert: Certificate, folder: Path, case: Any | None) -> list[Path]:
         "intervals_branch.png": (figures.BRANCH_FAMILIES, "branches"),
         "intervals_generator.png": (("pg_min", "pg_max", "qg_min", "qg_max"), "generators"),
     }
-    made = [figures.save(figures.intervals_figure(cert, f, t), folder / n) for n, (f, t) in panels.items()]
+    rates = None if case is None else figures.branch_rates(case.data)
+    made = [
+        figures.save(figures.intervals_figure(cert, fams, title, rates), folder / name)
+        for name, (fams, title) in panels.items()
+    ]
     made.append(figures.save(figures.history_figure(cert), folder / "bound_vs_time.png"))
     if case is not None:
         xy = figures.bus_coordinates(case.net, case.data)
-        made.append(figures.save(figures.grid_figure(cert, case.net, xy, case.data), folder / "grid.png"))
+        made.append(figures.save(figures.grid_figure(cert, xy, case.data), folder / "grid.png"))
     return [p for p in made if p is not None]
 
 
