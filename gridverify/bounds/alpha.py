@@ -1,7 +1,8 @@
 """alpha-CROWN: CROWN with relaxation parameters optimised per op and per target node.
 
 Every optimisable op j that a target t (each node bounded by CROWN, and the final specification) depends on
-gets its own ``alpha[t][j]`` of shape ``(P_j, B, m_t, *S_j)``, one line per specification row, initialised
+gets its own ``alpha[t][j]`` of shape ``(P_j, B, m_t, *S_j)``, one line per specification row (for an
+intermediate target, two rows per neuron the specification can depend on: `needed_neurons`), initialised
 from the op's CROWN choice. Adam (with exponential learning-rate decay) maximises the sum of the lower
 bounds and minimises the sum of the upper bounds; alphas are projected to [0, 1] after each step (every
 projected value is sound). Intermediate bounds are recomputed with their own alphas at every step and
@@ -18,7 +19,15 @@ import torch
 from torch import Tensor
 
 from gridverify.bounds.core import BoundResult, BoxLike, Interval, LinearBounds, Plan, make_plan, spec_matrix
-from gridverify.bounds.crown import Relaxer, crown, final_bounds, ibp_of_spec, propagate, resolve
+from gridverify.bounds.crown import (
+    Relaxer,
+    crown,
+    final_bounds,
+    ibp_of_spec,
+    needed_neurons,
+    propagate,
+    resolve,
+)
 from gridverify.bounds.optim import ProjectedAdam
 from gridverify.ir.graph import Graph
 from gridverify.ops import Relaxation, get_op
@@ -126,17 +135,16 @@ def alpha_crown(
     plan = make_plan(graph, out)
     like = next(iter(ibox.values()))[0]
     c = spec_matrix(graph, out, spec, like)
+    masks = needed_neurons(graph, plan, out, c)
     starts = {out: 2 * c.shape[1]}
     if config.optimise_intermediate:
-        starts.update(
-            {i: 1 if config.shared_intermediate else 2 * graph.nodes[i].size for i in plan.crown_nodes}
-        )
+        starts.update({i: 1 if config.shared_intermediate else 2 * int(m.sum()) for i, m in masks.items()})
     alphas = _init_alphas(graph, plan, starts, start.intervals)
     assert start.linear is not None
     best = _Best(start.lower, start.upper, start.linear)
     if not alphas:
         return start
-    intervals = _optimise(graph, ibox, plan, out, c, alphas, best, start.intervals, config)
+    intervals = _optimise(graph, ibox, plan, out, c, alphas, best, start.intervals, config, masks)
     return BoundResult(best.lower.detach(), best.upper.detach(), intervals, best.linear, "alpha-crown")
 
 
@@ -150,6 +158,7 @@ def _optimise(
     best: _Best,
     intervals: tuple[Interval | None, ...],
     config: AlphaConfig,
+    masks: dict[int, Tensor],
 ) -> tuple[Interval | None, ...]:
     opt = ProjectedAdam(list(alphas.values()), config.lr, config.decay)
     relaxer = _alpha_relaxer(graph, alphas)
@@ -157,7 +166,9 @@ def _optimise(
     stale = 0
     for _ in range(config.steps):
         with torch.enable_grad():
-            current, _ = propagate(graph, box, plan, relaxer, crown_nodes=crown_nodes, base=intervals)
+            current, _ = propagate(
+                graph, box, plan, relaxer, crown_nodes=crown_nodes, base=intervals, masks=masks
+            )
             lower, upper, linear = final_bounds(graph, box, out, c, current, relaxer)
             ilo, ihi = ibp_of_spec(c, current[out])  # type: ignore[arg-type]
             lower, upper = torch.maximum(lower, ilo), torch.minimum(upper, ihi)

@@ -163,27 +163,53 @@ def propagate(
     crown_nodes: tuple[int, ...] | None = None,
     base: tuple[Interval | None, ...] | None = None,
     keep_linear: bool = False,
+    masks: dict[int, Tensor] | None = None,
 ) -> tuple[list[Interval | None], dict[int, tuple[dict[int, Tensor], Tensor]]]:
-    """Intervals of every needed node (IBP, CROWN on ``crown_nodes``, intersected with ``base``)."""
+    """Intervals of every needed node (IBP, CROWN on ``crown_nodes``, intersected with ``base``). With
+    ``masks`` (`needed_neurons`), CROWN bounds only the masked neurons of each
+    node and skips nodes without a mask; the rest keep IBP. ``keep_linear`` needs every neuron: no masks."""
     crown_set = set(plan.crown_nodes if crown_nodes is None else crown_nodes)
     intervals: list[Interval | None] = [None] * len(graph.nodes)
     linear: dict[int, tuple[dict[int, Tensor], Tensor]] = {}
     for i in sorted(plan.needed):
         lo, hi = node_interval(graph, i, intervals, box)
-        if i in crown_set:
-            a0 = _identity_spec(graph.nodes[i].shape, lo)
-            found, bias = backward(graph, i, a0, intervals, relaxer)
-            bound = concretize(graph, found, bias, box)
-            n = bound.shape[1] // 2
-            shape = (bound.shape[0], *graph.nodes[i].shape)
-            lo = torch.maximum(lo, bound[:, :n].reshape(shape))
-            hi = torch.minimum(hi, -bound[:, n:].reshape(shape))
+        if i in crown_set and (masks is None or i in masks):
+            rows = None if masks is None or bool(masks[i].all()) else masks[i].nonzero().squeeze(1)
+            found, bias = backward(graph, i, _rows_spec(graph.nodes[i].shape, rows, lo), intervals, relaxer)
+            lo, hi = _tighten(lo, hi, concretize(graph, found, bias, box), rows)
             if keep_linear:
                 linear[i] = (found, bias)
         if base is not None and base[i] is not None:
             lo, hi = torch.maximum(lo, base[i][0]), torch.minimum(hi, base[i][1])  # type: ignore[index]
         intervals[i] = (lo, hi)
     return intervals, linear
+
+
+def _rows_spec(shape: tuple[int, ...], rows: Tensor | None, like: Tensor) -> Tensor:
+    """``[+e_r; -e_r]`` for the flat neurons ``rows`` (all when None): (1, 2k, *shape)."""
+    if rows is None:
+        return _identity_spec(shape, like)
+    n = 1
+    for s in shape:
+        n *= s
+    eye = torch.zeros(rows.numel(), n, dtype=like.dtype, device=like.device)
+    eye[torch.arange(rows.numel(), device=like.device), rows] = 1.0
+    return torch.cat([eye, -eye]).reshape(1, 2 * rows.numel(), *shape)
+
+
+def _tighten(lo: Tensor, hi: Tensor, bound: Tensor, rows: Tensor | None) -> Interval:
+    """Intersect (lo, hi) with CROWN's ``bound`` (B, 2k): lower bounds, then negated upper bounds."""
+    k = bound.shape[1] // 2
+    if rows is None:
+        shape = (bound.shape[0], *lo.shape[1:])
+        return torch.maximum(lo, bound[:, :k].reshape(shape)), torch.minimum(hi, -bound[:, k:].reshape(shape))
+    flat_lo, flat_hi = lo.reshape(lo.shape[0], -1), hi.reshape(hi.shape[0], -1)
+    b = bound.shape[0]
+    new_lo = flat_lo.expand(b, -1).clone() if flat_lo.shape[0] != b else flat_lo.clone()
+    new_hi = flat_hi.expand(b, -1).clone() if flat_hi.shape[0] != b else flat_hi.clone()
+    new_lo[:, rows] = torch.maximum(new_lo[:, rows], bound[:, :k])
+    new_hi[:, rows] = torch.minimum(new_hi[:, rows], -bound[:, k:])
+    return new_lo.reshape(b, *lo.shape[1:]), new_hi.reshape(b, *hi.shape[1:])
 
 
 def final_bounds(
@@ -248,8 +274,9 @@ def crown(
     graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)
     relaxer = node_relaxer(graph)
-    intervals, _ = propagate(graph, ibox, plan, relaxer, keep_linear=keep_linear)
     c = spec_matrix(graph, out, spec, next(iter(ibox.values()))[0])
+    masks = None if keep_linear else needed_neurons(graph, plan, out, c)
+    intervals, _ = propagate(graph, ibox, plan, relaxer, keep_linear=keep_linear, masks=masks)
     lo, hi, linear = final_bounds(graph, ibox, out, c, intervals, relaxer)
     ilo, ihi = ibp_of_spec(c, intervals[out])  # type: ignore[arg-type]
     return BoundResult(torch.maximum(lo, ilo), torch.minimum(hi, ihi), tuple(intervals), linear, "crown")
@@ -267,3 +294,38 @@ def node_relaxer(graph: Graph) -> Relaxer:
         return cache[i]
 
     return relaxer
+
+
+def _unit_relaxer(start: int, i: int, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Relaxation:
+    ones = tuple(torch.ones_like(lo) for lo in lows)
+    zero = lows[0].new_zeros(())
+    return Relaxation(ones, zero, ones, zero)
+
+
+def needed_neurons(graph: Graph, plan: Plan, output: int, c: Tensor) -> dict[int, Tensor]:
+    """Per CROWN-bounded node of ``plan``: a flat bool mask (numel,) of the neurons the rows of ``c``
+    (``(B, m, *S_out)``) can depend on; nodes absent from the result are not needed at all.
+
+    CROWN bounds an intermediate node by one backward pass per neuron (two rows each); a specification that
+    reads a few outputs (one thermal residual of a 118-bus model, say) depends on a few neurons of most
+    nodes downstream of the shared layers, so bounding every neuron wastes most of that work. A neuron is
+    *needed* when a backward pass from the specification reaches it with a nonzero coefficient, with every
+    relaxation replaced by slope 1 and every coefficient made nonnegative at each node (so that signed sums
+    cannot cancel). Neurons that are not needed keep their IBP interval: sound, and irrelevant to the bound.
+    """
+    masks: dict[int, Tensor] = {}
+    wanted = set(plan.crown_nodes)
+
+    def visit(i: int, a: Tensor) -> tuple[Tensor, None]:
+        a = a.abs()
+        if i in wanted:
+            masks[i] = a.reshape(a.shape[0] * a.shape[1], -1).ne(0).any(0)
+        return a, None
+
+    zeros: list[Interval | None] = [
+        None if i not in plan.needed else (torch.zeros((1, *n.shape), dtype=c.dtype, device=c.device),) * 2
+        for i, n in enumerate(graph.nodes)
+    ]
+    a0 = c.abs().sum(dim=(0, 1), keepdim=True)
+    backward(graph, output, a0, zeros, _unit_relaxer, visit)
+    return {i: m for i, m in masks.items() if bool(m.any())}
