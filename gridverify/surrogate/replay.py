@@ -24,7 +24,7 @@ import torch
 from gridverify.grid.data import GridData, OperatingPoint, branch_flows, operating_point
 from gridverify.ir.graph import Graph
 
-__all__ = ["Replay", "replay"]
+__all__ = ["Replay", "replay", "write_loads", "write_setpoints"]
 
 FLOWS = ("p_from", "q_from", "p_to", "q_to")
 
@@ -52,8 +52,8 @@ def replay(
     """Replay ``dispatch`` (``pg_pu``, ``qg_pu`` (G,), ``vm_pu``, ``va_rad`` (N,)) at ``load`` (2D,) in a
     copy of ``net`` (pandapower's net of ``data``'s case; left untouched). ``graph``: ``compile_acopf``'s."""
     work = copy.deepcopy(net)
-    _write_loads(data, work, load)
-    _write_setpoints(data, work, dispatch)
+    write_loads(data, work, load)
+    write_setpoints(data, work, dispatch)
     surrogate = _graph_values(graph, _point(data, load, dispatch))
     try:
         pp.runpp(work, calculate_voltage_angles=True, init="dc", numba=False, tolerance_mva=1e-10)
@@ -87,7 +87,7 @@ def _split(load: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return load[:d], load[d:]
 
 
-def _write_loads(data: GridData, net: Any, load: np.ndarray) -> None:
+def write_loads(data: GridData, net: Any, load: np.ndarray) -> None:
     """Each case load (one per bus) onto that bus's pandapower loads: the first gets it, others 0."""
     pd, qd = _split(load)
     buses = _pp(data).bus[data.loads.bus]
@@ -101,7 +101,7 @@ def _write_loads(data: GridData, net: Any, load: np.ndarray) -> None:
         raise NotImplementedError("replay does not handle static generators (fixed injections)")
 
 
-def _write_setpoints(data: GridData, net: Any, dispatch: Mapping[str, np.ndarray]) -> None:
+def write_setpoints(data: GridData, net: Any, dispatch: Mapping[str, np.ndarray]) -> None:
     ids = _pp(data)
     for g, (kind, idx) in enumerate(zip(ids.gen_kinds, ids.gen)):
         bus = int(data.gens.bus[g])

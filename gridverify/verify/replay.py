@@ -29,6 +29,7 @@ import torch
 from gridverify.grid import GridData, OperatingPoint, compile_acopf, operating_point
 from gridverify.ir import Graph
 from gridverify.surrogate.case import Case
+from gridverify.surrogate.replay import write_loads, write_setpoints
 from gridverify.verify.certificate import ConstraintRecord
 
 RESULT_COLUMNS = {  # pandapower element kind -> its res_* columns worth showing
@@ -67,17 +68,12 @@ def case_net(case: Case) -> Any:
 
 def setpoints_net(case: Case, load: np.ndarray, base_net: Any | None = None) -> Any:
     """A copy of the case's net (or of ``base_net``) with the loads of ``load`` (2D,) and the surrogate's
-    set-points."""
-    data, net = case.data, copy.deepcopy(case_net(case) if base_net is None else base_net)
-    ids = _pandapower_ids(data)
-    d = len(data.loads.bus)
+    set-points (`gridverify.surrogate.replay.write_loads` / `write_setpoints`)."""
+    net = copy.deepcopy(case_net(case) if base_net is None else base_net)
     with torch.no_grad():
         dispatch = case.surrogate.dispatch(torch.tensor(load, dtype=torch.float64).reshape(1, -1))
-    out = {k: v.reshape(-1).double().numpy() for k, v in dispatch.items()}
-    _set_loads(net, data, ids.bus[data.loads.bus], load[:d], load[d:])
-    for g, (kind, idx) in enumerate(zip(ids.gen_kinds, ids.gen)):
-        bus = data.gens.bus[g]
-        _set_generator(net, kind, int(idx), out, g, bus, data.base_mva)
+    write_loads(case.data, net, load)
+    write_setpoints(case.data, net, {k: v.reshape(-1).double().numpy() for k, v in dispatch.items()})
     return net
 
 
@@ -85,29 +81,6 @@ def _pandapower_ids(data: GridData) -> Any:
     if data.pandapower is None:
         raise ValueError(f"case {data.name} has no pandapower net to replay in")
     return data.pandapower
-
-
-def _set_loads(net: Any, data: GridData, buses: np.ndarray, pd_pu: np.ndarray, qd_pu: np.ndarray) -> None:
-    """One pandapower load per bus carries the bus's demand (``from_mpc`` makes one); others are zeroed."""
-    net.load["p_mw"], net.load["q_mvar"] = 0.0, 0.0
-    for b, p, q in zip(buses, pd_pu, qd_pu):
-        rows = net.load.index[(net.load.bus == b) & net.load.in_service]
-        if len(rows) == 0:
-            raise ValueError(f"bus {b} of case {data.name} has demand but no in-service pandapower load")
-        net.load.loc[rows[0], ["p_mw", "q_mvar"]] = p * data.base_mva, q * data.base_mva
-
-
-def _set_generator(
-    net: Any, kind: str, idx: int, out: Mapping[str, np.ndarray], g: int, bus: int, base: float
-) -> None:
-    if kind == "gen":
-        net.gen.loc[idx, ["p_mw", "vm_pu"]] = out["pg_pu"][g] * base, out["vm_pu"][bus]
-    elif kind == "ext_grid":
-        net.ext_grid.loc[idx, ["vm_pu", "va_degree"]] = out["vm_pu"][bus], np.degrees(out["va_rad"][bus])
-    elif kind == "sgen":
-        net.sgen.loc[idx, ["p_mw", "q_mvar"]] = out["pg_pu"][g] * base, out["qg_pu"][g] * base
-    else:
-        raise NotImplementedError(f"replaying set-points of pandapower {kind!r} generators is not supported")
 
 
 def power_flow(
