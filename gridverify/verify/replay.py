@@ -2,7 +2,7 @@
 
 For a load vector (a witness), the surrogate's dispatch gives the generator set-points: active power ``pg``
 and voltage magnitude ``vm`` at every ``gen`` (PV bus), voltage magnitude and angle at every ``ext_grid``
-(slack), ``p`` and ``q`` of controllable ``sgen``s. They are written, with the loads, into a copy of the
+(slack); other generator elements are refused by name. They are written, with the loads, into a copy of the
 case's pandapower net and ``runpp`` solves the power flow. The slack then balances whatever the surrogate's
 dispatch leaves unbalanced, and bus voltages and flows follow the physics instead of the surrogate.
 
