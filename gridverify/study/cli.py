@@ -39,6 +39,9 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument(
         "--retries", type=int, default=2, help="re-runs of a job whose worker was lost (default 2)"
     )
+    p.add_argument(
+        "--connect-timeout", type=float, default=30.0, help="seconds to reach the scheduler (default 30)"
+    )
     p.add_argument("--check", action="store_true", help="check the study file and list its jobs; run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=study_command)
@@ -57,10 +60,15 @@ def study_command(args: argparse.Namespace) -> int:
     try:
         if args.check:
             return _list_jobs(load_study(args.study))
-        config = RunConfig(args.workers, args.scheduler, args.retries, progress=not args.no_progress)
+        config = RunConfig(
+            args.workers, args.scheduler, args.retries, not args.no_progress, args.connect_timeout
+        )
         outcome = run_study(args.study, _out(args), config)
     except (StudyError, FileNotFoundError) as err:
         print(f"gridverify study: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the scheduler cannot be reached (distributed raises OSError on timeout)
+        print(f"gridverify study: cannot reach the scheduler {args.scheduler}: {err}", file=sys.stderr)
         return 2
     print(
         f"{len(outcome.computed)} job(s) run, {len(outcome.skipped)} already finished, "

@@ -1,4 +1,4 @@
-"""A small real study on the shipped case14: voltage-limit families over two load regions, 5 s per job."""
+"""A small real study: the shipped case14 and its shipped surrogate, voltage-limit families, two regions."""
 
 from __future__ import annotations
 
@@ -7,20 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from gridverify.surrogate.case import CASES_DIR
-from tests.study.support import random_surrogate, write_study
+from tests.study.support import write_study
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
 def small_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``study.toml``: case14 x {vm_min, vm_max} x {+-1%, +-5%} (4 jobs, each about a second of verify)."""
+    """``study.toml``: case14 x {vm_min, vm_max} x {+-1%, +-5%} (4 jobs, each well under a second of verify
+    on an idle core: the budget is there so that a loaded machine still decides every constraint, making
+    the answers independent of timing)."""
     folder = tmp_path_factory.mktemp("small_study")
     body = 'name = "small"\ncases = ["case14"]\nfamilies = ["vm_min", "vm_max"]\n'
-    body += 'regions = ["+-1%", "+-5%"]\ntimeout_s = 5\n'
-    if not (CASES_DIR / "case14" / "surrogate.pt").exists():  # until the trained surrogate is shipped
-        body += f'surrogates = ["{random_surrogate(folder / "random.pt")}"]\n'
+    body += 'regions = ["+-1%", "+-5%"]\ntimeout_s = 30\n'
     return write_study(folder, body)
 
 

@@ -40,7 +40,10 @@ def test_a_dask_cluster_gives_the_certificates_of_local_processes(tmp_path, smal
     assert main(argv) == 0
     local, dask = _answers(tmp_path / "local"), _answers(tmp_path / "dask")
     assert set(local) == set(dask) == {j.id for j in jobs}
-    assert local == dask
+    verdicts = {v for records in local.values() for _, v, _ in records}
+    assert "unknown" not in verdicts  # every constraint decided: answers independent of timing
+    differ = {i: (local[i], dask[i]) for i in local if local[i] != dask[i]}
+    assert not differ, differ
     pids = {JobStore(tmp_path / "dask").run_record(j.id)["pid"] for j in jobs}
     with Client(cluster, set_as_default=False) as client:
         assert pids <= set(client.run(os.getpid).values())  # the jobs ran on the cluster's workers
