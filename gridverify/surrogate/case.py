@@ -25,6 +25,8 @@ import torch
 
 from gridverify.grid.acopf import AcopfProblem, build_acopf
 from gridverify.grid.data import GridData, from_matpower, matpower_net
+from gridverify.ir.graph import Graph
+from gridverify.surrogate.compose import compose
 from gridverify.surrogate.model import AcopfSurrogate, Layout
 from gridverify.surrogate.region import Region
 
@@ -69,8 +71,9 @@ class CaseDefinition:
 
 @dataclass(frozen=True, eq=False)
 class Case:
-    """A case folder. ``data``, ``problem``, ``region``, ``surrogate`` and ``metrics`` are read once, on first
-    use; ``net`` is a fresh pandapower net of the source file at every access."""
+    """A case folder. ``data``, ``problem``, ``region``, ``surrogate``, ``graph`` (the composition) and
+    ``metrics`` are made once, on first use; ``net`` is a fresh pandapower net of the source file at every
+    access."""
 
     folder: Path
     definition: CaseDefinition
@@ -106,6 +109,11 @@ class Case:
         if not path.exists():
             raise FileNotFoundError(f"case {self.name}: no trained surrogate at {path} (train it first)")
         return read_surrogate(path, self.data)
+
+    @cached_property
+    def graph(self) -> Graph:
+        """``compose(problem, surrogate)``: input ``"load"`` (2D,) -> every constraint and quantity."""
+        return compose(self.problem, self.surrogate)
 
     @cached_property
     def metrics(self) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def test_crown_bounds_of_the_composed_graph_contain_samples() -> None:
     """The composed graph is boundable as it is: CROWN over the shipped case14 region contains the values at
     500 sampled loads, for a balance, a thermal and a voltage family."""
     case = load_case("case14")
-    graph = compose(case.problem, case.surrogate)
+    graph = case.graph
     values = graph.forward(torch.as_tensor(case.region.sample(500, np.random.default_rng(5))))
     for family in ("p_balance", "thermal_from", "vm_max"):
         result = crown(graph, case.region.box(), output=family)
