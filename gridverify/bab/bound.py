@@ -21,7 +21,7 @@ from torch import Tensor
 
 from gridverify.bab.domains import Domains, Problem
 from gridverify.bounds.core import Interval
-from gridverify.bounds.crown import backward, concretize, flat_sum, ibp_of_spec, propagate
+from gridverify.bounds.crown import backward, concretize, flat_sum, ibp_of_spec, needed_neurons, propagate
 from gridverify.bounds.optim import ProjectedAdam
 from gridverify.ops import Relaxation, get_op
 
@@ -106,6 +106,7 @@ def bound_domains(problem: Problem, d: Domains, config: BoundConfig) -> Bounded:
     watch = {i for i in plan.needed if get_op(graph.nodes[i].op).kind == "nonlinear"}
     relaxer, visit = _relaxer(problem, alphas), _visitor(d, betas, record, watch)
     crown_nodes = plan.crown_nodes if config.refresh_intermediate else ()
+    c = -d.spec.reshape(d.size, 1, *graph.nodes[out].shape)
     params = [*alphas.values(), *betas["lo"].values(), *betas["hi"].values()]
     n_alpha = len(alphas)
     opt = ProjectedAdam(
@@ -114,16 +115,17 @@ def bound_domains(problem: Problem, d: Domains, config: BoundConfig) -> Bounded:
         config.decay,
         [(0.0, 1.0)] * n_alpha + [(0.0, None)] * (len(params) - n_alpha),
     )
-    c = -d.spec.reshape(d.size, 1, *graph.nodes[out].shape)
     best = torch.full((d.size,), -torch.inf, dtype=d.lower.dtype, device=d.lower.device)
     intervals: list[Interval | None] = list(d.intervals)
     input_coeff = torch.zeros_like(d.lower)
-    if not crown_nodes:  # IBP refresh only: independent of alpha and beta, computed once
-        intervals, _ = propagate(graph, box, plan, relaxer, crown_nodes=(), base=d.intervals)
+    # Intermediate passes use CROWN's default lines (only the final pass has alpha and beta), so the
+    # refreshed intervals do not change during the optimisation: computed once, for the needed neurons.
+    masks = needed_neurons(graph, plan, out, c) if crown_nodes else None
+    intervals, _ = propagate(
+        graph, box, plan, relaxer, crown_nodes=crown_nodes, base=d.intervals, masks=masks
+    )
     for step in range(max(config.steps, 1)):
         with torch.enable_grad():
-            if crown_nodes:
-                intervals, _ = propagate(graph, box, plan, relaxer, crown_nodes=crown_nodes, base=d.intervals)
             found, bias = backward(graph, out, c, intervals, relaxer, visit)
             lower = concretize(graph, found, bias, box)[:, 0]
             lower = torch.maximum(lower, ibp_of_spec(c, intervals[out])[0][:, 0])  # type: ignore[arg-type]

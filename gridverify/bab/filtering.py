@@ -5,7 +5,9 @@ neuron high whose split does not help once the intermediate intervals and betas 
 (Shi et al. 2024, the setting alpha-beta-CROWN uses on ml4acopf) keeps the ``top_k`` candidates of each
 domain, splits each domain on each of them, bounds all ``2 * B * top_k`` children in one batched pass (one
 CROWN step with the parent's alphas and betas) and picks, per domain, the candidate whose worse child has
-the lowest certified bound (ties: the higher BBPS score, which comes first).
+the lowest certified bound (ties: the higher BBPS score, which comes first). The few widest neurons (width x
+|coefficient|) join the candidates: BBPS estimates with the root's linear bounds and default lines, and can
+rank low a neuron whose split pays once intermediate intervals are refreshed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch import Tensor
 
 from gridverify.bab.bound import BoundConfig, Bounded, bound_domains
-from gridverify.bab.branching import Choice
+from gridverify.bab.branching import Choice, width_scores
 from gridverify.bab.domains import Domains, Problem, select
 from gridverify.bab.split import points, split_neurons
 
@@ -26,6 +28,7 @@ class FilterConfig:
     """How many BBPS candidates per domain get a true bound of their children, and with how many steps."""
 
     top_k: int = 8
+    width_candidates: int = 2  # also try the widest neurons (BBPS's shortcut estimates can miss them)
     steps: int = 1
 
 
@@ -53,6 +56,13 @@ def filtered_choice(
     """Per domain, the candidate among BBPS's top ``k`` whose children bound best (see module doc)."""
     d = b.domains
     node, index, ok = top_candidates(scores, config.top_k)
+    if config.width_candidates:
+        w_node, w_index, w_ok = top_candidates(width_scores(problem, b), config.width_candidates)
+        node, index, ok = (
+            torch.cat([node, w_node], 1),
+            torch.cat([index, w_index], 1),
+            torch.cat([ok, w_ok], 1),
+        )
     k = node.shape[1]
     if k == 1:
         return Choice(node[:, 0], index[:, 0], points(problem, d, node[:, 0], index[:, 0], tables))

@@ -62,6 +62,7 @@ class SearchConfig:
     branching: Branching = Branching.WIDTH  # BBPS without filtering measured worse (bench/bab.py)
     split_tables: bool = True
     filtering: FilterConfig = FilterConfig()
+    refresh_intermediate: bool | None = None  # CROWN intervals per child; None: for input splits only
     bbps_floor_frac: float = 0.01  # BBPS gains below this x tolerance count as none: width choice instead
     progress: bool = False
 
@@ -230,7 +231,8 @@ def maximise(
     b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps))
     cap = min(config.max_domains, int(config.memory_gb * 2**30 / max(_bytes_per_domain(b.domains), 1)))
     by_input = int((problem.upper - problem.lower).gt(0).sum()) <= config.input_split_max_dims
-    bound_cfg = replace(config.bound, refresh_intermediate=by_input)
+    refresh = by_input if config.refresh_intermediate is None else config.refresh_intermediate
+    bound_cfg = replace(config.bound, refresh_intermediate=refresh)
     open_ = b.domains
     bar = tqdm(total=None, disable=not config.progress, desc="branch and bound", unit="batch")
     it = 0
