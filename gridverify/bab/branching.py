@@ -6,8 +6,9 @@ the domain's last bound, the relaxation of neuron j passes ``L+ lw + L- uw`` to 
 ``L+ lb + L- ub``; the input's root linear bounds (``W_L x + b_L <= z <= W_U x + b_U``, from the root CROWN
 pass) carry it to the graph input. Summing over the neurons gives an estimate ``E`` of the bound; replacing
 neuron j's terms by those of its relaxation on one branch gives ``E'_jk``; the score is ``min_k E'_jk - E``.
-Split points: 0 for relu, abs and products whose interval contains 0; otherwise the pre-optimised point of
-the consumer's table (`gridverify.bab.split_points`) or the midpoint.
+Split points: 0 for relu and abs inputs whose interval contains 0; otherwise the pre-optimised point of the
+consumer's table (`gridverify.bab.split_points`; for products the midpoint, see `split_point`) or the
+midpoint.
 """
 
 from __future__ import annotations
@@ -37,13 +38,19 @@ class Choice:
 
 
 def split_point(problem: Problem, z: int, lower: Tensor, upper: Tensor, tables: bool = True) -> Tensor:
-    """0 where a relu / abs / product input interval contains 0; else the table's point or the midpoint."""
+    """0 where a relu / abs input interval contains 0; else the table's point or the midpoint.
+
+    Products: McCormick's envelope of ``x y`` is exact up to affine terms under shifts of x and y, so its
+    gap volume over a box depends on the widths only and grows like ``width_x^2``; the area-optimal split
+    of one factor is therefore its midpoint on every range (the product's "table"). Without tables, a
+    factor straddling 0 splits at 0 (sign-definite children), the rule of the GenBaB paper."""
     ops = [problem.graph.nodes[h].op for h, _ in problem.consumers[z]]
     point = 0.5 * (lower + upper)
     tabulated = [op for op in ops if op in split_points.tabulated_ops()]
     if tables and tabulated:
         point = split_points.lookup(split_points.table(tabulated[0]), lower, upper)
-    if {"relu", "mul", "abs"} & set(ops):
+    at_zero = {"relu", "abs"} | (set() if tables else {"mul"})
+    if at_zero & set(ops):
         point = torch.where((lower < 0) & (upper > 0), torch.zeros_like(point), point)
     return point
 
