@@ -8,6 +8,7 @@ answering another question.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from typing import Any
@@ -23,21 +24,36 @@ class JobMismatch(RuntimeError):
 
 
 def open_job(job: Job) -> tuple[Any, Any]:
-    """``(case, region)`` of the job, with its surrogate, as planned (raises `JobMismatch` otherwise)."""
+    """``(case, region)`` of the job, with its surrogate, as planned (raises `JobMismatch` otherwise).
+
+    The case is read once per worker process and kept (keyed by its and its surrogate's file hashes, so
+    changed files are read again): grid data, constraint set and surrogate cost more than a small job.
+    """
     from gridverify.surrogate import Region, load_case
+
+    folder_case = load_case(job.case)  # reads case.toml only
+    seen = (case_fingerprint(folder_case), file_sha256(surrogate_path(folder_case, job.surrogate)))
+    if seen != job.fingerprints:
+        raise JobMismatch(f"job {job.id} ({job.describe()}): this worker's case or surrogate files differ")
+    case = _opened_case(job.case, job.surrogate, seen)
+    region = Region.parse(job.region, case.data)
+    if job_id(job, (region.lower.tolist(), region.upper.tolist())) != job.id:
+        raise JobMismatch(f"job {job.id} ({job.describe()}): this worker's region {job.region!r} differs")
+    return case, region
+
+
+@functools.lru_cache(maxsize=8)
+def _opened_case(case_ref: str, surrogate: str, fingerprints: tuple[str, str]) -> Any:
+    """The case with its surrogate selected; its grid data, constraints and surrogate are read on first use
+    and kept with it (``fingerprints`` only keys the cache)."""
+    from gridverify.surrogate import load_case
     from gridverify.surrogate.case import read_surrogate
 
-    case = load_case(job.case)
-    path = surrogate_path(case, job.surrogate)
-    region = Region.parse(job.region, case.data)
-    seen = (case_fingerprint(case), file_sha256(path))
-    box = (region.lower.tolist(), region.upper.tolist())
-    if seen != job.fingerprints or job_id(job, box) != job.id:
-        raise JobMismatch(f"job {job.id} ({job.describe()}): this worker's case or surrogate files differ")
-    if job.surrogate != SHIPPED:
+    case = load_case(case_ref)
+    if surrogate != SHIPPED:
         # Case.surrogate is a cached_property: filling its cache on this fresh Case selects the surrogate
-        case.__dict__["surrogate"] = read_surrogate(path, case.data)
-    return case, region
+        case.__dict__["surrogate"] = read_surrogate(surrogate_path(case, surrogate), case.data)
+    return case
 
 
 def run_verify_job(job: Job) -> JobResult:

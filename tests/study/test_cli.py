@@ -41,7 +41,7 @@ def test_the_parser_plugs_into_a_gridverify_parser():
     assert (args.workers, args.scheduler, args.handler.__name__) == (3, "tcp://h:8786", "study_command")
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a third run of real jobs; the default suite has two (test_dask, test_resume)
 def test_the_report_agrees_with_the_certificates(tmp_path, small_study):
     out = tmp_path / "out"
     assert main([str(small_study), "--out", str(out), "--workers", "2", "--no-progress"]) == 0
