@@ -214,7 +214,7 @@ def expand(spec: StudySpec, source: str = "<study>") -> list[Job]:
     """Every combination of the study as a `Job`, after checking cases, surrogates, families and regions
     against what is shipped; all problems raise one `StudyError`. A family the case has no constraint of
     (e.g. no angle limits) gives no job for that case."""
-    problems = _family_problems(spec.families)
+    problems = _family_problems(spec.families) + _device_problems(spec.device)
     resolved = _resolve(spec, Path(source).parent, problems)
     jobs, origins = [], []
     for r in resolved:
@@ -240,6 +240,16 @@ def _family_problems(families: Sequence[str]) -> list[str]:
             out.append(f"families[{i}] {f!r}: listed twice (also families[{seen[f]}])")
         seen.setdefault(f, i)
     return out
+
+
+def _device_problems(device: str) -> list[str]:
+    import torch
+
+    try:
+        torch.device(device)
+    except RuntimeError as err:
+        return [f"device {device!r}: {err}"]
+    return []
 
 
 def _family_groups(spec: StudySpec, present: Sequence[str]) -> list[tuple[str, ...]]:

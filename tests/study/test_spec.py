@@ -98,6 +98,7 @@ def test_two_entries_meaning_the_same_job_are_duplicate_ids(tmp_path, surrogate)
         ({"tolerances": "[0.0]"}, "tolerances[0]: a tolerance must be a positive number"),
         ({"cases": "[14]"}, "cases[0]: expected a string"),
         ({"budget": "3"}, "unknown key 'budget'"),
+        ({"device": '"gpu"'}, "device 'gpu'"),
         ({"surrogates": '["missing.pt"]'}, "surrogates[0] 'missing.pt': no surrogate file at"),
         ({"regions": '["+-5%"'}, "not valid TOML"),
     ],
