@@ -3,16 +3,20 @@
 One graph from the load box to every constraint value (`gridverify.surrogate.compose`); the selected
 families are concatenated into one output ``violation`` and each constraint becomes specification rows:
 ``+e_r`` for an inequality ``g <= 0`` (violation ``g``), ``+e_r`` and ``-e_r`` for an equality ``h = 0``
-(violation ``|h|``). Two stages of `gridverify.bab.maximise` share the time budget:
+(violation ``|h|``). Three stages share the time budget:
 
-1. *decide* (all rows, threshold = tolerance): verified rows stop as soon as their bound drops below the
-   tolerance, violated rows as soon as a load (checked in float64) exceeds it;
-2. *narrow* (violated rows, no threshold): the certified interval ``[worst found, bound]`` of each violated
-   row is narrowed with what is left of the budget.
+0. *screen* (every row): one CROWN pass proves what it can (the limits a sigmoid squash keeps, most
+   thermal and angle limits) and uniform loads plus the box centre, evaluated in float64, find the rows
+   some load already violates;
+1. *decide* (the rows still open, threshold = tolerance, `gridverify.bab.maximise`): a row stops as soon as
+   its bound drops below the tolerance or a load (checked in float64) exceeds it; ``1 - narrow_share`` of
+   the budget;
+2. *narrow* (violated rows, worst first, no threshold): their certified intervals ``[worst found, bound]``
+   are narrowed with what is left.
 
-Before both, one CROWN pass over all rows proves what it can (the limits a sigmoid squash keeps, most
-thermal limits) and sampled loads give every row a first worst case; the remaining rows go to branch and
-bound in chunks of ``VerifyConfig.chunk`` rows, each chunk getting an equal share of the time left.
+Branch and bound runs on ``VerifyConfig.chunk`` rows at a time, each chunk with an equal share of its
+stage's time left; rows that no time is left for keep the screen's answer (on large cases with tight
+budgets many rows end there, with CROWN's bound as their certified bound).
 
 Every witness is re-evaluated in float64 on the CPU and checked to lie in the region before a ``violated``
 verdict is written; violated constraints are then replayed in pandapower (`gridverify.verify.replay`).
@@ -64,7 +68,8 @@ class VerifyConfig:
     device: str = "cpu"
     dtype: torch.dtype = torch.float64
     search: SearchConfig = SearchConfig()
-    chunk: int = 256  # specification rows per branch-and-bound run (bounds memory on large cases)
+    chunk: int = 64  # specification rows per branch-and-bound run (bounds time and memory on large cases)
+    min_chunk_s: float = 1.0  # no branch-and-bound run is started with less time than this left
     samples: int = 256  # uniform loads evaluated for every row before any search
     replay: bool = True
 
@@ -190,26 +195,54 @@ def _input_names(case: Case) -> tuple[str, ...]:
 def _search(
     graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, config: VerifyConfig, progress: bool
 ) -> list[SpecResult]:
-    """Screen every row with CROWN and samples, then decide and narrow the rest in chunks of rows."""
+    """Screen every row, decide the undecided ones, then narrow the violated ones (module docstring)."""
     start = time.perf_counter()
-    screened = screen(graph, box, spec, config.tolerance, config.samples)
-    results: list[SpecResult | None] = list(screened)
-    todo = [i for i, r in enumerate(screened) if r is None]
-    chunks = [todo[k : k + config.chunk] for k in range(0, len(todo), config.chunk)]
-    for n, rows in enumerate(chunks):
+    results = screen(graph, box, spec, config.tolerance, config.samples)
+    undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN]
+    decide_until = start + config.timeout_s * (1.0 - config.narrow_share)
+    _in_chunks(graph, box, spec, results, undecided, config.tolerance, decide_until, config, progress, start)
+    violated = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper > r.worst]
+    violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
+    narrowed = list(results)
+    _in_chunks(graph, box, spec, narrowed, violated, None, start + config.timeout_s, config, progress, start)
+    return [r if n is r else _narrowed(r, n) for r, n in zip(results, narrowed)]
+
+
+def _in_chunks(
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    spec: Tensor,
+    results: list[SpecResult],
+    rows: list[int],
+    threshold: float | None,
+    until: float,
+    config: VerifyConfig,
+    progress: bool,
+    start: float,
+) -> None:
+    """Branch and bound on ``rows``, ``config.chunk`` at a time, each chunk with an equal share of the time
+    left before ``until`` (perf_counter); rows of chunks that no time is left for keep their results."""
+    chunks = [rows[k : k + config.chunk] for k in range(0, len(rows), config.chunk)]
+    for n, chunk in enumerate(chunks):
+        left = until - time.perf_counter()
+        if left < config.min_chunk_s:
+            return
+        search = replace(
+            config.search, timeout_s=left / (len(chunks) - n), tolerance=config.tolerance, progress=progress
+        )
         offset = time.perf_counter() - start
-        share = max(config.timeout_s - offset, 0.0) / (len(chunks) - n)
-        for i, r in zip(rows, _decide_and_narrow(graph, box, spec[rows], share, config, progress)):
+        found = maximise(graph, box, spec[chunk], threshold=threshold, output=OUTPUT, config=search)
+        for i, r in zip(chunk, found):
+            verdict = results[i].verdict if threshold is None else r.verdict
             history = tuple((offset + t, u) for t, u in r.history)
-            results[i] = replace(r, spec=i, seconds=offset + r.seconds, history=history)
-    return [r for r in results if r is not None]
+            results[i] = replace(r, spec=i, verdict=verdict, seconds=offset + r.seconds, history=history)
 
 
 def screen(
     graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, tolerance: float, samples: int
-) -> list[SpecResult | None]:
-    """Rows that CROWN alone proves (a result with ``domains`` 0), None for the others; the worst found
-    comes from the box centre and ``samples`` uniform points (float64)."""
+) -> list[SpecResult]:
+    """One CROWN pass over every row and ``samples`` uniform loads plus the box centre (float64): rows that
+    CROWN proves are verified, rows that a sample violates are violated, the others unknown."""
     start = time.perf_counter()
     upper = crown(graph, box, output=OUTPUT, spec=spec).upper[0].cpu().to(torch.float64)
     lo, hi = (t.cpu().to(torch.float64) for t in box)
@@ -220,50 +253,26 @@ def screen(
     values = graph.forward(x)[OUTPUT].reshape(x.shape[0], -1) @ spec.cpu().to(torch.float64).T  # (S, R)
     worst, at = values.max(0)
     seconds = time.perf_counter() - start
-    return [
-        SpecResult(i, Verdict.VERIFIED, float(u), float(w), x[a], 0, seconds, ((seconds, float(u)),))
-        if u <= tolerance
-        else None
-        for i, (u, w, a) in enumerate(zip(upper.tolist(), worst.tolist(), at.tolist()))
-    ]
-
-
-def _decide_and_narrow(
-    graph: Graph,
-    box: tuple[Tensor, Tensor],
-    spec: Tensor,
-    budget_s: float,
-    config: VerifyConfig,
-    progress: bool,
-) -> list[SpecResult]:
-    """Stage 1 (decide) on every row, stage 2 (narrow) on the violated ones, within ``budget_s``."""
-    start = time.perf_counter()
-    decide_s = budget_s * (1.0 - config.narrow_share)
-    search = replace(config.search, timeout_s=decide_s, tolerance=config.tolerance, progress=progress)
-    results = maximise(graph, box, spec, threshold=config.tolerance, output=OUTPUT, config=search)
-    bad = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper - r.worst > 1e-9]
-    left = budget_s - (time.perf_counter() - start)
-    if not bad or left <= 1.0:
-        return results
-    narrow = replace(search, timeout_s=left)
-    narrowed = maximise(graph, box, spec[bad], threshold=None, output=OUTPUT, config=narrow)
-    for i, r in zip(bad, narrowed):
-        results[i] = _narrowed(results[i], r)
-    return results
+    out = []
+    for i, (u, w, a) in enumerate(zip(upper.tolist(), worst.tolist(), at.tolist())):
+        verdict = (
+            Verdict.VERIFIED if u <= tolerance else Verdict.VIOLATED if w > tolerance else Verdict.UNKNOWN
+        )
+        out.append(SpecResult(i, verdict, max(u, w), w, x[a], 0, seconds, ((seconds, max(u, w)),)))
+    return out
 
 
 def _narrowed(decided: SpecResult, narrowed: SpecResult) -> SpecResult:
-    """The decide stage's verdict with the tighter interval of both stages."""
-    upper = min(decided.upper, narrowed.upper)
-    better = narrowed.worst > decided.worst
+    """The decided verdict with the tighter interval of both stages (narrowing keeps no verdict); both
+    carry times since the search started."""
     return replace(
         decided,
-        upper=max(upper, narrowed.worst, decided.worst),
+        upper=max(min(decided.upper, narrowed.upper), narrowed.worst, decided.worst),
         worst=max(decided.worst, narrowed.worst),
-        witness=narrowed.witness if better else decided.witness,
+        witness=narrowed.witness if narrowed.worst > decided.worst else decided.witness,
         domains=decided.domains + narrowed.domains,
-        seconds=decided.seconds + narrowed.seconds,
-        history=decided.history + tuple((decided.seconds + s, u) for s, u in narrowed.history),
+        seconds=narrowed.seconds,
+        history=decided.history + narrowed.history,
     )
 
 
