@@ -4,14 +4,15 @@
     (c) BaB with BBPS neuron choice (midpoint splits), (d) BBPS with pre-optimised branching points,
     (e) BBPS filtered (top-k candidates re-ranked by a true bound of their children) with branching points,
 
-on sigmoid, tanh and sin MLPs, a product-heavy (power-flow-like) graph, and the ACOPF constraint graphs of
-PGLib cases (active-power balance and thermal rows, in a small box around PYPOWER's AC-OPF solution). Each
+on sigmoid, tanh and sin MLPs, a product-heavy (power-flow-like) graph, the ACOPF constraint graphs of
+PGLib cases (active-power balance and thermal rows, in a small box around PYPOWER's AC-OPF solution), and
+shipped surrogates composed with their constraints (same rows, over the case's load region). Each
 specification ``c^T y <= t`` appears once per ``--margins`` value m with ``t = worst + m (crown - worst)``
-(``worst``: best PGD value, ``crown``: the root CROWN bound), so that small m need branch and bound and large m
-need only a tighter root. Neuron splitting only (input splitting off), the same budget per problem and
+(``worst``: best PGD value, ``crown``: the root CROWN bound), so that small m need branch and bound and
+large m only a tighter root. Neuron splitting only (input splitting off), the same budget per problem and
 variant, all variants in this process (the machine is shared: timings are noisy, compare within one run).
 
-    python bench/bab.py [--timeout 10] [--margins 0.1 0.3] [--only products]
+    python bench/bab.py [--timeout 10] [--width 8] [--margins 0.1 0.3 0.6] [--only products]
 """
 
 from __future__ import annotations
@@ -69,6 +70,20 @@ def acopf_problem(case: str, rel: float, rows: int) -> tuple[str, Graph, Box, to
     return f"acopf {case}", g, (centre - radius, centre + radius), torch.eye(2 * rows, dtype=torch.float64)
 
 
+def surrogate_problem(case_name: str, rows: int) -> tuple[str, Graph, Box, torch.Tensor]:
+    """A shipped case's surrogate composed with its constraints (`gridverify.surrogate`): the first
+    ``rows`` p_balance and thermal_from rows over the case's own load region."""
+    from gridverify.surrogate import load_case
+
+    case = load_case(case_name)
+    b = GraphBuilder()
+    lo, hi = case.region.box()
+    x = b.input("x", (lo.shape[1],))
+    out = graft(b, case.graph, {"load": x})
+    g = b.build({"y": b.concat([out["p_balance"][:rows], out["thermal_from"][:rows]])})
+    return f"surrogate {case_name}", g, (lo, hi), torch.eye(2 * rows, dtype=torch.float64)
+
+
 def thresholds(graph: Graph, box: Box, spec: torch.Tensor, margins: list[float]) -> torch.Tensor:
     m = spec.shape[0]
     lo, hi = box
@@ -103,16 +118,18 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per problem and variant")
-    parser.add_argument("--margins", type=float, nargs="+", default=[0.1, 0.3])
-    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--margins", type=float, nargs="+", default=[0.1, 0.3, 0.6])
+    parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--eps", type=float, default=0.1, help="MLP box half-width")
     parser.add_argument("--rel", type=float, default=0.02, help="ACOPF box: relative half-width")
-    parser.add_argument("--cases", nargs="*", default=["case14_ieee"])
+    parser.add_argument("--cases", nargs="*", default=["case14_ieee"], help="PGLib constraint graphs")
+    parser.add_argument("--surrogates", nargs="*", default=["case14"], help="shipped cases (cases/)")
     parser.add_argument("--only", default="", help="run problems whose name contains this")
     parser.add_argument("--variants", default="abcde", help="letters of the variants to run")
     args = parser.parse_args()
     torch.set_num_threads(1)
     problems = mlp_problems(args.width, args.eps) + [acopf_problem(c, args.rel, 4) for c in args.cases]
+    problems += [surrogate_problem(c, 4) for c in args.surrogates]
     variants = {k: v for k, v in VARIANTS.items() if k[0] in args.variants}
     totals = {k: [0, 0.0] for k in variants}
     n_specs = 0

@@ -30,6 +30,7 @@ class FilterConfig:
     top_k: int = 8
     width_candidates: int = 2  # also try the widest neurons (BBPS's shortcut estimates can miss them)
     steps: int = 1
+    max_children: int = 1280  # children bounded at once: fewer candidates per domain in large batches
 
 
 def top_candidates(scores: dict[int, Tensor], k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -55,9 +56,11 @@ def filtered_choice(
 ) -> Choice:
     """Per domain, the candidate among BBPS's top ``k`` whose children bound best (see module doc)."""
     d = b.domains
-    node, index, ok = top_candidates(scores, config.top_k)
-    if config.width_candidates:
-        w_node, w_index, w_ok = top_candidates(width_scores(problem, b), config.width_candidates)
+    per_domain = max(1, config.max_children // (2 * d.size))
+    top_k, widest = min(config.top_k, per_domain), min(config.width_candidates, per_domain - 1)
+    node, index, ok = top_candidates(scores, top_k)
+    if widest > 0:
+        w_node, w_index, w_ok = top_candidates(width_scores(problem, b), widest)
         node, index, ok = (
             torch.cat([node, w_node], 1),
             torch.cat([index, w_index], 1),
