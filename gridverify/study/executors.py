@@ -4,7 +4,7 @@ Both are `concurrent.futures` executors, so the runner submits and collects jobs
 An `ExecutorPool` holds one and says which exceptions mean "the worker was lost" (the job is sound and can
 be re-run elsewhere) rather than "the job raised":
 
-- local: `LocalProcesses`, ``workers`` single-process pools (spawned, each exiting
+- local: `LocalProcesses`, ``workers`` single-process pools (forked from a forkserver, each exiting
   when the study's process dies, so a killed study leaves no orphans). A process that dies fails its own
   job with `BrokenProcessPool` and is replaced; the other jobs run on.
 - Dask: a `distributed.Client` on the scheduler's address and its `get_executor()`. The scheduler itself
@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = ["ExecutorPool", "LocalProcesses", "dask_pool", "local_pool"]
@@ -59,8 +60,9 @@ class LocalProcesses(Executor):
     """``workers`` single-process pools, one job each at a time: a process that dies loses only its own
     job (`BrokenProcessPool` on that job's future) and is replaced by a fresh one for the next job.
 
-    Processes are spawned (nothing of the study's process state is shared) and exit when the study's
-    process dies, so a killed study leaves no orphans. (`run_verify_job` sets one torch thread.)
+    Processes come from a forkserver (a clean process that imported the verifier once; nothing of the
+    study's process state is shared) and exit when the study's process dies, so a killed study leaves no
+    orphans. (`run_verify_job` sets one torch thread.)
     """
 
     def __init__(self, workers: int) -> None:
@@ -113,8 +115,14 @@ class LocalProcesses(Executor):
             pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
+PRELOAD = ("gridverify.study.jobs", "gridverify.verify", "gridverify.surrogate")
+
+
 def _single_process() -> ProcessPoolExecutor:
-    context = multiprocessing.get_context("spawn")
+    """A one-process pool forked from the forkserver, which imports the verifier once (`PRELOAD`): a
+    worker then starts in milliseconds instead of importing torch, sympy and pandapower itself."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOAD))
     return ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),))
 
 
@@ -125,15 +133,29 @@ def local_pool(workers: int) -> ExecutorPool:
     )
 
 
-def _init_worker(parent_pid: int) -> None:
+def _init_worker(study_pid: int) -> None:
     """Exit when the study's process is gone (a SIGKILLed study leaves no orphans)."""
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    threading.Thread(target=_exit_without, args=(study_pid,), daemon=True).start()
 
 
-def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
-    while os.getppid() == parent_pid:
+def _exit_without(study_pid: int, poll_s: float = 0.5) -> None:
+    while _running(study_pid):
         time.sleep(poll_s)
     os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (killed, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (not Linux): existence is all we know
+        return True
 
 
 # -- Dask distributed ---------------------------------------------------------------------------------

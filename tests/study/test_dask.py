@@ -18,9 +18,9 @@ from gridverify.study.cli import main
 
 @pytest.fixture
 def cluster():
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as cluster:
+    # dashboard on a free loopback port: None would still try 8787, taken when two test processes run
+    options = dict(threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0")
+    with LocalCluster(n_workers=2, **options) as cluster:
         yield cluster
 
 
