@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 __all__ = ["ExecutorPool", "LocalProcesses", "dask_pool", "local_pool"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExecutorPool:
     """An executor, the exceptions that mean its worker was lost, and how to close what it holds."""
 
@@ -72,47 +72,59 @@ class LocalProcesses(Executor):
         self._queue: deque[tuple[Future, Callable[..., Any], tuple[Any, ...]]] = deque()
         self._idle = [_single_process() for _ in range(workers)]
         self._busy: set[ProcessPoolExecutor] = set()
+        self._closed = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         outer: Future = Future()
         with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot submit after shutdown")
             self._queue.append((outer, functools.partial(fn, **kwargs), args))
             self._dispatch()
         return outer
 
     def _dispatch(self) -> None:
         """Start queued jobs on idle processes (called with the lock held)."""
-        while self._queue and self._idle:
+        while self._queue and self._idle and not self._closed:
             outer, fn, args = self._queue.popleft()
             if not outer.set_running_or_notify_cancel():
                 continue
             pool = self._idle.pop()
+            try:
+                inner = pool.submit(fn, *args)
+            except BrokenExecutor as err:  # its process died while idle
+                self._idle.append(_single_process())
+                outer.set_exception(err)
+                continue
             self._busy.add(pool)
-            pool.submit(fn, *args).add_done_callback(functools.partial(self._finished, pool, outer))
+            inner.add_done_callback(functools.partial(self._finished, pool, outer))
 
     def _finished(self, pool: ProcessPoolExecutor, outer: Future, inner: Future) -> None:
         with self._lock:
             self._busy.discard(pool)
-            if getattr(pool, "_broken", False):
+            if getattr(pool, "_broken", False) and not self._closed:
                 pool.shutdown(wait=False)
                 pool = _single_process()
             self._idle.append(pool)
             self._dispatch()
-        error = inner.exception()
-        if error is not None:
-            outer.set_exception(error)
+        if inner.cancelled():
+            outer.set_exception(CancelledError("the executor was shut down"))
+        elif inner.exception() is not None:
+            outer.set_exception(inner.exception())
         else:
             outer.set_result(inner.result())
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop: jobs not yet started are cancelled (whatever ``cancel_futures`` says); running ones finish
+        when ``wait``."""
         with self._lock:
-            if cancel_futures:
-                for outer, _, _ in self._queue:
-                    outer.cancel()
-                self._queue.clear()
+            self._closed = True
+            for outer, _, _ in self._queue:
+                outer.cancel()
+            self._queue.clear()
             pools = [*self._idle, *self._busy]
-        for pool in pools:
-            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        for pool in pools:  # each holds at most the one job it runs
+            pool.shutdown(wait=wait)
 
 
 PRELOAD = ("gridverify.study.jobs", "gridverify.verify", "gridverify.surrogate")

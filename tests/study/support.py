@@ -94,3 +94,19 @@ def failing_job(bad_region: str, job: Job) -> JobResult:
     if job.region == bad_region:
         raise ArithmeticError(f"no answer for {job.region}")
     return synthetic_job(job)
+
+
+def rendezvous(folder: Path, me: str, other: str, timeout_s: float = 60.0) -> int:
+    """Leave a mark, then wait for the other job's: finishes only when both run at the same time."""
+    (Path(folder) / me).touch()
+    deadline = time.monotonic() + timeout_s
+    while not (Path(folder) / other).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{other} never ran alongside {me}")
+        time.sleep(0.01)
+    return os.getpid()
+
+
+def sleepy(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
