@@ -112,7 +112,8 @@ def markdown_table(rows: Sequence[SummaryRow]) -> str:
     lines = ["| " + " | ".join((*cols, "worst bound", "worst found")) + " |", "|" + "---|" * (len(cols) + 2)]
     for r in rows:
         cells = [str(getattr(r, c)) if c != "tolerance" else f"{r.tolerance:g}" for c in cols]
-        lines.append("| " + " | ".join([*cells, f"{r.worst_bound:.4g}", f"{r.worst_found:.4g}"]) + " |")
+        numbers = [f"{v + 0.0:.4g}" for v in (r.worst_bound, r.worst_found)]  # + 0.0: no "-0"
+        lines.append("| " + " | ".join([*cells, *numbers]) + " |")
     return "\n".join(lines)
 
 
