@@ -21,6 +21,17 @@ finished jobs and runs the others, so a study can be stopped (even killed) and r
 --workers local processes, or on a Dask distributed cluster with --scheduler tcp://HOST:PORT (start one
 with `dask scheduler` and `dask worker tcp://HOST:PORT --nthreads 1` on each machine, gridverify
 installed on all). The study file is checked as a whole before any job starts.
+
+A study file (paths relative to it; only cases, regions and timeout_s are required):
+
+    name = "case14 regions"
+    cases = ["case14"]                      # shipped case names or case folders
+    surrogates = ["shipped"]                # the case's own (default) or surrogate .pt files
+    families = ["thermal_from", "vm_min"]   # default: every constraint family
+    regions = ["+-1%", "+-5%", "0.9:1.1"]   # +-P%, P% or LO:HI load factors
+    tolerances = [1e-4]
+    timeout_s = 60                          # budget of one job
+    split_families = true                   # one job per family (default) or one for all
 """
 
 
@@ -32,7 +43,7 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("study", type=Path, help="study file (TOML; see gridverify.study.spec)")
+    p.add_argument("study", type=Path, help="study file (TOML, below)")
     p.add_argument("--out", type=Path, help="results folder (default: reports/study/<study file name>)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (instead of local workers)")
