@@ -53,7 +53,6 @@ def _executing(dask_worker) -> int:
     return len(dask_worker.state.executing)
 
 
-@pytest.mark.slow  # about 10 s on an idle machine, several times that on a busy one
 def test_a_worker_killed_during_a_job_leaves_the_study_complete(tmp_path, small_study, cluster):
     jobs = load_study(small_study)
     out = tmp_path / "dask"
