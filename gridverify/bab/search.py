@@ -52,7 +52,7 @@ class SearchConfig:
     timeout_s: float = 60.0
     batch: int = 64
     max_domains: int = 100_000
-    memory_gb: float = 4.0  # open domains are capped so that their tensors fit in this
+    memory_gb: float = 4.0  # half for open domains (capped), half for bounding a batch and its filtering
     tolerance: float = 1e-4
     root: AlphaConfig = AlphaConfig(steps=20)
     bound: BoundConfig = BoundConfig()
@@ -229,14 +229,19 @@ def maximise(
     d, root_linear = _root_domains(problem, spec, config)
     _attack(problem, d, state, config.attack)
     b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps))
-    cap = min(config.max_domains, int(config.memory_gb * 2**30 / max(_bytes_per_domain(b.domains), 1)))
+    per_domain = max(_bytes_per_domain(b.domains), 1)
+    cap = min(config.max_domains, int(config.memory_gb / 2 * 2**30 / per_domain))
+    # bounding keeps about four copies of a domain's tensors alive (autograd): size filtering to fit
+    children = min(config.filtering.max_children, int(config.memory_gb / 2 * 2**30 / (2 * per_domain)))
+    config = replace(config, filtering=replace(config.filtering, max_children=max(children, 2)))
     by_input = int((problem.upper - problem.lower).gt(0).sum()) <= config.input_split_max_dims
     refresh = by_input if config.refresh_intermediate is None else config.refresh_intermediate
     bound_cfg = replace(config.bound, refresh_intermediate=refresh)
     open_ = b.domains
     bar = tqdm(total=None, disable=not config.progress, desc="branch and bound", unit="batch")
-    it = 0
+    it, batch_s = 0, 0.0  # the last batch's duration: no batch starts that would end past the budget
     while True:
+        began = time.perf_counter()
         open_ = _prune(open_, state, thr, config, start)
         upper = _upper(open_, state)
         _record(state, upper, start)
@@ -245,7 +250,7 @@ def maximise(
         )
         if (
             open_.size == 0
-            or time.perf_counter() - start > config.timeout_s
+            or time.perf_counter() - start + batch_s > config.timeout_s
             or open_.size + config.batch > cap
         ):
             break
@@ -263,7 +268,7 @@ def maximise(
         bounded = bound_domains(problem, children, bound_cfg)
         open_ = concat([select(open_, rest), bounded.domains]) if rest.numel() else bounded.domains
         bar.update(1)
-        it += 1
+        it, batch_s = it + 1, time.perf_counter() - began
     bar.close()
     return _results(problem, state, _upper(open_, state), thr, config, start)
 
