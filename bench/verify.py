@@ -21,15 +21,17 @@ from gridverify.verify.cli import summary_table
 from gridverify.verify.run import screen, select_constraints, spec_rows, violation_graph
 
 
-def screening(case, config: VerifyConfig) -> tuple[int, int, float]:
-    """(rows proved by the screen, rows, seconds) for all families of ``case``."""
+def screening(case, config: VerifyConfig) -> tuple[int, int, int, float]:
+    """(rows the screen proves, rows it finds violated, rows, seconds) for all families of ``case``."""
     constraints = select_constraints(case, None)
     families = list(dict.fromkeys(c.family for c in constraints))
     graph = violation_graph(compose(case.problem, case.surrogate), families)
     rows = spec_rows(constraints, graph.nodes[graph.outputs[0][1]].size)
     start = time.perf_counter()
     screened = screen(graph, case.region.box(), rows.spec, config.tolerance, config.samples)
-    return sum(r is not None for r in screened), len(screened), time.perf_counter() - start
+    verdicts = [r.verdict.value for r in screened]
+    seconds = time.perf_counter() - start
+    return verdicts.count("verified"), verdicts.count("violated"), len(screened), seconds
 
 
 def main() -> None:
@@ -44,12 +46,13 @@ def main() -> None:
     for name in args.cases or available_cases():
         case = load_case(name)
         config = VerifyConfig(timeout_s=args.timeout)
-        proved, rows, screen_s = screening(case, config)
+        proved, violated, rows, screen_s = screening(case, config)
         start = time.perf_counter()
         cert = verify(case, args.region, config=config)
         wall = time.perf_counter() - start
-        print(f"\n== {name}: {len(cert.records)} constraints, {rows} rows; screen alone proves {proved} rows "
-              f"in {screen_s:.1f} s; verify wall {wall:.1f} s (budget {args.timeout:g} s)")  # fmt: skip
+        print(f"\n== {name}: {len(cert.records)} constraints, {rows} rows; the screen alone proves {proved} rows "
+              f"and finds {violated} violated in {screen_s:.1f} s; verify wall {wall:.1f} s (budget "
+              f"{args.timeout:g} s)")  # fmt: skip
         print(summary_table(cert))
 
 
