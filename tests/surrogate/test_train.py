@@ -92,3 +92,16 @@ def test_train_subcommand_parses_and_reports_a_bad_case(capsys: pytest.CaptureFi
     assert args.func is run_train and args.case == "case14" and args.workers == 1 and args.no_cache
     assert run_train(parser.parse_args(["train", "no_such_case"])) == 2
     assert "shipped cases: " in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_regenerating_case14_reproduces_its_metrics(tmp_path: Path) -> None:
+    """The README's command on a copy of cases/case14 (2000 AC-OPF solves, ~6-12 min on 2 cores unless
+    ~/.cache/gridverify holds the dataset): the same data (seeded) and, on CPU, the same weights."""
+    shipped = load_case("case14")
+    folder = tmp_path / "case14"
+    shutil.copytree(shipped.folder, folder)
+    metrics = train_case(folder, DatasetConfig(progress=False))
+    for key in ("mae_pg_pu", "mae_vm_pu", "mae_va_rad", "balance_residual_mean_pu"):
+        assert metrics[key] == pytest.approx(shipped.metrics[key], rel=0.2), key
+    assert metrics["non_converged"] == shipped.metrics["non_converged"]
