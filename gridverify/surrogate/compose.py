@@ -7,7 +7,12 @@ loads -> constraints), as one `Graph` from the load box to every constraint valu
 The composed graph has one input ``"load"`` of shape (2D,) (``concat(pd_pu, qd_pu)``, per unit) and the
 outputs of ``compile_acopf(problem)``, same names, same order, same rows. The surrogate may be any torch
 module that `gridverify.ir.from_torch` translates, taking (B, n_in) and giving (B, n_out), with a `Layout`
-(its ``layout`` attribute or the ``layout`` argument) saying which entries are which.
+(its ``layout`` attribute or the ``layout`` argument) saying which entries are which. A user's model:
+
+    module = nn.Sequential(...)                       # (B, 2D) -> (B, 2G + 2N), float64, eval mode
+    module.load_state_dict(torch.load("weights.pt"))
+    layout = Layout((("qd_pu", D), ("pd_pu", D)), (("va_rad", N), ("vm_pu", N), ("pg_pu", G), ("qg_pu", G)))
+    graph = compose(problem, module, layout)          # or set module.layout = layout
 """
 
 from __future__ import annotations
