@@ -88,7 +88,8 @@ def _split(load: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_loads(data: GridData, net: Any, load: np.ndarray) -> None:
-    """Each case load (one per bus) onto that bus's pandapower loads: the first gets it, others 0."""
+    """Write ``load`` (2D,) pu into ``net`` (modified in place: pass a copy): each case load (one per bus)
+    onto that bus's first in-service pandapower load, the others set to 0."""
     pd, qd = _split(load)
     buses = _pp(data).bus[data.loads.bus]
     net.load[["p_mw", "q_mvar"]] = 0.0
@@ -102,6 +103,8 @@ def write_loads(data: GridData, net: Any, load: np.ndarray) -> None:
 
 
 def write_setpoints(data: GridData, net: Any, dispatch: Mapping[str, np.ndarray]) -> None:
+    """Write the set-points of ``dispatch`` into ``net`` (in place): pg and vm of every ``gen``, vm and the
+    angle of every ``ext_grid`` (the slack); qg and the slack's pg are left to the power flow."""
     ids = _pp(data)
     for g, (kind, idx) in enumerate(zip(ids.gen_kinds, ids.gen)):
         bus = int(data.gens.bus[g])
