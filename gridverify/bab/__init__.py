@@ -2,12 +2,14 @@
 
 from gridverify.bab.attack import AttackConfig, attack
 from gridverify.bab.bound import BoundConfig
+from gridverify.bab.filtering import FilterConfig
 from gridverify.bab.search import Branching, SearchConfig, SpecResult, Verdict, maximise
 
 __all__ = [
     "AttackConfig",
     "BoundConfig",
     "Branching",
+    "FilterConfig",
     "SearchConfig",
     "SpecResult",
     "Verdict",
