@@ -11,8 +11,6 @@ from pathlib import Path
 import torch
 
 from gridverify import demo
-from gridverify.study.cli import add_study_parser
-from gridverify.surrogate.cli import add_train_parser
 
 DESCRIPTION = """\
 gridverify proves, or refutes with a concrete load, that a neural-network surrogate of AC optimal power
@@ -21,7 +19,27 @@ alpha-CROWN) on one nonlinear computation graph.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+LIGHT = ("demo", "vnnlib")  # commands that need neither pandapower nor the grid packages
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (None when absent or when help is asked before it)."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--threads":
+            skip = True
+        elif not token.startswith("-"):
+            return token
+        elif token in ("-h", "--help"):
+            return None
+    return None
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; for a light command (`LIGHT`) only the light subcommands, so that a VNN-COMP
+    instance does not pay for importing pandapower at every process start."""
     parser = argparse.ArgumentParser(prog="gridverify", description=DESCRIPTION)
     parser.add_argument(
         "--threads",
@@ -38,10 +56,14 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d.add_argument("--radius", type=float, default=0.1, help="half-width of the load box in pu (default 0.1)")
-    _add_verify(sub)
-    _add_report(sub)
-    add_train_parser(sub)
-    add_study_parser(sub)
+    if command not in LIGHT:
+        from gridverify.study.cli import add_study_parser
+        from gridverify.surrogate.cli import add_train_parser
+
+        _add_verify(sub)
+        _add_report(sub)
+        add_train_parser(sub)
+        add_study_parser(sub)
     v = sub.add_parser(
         "vnnlib",
         help="decide a VNN-COMP instance (ONNX model + VNN-LIB property) and write the result file",
@@ -150,7 +172,8 @@ def _vnnlib(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(_command(argv)).parse_args(argv)
     if args.threads < 1:
         print("gridverify: --threads must be >= 1", file=sys.stderr)
         return 2

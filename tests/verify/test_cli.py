@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -69,3 +71,22 @@ def test_report_of_a_broken_certificate_is_refused(tmp_path, capsys):
     (tmp_path / "certificate.json").write_text('{"schema": "gridverify.certificate/1", "complete": false}')
     assert main(["report", str(tmp_path / "certificate.json")]) == 2
     assert "incomplete" in capsys.readouterr().err
+
+
+def test_light_commands_do_not_import_pandapower():
+    """A VNN-COMP instance pays process start each time: `gridverify vnnlib` must not import pandapower."""
+    code = (
+        "import sys; from gridverify.cli import _command, _parser; "
+        "_parser(_command(['--threads', '1', 'vnnlib', 'm.onnx', 'p.vnnlib'])); "
+        "print('pandapower' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_every_command_is_listed_in_help(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    listed = capsys.readouterr().out
+    assert all(c in listed for c in ("verify", "report", "train", "study", "vnnlib", "demo"))
