@@ -148,20 +148,28 @@ def _branch_loading(cert: Certificate, data: Any) -> np.ndarray:
 
 
 def history_figure(cert: Certificate, top: int = 8) -> Figure | None:
-    """Certified bound over time: the largest bound of each family, and the ``top`` slowest constraints."""
+    """Certified bound over time for the ``top`` constraints whose bound the search lowered most (or the
+    slowest ones when it lowered none)."""
     recs = [r for r in cert.records if r.history]
     if not recs:
         return None
+    drop = {r.name: _finite(r.history[0][1]) - _finite(r.history[-1][1]) for r in recs}
+    moved = sorted((r for r in recs if drop[r.name] > 0), key=lambda r: drop[r.name], reverse=True)[:top]
+    shown = moved or sorted(recs, key=lambda r: r.seconds, reverse=True)[:top]
     fig, ax = plt.subplots(figsize=(9, 5))
-    slow = sorted(recs, key=lambda r: r.seconds, reverse=True)[:top]
-    for r in slow:
-        s, u = np.array(r.history).T
-        ax.step(np.append(s, r.seconds), np.append(u, u[-1]) - r.tolerance, where="post", label=r.name)
+    values = []
+    for r in shown:
+        s, u = np.array([(t, _finite(b)) for t, b in r.history]).T
+        y = np.append(u, u[-1]) - r.tolerance
+        values.append(y)
+        ax.step(np.append(s, max(r.seconds, s[-1])), y, where="post", label=r.name)
     ax.axhline(0.0, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_yscale("symlog", linthresh=1e-6)
+    small = np.abs(np.concatenate(values))
+    ax.set_yscale("symlog", linthresh=max(1e-9, float(small[small > 0].min(initial=1.0)) / 2))
     ax.set_xlabel("seconds since the search started")
     ax.set_ylabel("certified bound - tolerance")
-    ax.set_title(f"{cert.case}: certified bound during the search ({len(slow)} slowest constraints)")
+    what = "bound lowered most by the search" if moved else "slowest; the search lowered no bound"
+    ax.set_title(f"{cert.case}: certified bound over time ({len(shown)} constraints, {what})")
     ax.legend(fontsize=6, loc="upper right")
     fig.tight_layout()
     return fig
