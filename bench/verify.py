@@ -28,7 +28,8 @@ def screening(case, config: VerifyConfig) -> tuple[int, int, int, float]:
     graph = violation_graph(compose(case.problem, case.surrogate), families)
     rows = spec_rows(constraints, graph.nodes[graph.outputs[0][1]].size)
     start = time.perf_counter()
-    screened = screen(graph, case.region.box(), rows.spec, config.tolerance, config.samples)
+    thresholds = torch.full((rows.spec.shape[0],), config.tolerance, dtype=torch.float64)
+    screened = screen(graph, case.region.box(), rows.spec, thresholds, config.samples)
     verdicts = [r.verdict.value for r in screened]
     seconds = time.perf_counter() - start
     return verdicts.count("verified"), verdicts.count("violated"), len(screened), seconds

@@ -123,6 +123,13 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         help="constraint families to verify (default: all): " + ", ".join(f for f, _ in FAMILIES),
     )
     p.add_argument("--tolerance", type=float, default=1e-4, help="violation tolerance in each family's unit")
+    p.add_argument(
+        "--family-tolerance",
+        action="append",
+        default=[],
+        metavar="FAMILY=T",
+        help="a family's own tolerance, e.g. p_balance=0.01 (repeatable; units: pu, rad, pu^2 for thermal)",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for all constraints (default 120)")
     p.add_argument("--device", default="cpu", help="torch device for the bounds (cpu, cuda; default cpu)")
     p.add_argument("--out", type=Path, help="output folder (default reports/<case>)")

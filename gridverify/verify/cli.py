@@ -90,9 +90,29 @@ def _config(args: argparse.Namespace) -> VerifyConfig:
         torch.empty(1, device=args.device)
     except (RuntimeError, AssertionError) as err:
         raise InputError(f"--device {args.device!r} is not available: {err}") from None
-    return VerifyConfig(
-        tolerance=args.tolerance, timeout_s=args.timeout, device=args.device, replay=not args.no_replay
-    )
+    try:
+        return VerifyConfig(
+            tolerance=args.tolerance,
+            tolerances=_family_tolerances(args.family_tolerance),
+            timeout_s=args.timeout,
+            device=args.device,
+            replay=not args.no_replay,
+        )
+    except ValueError as err:
+        raise InputError(str(err)) from None
+
+
+def _family_tolerances(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        family, sep, value = item.partition("=")
+        try:
+            out[family.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--family-tolerance {item!r}: expected FAMILY=NUMBER") from None
+        if not sep:
+            raise InputError(f"--family-tolerance {item!r}: expected FAMILY=NUMBER")
+    return out
 
 
 def summary_table(cert: Certificate) -> str:

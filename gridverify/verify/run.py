@@ -27,8 +27,8 @@ from __future__ import annotations
 import datetime
 import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -62,7 +62,8 @@ class RegionWarning(UserWarning):
 class VerifyConfig:
     """Budget and settings of one verification run (seconds are wall time for all constraints together)."""
 
-    tolerance: float = 1e-4  # in each family's unit (`UNITS`)
+    tolerance: float = 1e-4  # in each family's unit (`UNITS`), for families not in `tolerances`
+    tolerances: Mapping[str, float] = field(default_factory=dict)  # family -> its own tolerance
     timeout_s: float = 120.0
     narrow_share: float = 0.25  # of the budget kept for narrowing the bounds of violated constraints
     device: str = "cpu"
@@ -73,9 +74,21 @@ class VerifyConfig:
     samples: int = 256  # uniform loads evaluated for every row before any search
     replay: bool = True
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.tolerances) - set(UNITS))
+        if unknown:
+            raise ValueError(f"tolerances for unknown families {unknown}; known: {list(UNITS)}")
+        bad = {f: t for f, t in {"*": self.tolerance, **self.tolerances}.items() if not t >= 0}
+        if bad:
+            raise ValueError(f"tolerances must be >= 0, got {bad}")
+
+    def tolerance_of(self, family: str) -> float:
+        return float(self.tolerances.get(family, self.tolerance))
+
     def settings(self) -> dict[str, object]:
         return {
             "tolerance": self.tolerance,
+            "tolerances": dict(self.tolerances),
             "timeout_s": self.timeout_s,
             "narrow_share": self.narrow_share,
             "device": self.device,
@@ -108,9 +121,10 @@ def verify(
     graph = violation_graph(compose(case.problem, case.surrogate), [f for f in _families(constraints)])
     rows = spec_rows(constraints, graph.nodes[graph.outputs[0][1]].size)
     box = tuple(t.to(config.device) for t in region.box(config.dtype))
-    results = _search(graph, box, rows.spec.to(config.device), config, progress)
+    thresholds = torch.tensor([config.tolerance_of(constraints[k].family) for k in rows.owner])
+    results = _search(graph, box, rows.spec.to(config.device), thresholds, config, progress)
     records = [
-        _record(c, [results[i] for i in np.flatnonzero(rows.owner == k)], config.tolerance)
+        _record(c, [results[i] for i in np.flatnonzero(rows.owner == k)], config.tolerance_of(c.family))
         for k, c in enumerate(constraints)
     ]
     records = [_confirmed(graph, region, r, k) for k, r in enumerate(records)]
@@ -193,14 +207,20 @@ def _input_names(case: Case) -> tuple[str, ...]:
 
 # -- search ---------------------------------------------------------------------------------------------
 def _search(
-    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, config: VerifyConfig, progress: bool
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    spec: Tensor,
+    thresholds: Tensor,
+    config: VerifyConfig,
+    progress: bool,
 ) -> list[SpecResult]:
-    """Screen every row, decide the undecided ones, then narrow the violated ones (module docstring)."""
+    """Screen every row, decide the undecided ones, then narrow the violated ones (module docstring);
+    ``thresholds`` (R,): each row's tolerance."""
     start = time.perf_counter()
-    results = screen(graph, box, spec, config.tolerance, config.samples)
+    results = screen(graph, box, spec, thresholds, config.samples)
     undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN]
     decide_until = start + config.timeout_s * (1.0 - config.narrow_share)
-    _in_chunks(graph, box, spec, results, undecided, config.tolerance, decide_until, config, progress, start)
+    _in_chunks(graph, box, spec, results, undecided, thresholds, decide_until, config, progress, start)
     violated = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper > r.worst]
     violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
     narrowed = list(results)
@@ -214,23 +234,23 @@ def _in_chunks(
     spec: Tensor,
     results: list[SpecResult],
     rows: list[int],
-    threshold: float | None,
+    thresholds: Tensor | None,
     until: float,
     config: VerifyConfig,
     progress: bool,
     start: float,
 ) -> None:
     """Branch and bound on ``rows``, ``config.chunk`` at a time, each chunk with an equal share of the time
-    left before ``until`` (perf_counter); rows of chunks that no time is left for keep their results."""
+    left before ``until`` (perf_counter); rows of chunks that no time is left for keep their results.
+    ``thresholds`` (R,) decides rows; None narrows them (maximise without a threshold)."""
     chunks = [rows[k : k + config.chunk] for k in range(0, len(rows), config.chunk)]
     for n, chunk in enumerate(chunks):
         left = until - time.perf_counter()
         if left < config.min_chunk_s:
             return
-        search = replace(
-            config.search, timeout_s=left / (len(chunks) - n), tolerance=config.tolerance, progress=progress
-        )
+        search = replace(config.search, timeout_s=left / (len(chunks) - n), progress=progress)
         offset = time.perf_counter() - start
+        threshold = None if thresholds is None else thresholds[chunk]
         found = maximise(graph, box, spec[chunk], threshold=threshold, output=OUTPUT, config=search)
         for i, r in zip(chunk, found):
             verdict = results[i].verdict if threshold is None else r.verdict
@@ -239,7 +259,7 @@ def _in_chunks(
 
 
 def screen(
-    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, tolerance: float, samples: int
+    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, thresholds: Tensor, samples: int
 ) -> list[SpecResult]:
     """One CROWN pass over every row and ``samples`` uniform loads plus the box centre (float64): rows that
     CROWN proves are verified, rows that a sample violates are violated, the others unknown."""
@@ -254,10 +274,8 @@ def screen(
     worst, at = values.max(0)
     seconds = time.perf_counter() - start
     out = []
-    for i, (u, w, a) in enumerate(zip(upper.tolist(), worst.tolist(), at.tolist())):
-        verdict = (
-            Verdict.VERIFIED if u <= tolerance else Verdict.VIOLATED if w > tolerance else Verdict.UNKNOWN
-        )
+    for i, (u, w, a, t) in enumerate(zip(upper.tolist(), worst.tolist(), at.tolist(), thresholds.tolist())):
+        verdict = Verdict.VERIFIED if u <= t else Verdict.VIOLATED if w > t else Verdict.UNKNOWN
         out.append(SpecResult(i, verdict, max(u, w), w, x[a], 0, seconds, ((seconds, max(u, w)),)))
     return out
 

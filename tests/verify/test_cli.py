@@ -90,3 +90,24 @@ def test_every_command_is_listed_in_help(capsys):
     assert stop.value.code == 0
     listed = capsys.readouterr().out
     assert all(c in listed for c in ("verify", "report", "train", "study", "vnnlib", "demo"))
+
+
+def test_family_tolerances_set_each_family_s_threshold(tmp_path):
+    out = tmp_path / "tol"
+    argv = ["verify", "case14", "--constraints", "p_balance", "vm_max", "--family-tolerance", "p_balance=5"]
+    code = main([*argv, "--timeout", "6", "--out", str(out), "--quiet", "--no-replay"])
+    cert = Certificate.load(out / "certificate.json")
+    assert {r.tolerance for r in cert.family("p_balance")} == {5.0}
+    assert {r.tolerance for r in cert.family("vm_max")} == {1e-4}
+    # no sampled or attacked residual reaches 5 pu: the screen's samples cannot violate it
+    assert all(r.verdict != "violated" for r in cert.records) and code in (0, 3)
+    assert cert.settings["tolerances"] == {"p_balance": 5.0}
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [("p_balance", "FAMILY=NUMBER"), ("nofam=1", "unknown families"), ("vm_max=-1", ">= 0")],
+)
+def test_bad_family_tolerances_are_refused(item, message, tmp_path, capsys):
+    assert main(["verify", "case14", "--family-tolerance", item, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
