@@ -13,6 +13,7 @@ best value seen per specification, with its linear form. Optimisation stops afte
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,7 @@ class AlphaConfig:
     optimise_intermediate: bool = True
     shared_intermediate: bool = False  # one alpha per neuron for all rows of an intermediate target
     stop_above: float | None = None
+    timeout_s: float | None = None  # stop optimising after this long (every step's bounds are sound)
 
 
 def _init_alphas(
@@ -163,7 +165,7 @@ def _optimise(
     opt = ProjectedAdam(list(alphas.values()), config.lr, config.decay)
     relaxer = _alpha_relaxer(graph, alphas)
     crown_nodes = plan.crown_nodes if config.optimise_intermediate else ()
-    stale = 0
+    stale, until = 0, None if config.timeout_s is None else time.perf_counter() + config.timeout_s
     for _ in range(config.steps):
         with torch.enable_grad():
             current, _ = propagate(
@@ -178,6 +180,8 @@ def _optimise(
         gain = best.update(lower.detach(), upper.detach(), linear)
         stale = 0 if gain > config.min_improvement * (1.0 + best.width()) else stale + 1
         if stale >= config.patience or _decided(best, config):
+            break
+        if until is not None and time.perf_counter() > until:
             break
         opt.step(grads)
     return intervals

@@ -71,6 +71,7 @@ class VerifyConfig:
     search: SearchConfig = SearchConfig()
     chunk: int = 64  # specification rows per branch-and-bound run (bounds time and memory on large cases)
     min_chunk_s: float = 1.0  # no branch-and-bound run is started with less time than this left
+    root_share: float = 0.3  # of a chunk's time for its root alpha-CROWN (which the search cannot interrupt)
     samples: int = 256  # uniform loads evaluated for every row before any search
     replay: bool = True
 
@@ -248,7 +249,9 @@ def _in_chunks(
         left = until - time.perf_counter()
         if left < config.min_chunk_s:
             return
-        search = replace(config.search, timeout_s=left / (len(chunks) - n), progress=progress)
+        share = left / (len(chunks) - n)
+        root = replace(config.search.root, timeout_s=config.root_share * share)
+        search = replace(config.search, timeout_s=share, root=root, progress=progress)
         offset = time.perf_counter() - start
         threshold = None if thresholds is None else thresholds[chunk]
         found = maximise(graph, box, spec[chunk], threshold=threshold, output=OUTPUT, config=search)

@@ -1,0 +1,32 @@
+"""alpha-CROWN's time limit: it stops early with bounds that are still sound and no looser than CROWN's."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from gridverify.bounds import AlphaConfig, alpha_crown, crown
+from gridverify.ir import GraphBuilder
+
+
+def test_timeout_stops_early_and_stays_sound():
+    gen = torch.Generator().manual_seed(0)
+    b = GraphBuilder()
+    x = b.input("x", (8,))
+    h = x
+    for _ in range(3):
+        h = b.sigmoid(b.linear(h, torch.randn(32, h.shape[0], generator=gen, dtype=torch.float64)))
+    g = b.build({"y": b.linear(h, torch.randn(4, 32, generator=gen, dtype=torch.float64))})
+    lo = -torch.ones(1, 8, dtype=torch.float64)
+    box = (lo, -lo)
+    ref = crown(g, box)
+    start = time.perf_counter()
+    r = alpha_crown(
+        g, box, config=AlphaConfig(steps=100_000, patience=100_000, min_improvement=-1.0, timeout_s=0.5)
+    )
+    assert time.perf_counter() - start < 5.0  # without the limit: 100000 steps
+    assert bool((r.upper <= ref.upper + 1e-12).all()) and bool((r.lower >= ref.lower - 1e-12).all())
+    xs = lo + 2 * torch.rand(2000, 8, generator=gen, dtype=torch.float64)
+    ys = g.forward(xs)["y"]
+    assert bool((ys <= r.upper).all()) and bool((ys >= r.lower).all())
