@@ -38,12 +38,13 @@ from torch import Tensor
 
 from gridverify.bab import SearchConfig, SpecResult, Verdict, maximise
 from gridverify.bounds import crown
-from gridverify.grid import FAMILIES, Kind
+from gridverify.grid import FAMILIES, Constraint, Kind
 from gridverify.ir import Graph
 from gridverify.ir.builder import rebuild
 from gridverify.surrogate import Region, compose
 from gridverify.surrogate.case import Case, load_case
 from gridverify.verify.certificate import Certificate, ConstraintRecord
+from gridverify.verify.replay import replay_records
 from gridverify.verify.sources import FileCase
 
 UNITS = {
@@ -119,7 +120,7 @@ def verify(
     case = load_case(case) if isinstance(case, (str, Path)) else case
     region = resolve_region(case, region)
     constraints = select_constraints(case, families)
-    graph = violation_graph(compose(case.problem, case.surrogate), [f for f in _families(constraints)])
+    graph = violation_graph(compose(case.problem, case.surrogate), _families(constraints))
     rows = spec_rows(constraints, graph.nodes[graph.outputs[0][1]].size)
     box = tuple(t.to(config.device) for t in region.box(config.dtype))
     thresholds = torch.tensor([config.tolerance_of(constraints[k].family) for k in rows.owner])
@@ -130,8 +131,6 @@ def verify(
     ]
     records = [_confirmed(graph, region, r, k) for k, r in enumerate(records)]
     if config.replay:
-        from gridverify.verify.replay import replay_records
-
         records = replay_records(case, records)
     return Certificate(
         case=case.name,
@@ -147,7 +146,7 @@ def verify(
 
 
 # -- inputs ---------------------------------------------------------------------------------------------
-def resolve_region(case: Case, region: str | Region | None) -> Region:
+def resolve_region(case: Case | FileCase, region: str | Region | None) -> Region:
     """The case's default region, a parsed text, or the given region; warns outside the training region."""
     if region is None:
         return case.region
@@ -163,7 +162,7 @@ def resolve_region(case: Case, region: str | Region | None) -> Region:
     return chosen
 
 
-def select_constraints(case: Case, families: Sequence[str] | None) -> list:
+def select_constraints(case: Case | FileCase, families: Sequence[str] | None) -> list[Constraint]:
     """The case's constraints of ``families`` (all present families when None), in family order."""
     present = case.problem.families
     wanted = tuple(present if families is None else families)
@@ -176,7 +175,7 @@ def select_constraints(case: Case, families: Sequence[str] | None) -> list:
     return [c for f in present if f in wanted for c in case.problem.family(f)]
 
 
-def _families(constraints: Sequence) -> list[str]:
+def _families(constraints: Sequence[Constraint]) -> list[str]:
     return list(dict.fromkeys(c.family for c in constraints))
 
 
@@ -188,7 +187,7 @@ def violation_graph(graph: Graph, families: Sequence[str]) -> Graph:
     return b.build({OUTPUT: parts[0] if len(parts) == 1 else b.concat(parts, axis=0)})
 
 
-def spec_rows(constraints: Sequence, n_out: int) -> Rows:
+def spec_rows(constraints: Sequence[Constraint], n_out: int) -> Rows:
     """``+e_k`` per constraint and also ``-e_k`` for equalities (violation ``|h|``)."""
     spec, owner = [], []
     for k, c in enumerate(constraints):
@@ -201,7 +200,7 @@ def spec_rows(constraints: Sequence, n_out: int) -> Rows:
     return Rows(torch.stack(spec), np.array(owner))
 
 
-def _input_names(case: Case) -> tuple[str, ...]:
+def _input_names(case: Case | FileCase) -> tuple[str, ...]:
     buses = case.data.ids.bus[case.data.loads.bus]
     return tuple(f"pd_pu[bus {b}]" for b in buses) + tuple(f"qd_pu[bus {b}]" for b in buses)
 
@@ -298,7 +297,7 @@ def _narrowed(decided: SpecResult, narrowed: SpecResult) -> SpecResult:
 
 
 # -- records --------------------------------------------------------------------------------------------
-def _record(constraint, results: Sequence[SpecResult], tolerance: float) -> ConstraintRecord:
+def _record(constraint: Constraint, results: Sequence[SpecResult], tolerance: float) -> ConstraintRecord:
     """One record from the constraint's rows (two for an equality: the larger side decides)."""
     verdicts = [r.verdict for r in results]
     if Verdict.VIOLATED in verdicts:
