@@ -26,6 +26,7 @@ from gridverify.grid.data import (
     from_pandapower,
     matpower_net,
     operating_point,
+    pandapower_ids,
 )
 
 __all__ = [
@@ -51,4 +52,5 @@ __all__ = [
     "from_pandapower",
     "matpower_net",
     "operating_point",
+    "pandapower_ids",
 ]

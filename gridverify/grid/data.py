@@ -49,6 +49,7 @@ __all__ = [
     "from_pandapower",
     "matpower_net",
     "operating_point",
+    "pandapower_ids",
 ]
 
 Array = np.ndarray
@@ -426,7 +427,7 @@ def _branch_owners(net: Any, ppci: dict[str, Any]) -> tuple[tuple[str, ...], Arr
 # -- pandapower results as per-unit values ---------------------------------------------------------------
 def operating_point(data: GridData, net: Any) -> OperatingPoint:
     """The solved state of ``net`` (after ``runpp``) in ``data``'s order; demand from ``data.loads``."""
-    pp = _require_pandapower_ids(data)
+    pp = pandapower_ids(data)
     res = net.res_bus.loc[pp.bus]
     pg, qg = np.zeros(len(pp.gen)), np.zeros(len(pp.gen))
     for i, (kind, idx) in enumerate(zip(pp.gen_kinds, pp.gen)):
@@ -445,7 +446,7 @@ def operating_point(data: GridData, net: Any) -> OperatingPoint:
 def branch_flows(data: GridData, net: Any) -> dict[str, Array]:
     """pandapower's solved branch flows ``p_from, q_from, p_to, q_to`` (pu) at ``data``'s branch ends (the
     ends of pandapower's element, swapped where ``from_mpc`` made the MATPOWER to bus the hv side)."""
-    pp = _require_pandapower_ids(data)
+    pp = pandapower_ids(data)
     out = {k: np.zeros(len(pp.branch)) for k in ("p_from", "q_from", "p_to", "q_to")}
     from_pp = pp.bus[data.branches.from_bus]
     for i, (kind, idx) in enumerate(zip(pp.branch_kinds, pp.branch)):
@@ -458,7 +459,8 @@ def branch_flows(data: GridData, net: Any) -> dict[str, Array]:
     return {k: v / data.base_mva for k, v in out.items()}
 
 
-def _require_pandapower_ids(data: GridData) -> ElementIds:
+def pandapower_ids(data: GridData) -> ElementIds:
+    """The pandapower elements of ``data``'s rows (ValueError for a case not built from a pandapower net)."""
     if data.pandapower is None:
         raise ValueError(f"{data.name}: no pandapower element ids (not built from a pandapower net)")
     return data.pandapower

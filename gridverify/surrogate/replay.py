@@ -21,10 +21,10 @@ import numpy as np
 import pandapower as pp
 import torch
 
-from gridverify.grid.data import GridData, OperatingPoint, branch_flows, operating_point
+from gridverify.grid.data import GridData, OperatingPoint, branch_flows, operating_point, pandapower_ids
 from gridverify.ir.graph import Graph
 
-__all__ = ["Replay", "replay", "write_loads", "write_setpoints"]
+__all__ = ["Replay", "graph_values", "replay", "surrogate_point", "write_loads", "write_setpoints"]
 
 FLOWS = ("p_from", "q_from", "p_to", "q_to")
 
@@ -54,7 +54,7 @@ def replay(
     work = copy.deepcopy(net)
     write_loads(data, work, load)
     write_setpoints(data, work, dispatch)
-    surrogate = _graph_values(graph, _point(data, load, dispatch))
+    surrogate = graph_values(graph, surrogate_point(data, load, dispatch))
     try:
         pp.runpp(work, calculate_voltage_angles=True, init="dc", numba=False, tolerance_mva=1e-10)
     except pp.LoadflowNotConverged:
@@ -62,8 +62,8 @@ def replay(
         return Replay(False, nan, nan, _balance(surrogate), nan, nan, nan, nan)
     solved = operating_point(data, work)
     solved = OperatingPoint(solved.vm_pu, solved.va_rad, solved.pg_pu, solved.qg_pu, *_split(load))
-    flows, at_solved = branch_flows(data, work), _graph_values(graph, solved)
-    slack = np.array([k == "ext_grid" for k in _pp(data).gen_kinds])
+    flows, at_solved = branch_flows(data, work), graph_values(graph, solved)
+    slack = np.array([k == "ext_grid" for k in pandapower_ids(data).gen_kinds])
     return Replay(
         converged=True,
         flow_error_pu=max(float(np.abs(surrogate[k] - flows[k]).max()) for k in FLOWS),
@@ -76,12 +76,6 @@ def replay(
     )
 
 
-def _pp(data: GridData) -> Any:
-    if data.pandapower is None:
-        raise ValueError(f"{data.name}: no pandapower element ids, cannot replay")
-    return data.pandapower
-
-
 def _split(load: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     d = load.size // 2
     return load[:d], load[d:]
@@ -91,7 +85,7 @@ def write_loads(data: GridData, net: Any, load: np.ndarray) -> None:
     """Write ``load`` (2D,) pu into ``net`` (modified in place: pass a copy): each case load (one per bus)
     onto that bus's first in-service pandapower load, the others set to 0."""
     pd, qd = _split(load)
-    buses = _pp(data).bus[data.loads.bus]
+    buses = pandapower_ids(data).bus[data.loads.bus]
     net.load[["p_mw", "q_mvar"]] = 0.0
     for bus, p, q in zip(buses, pd, qd):
         rows = net.load.index[(net.load.bus == bus) & net.load.in_service]
@@ -105,7 +99,7 @@ def write_loads(data: GridData, net: Any, load: np.ndarray) -> None:
 def write_setpoints(data: GridData, net: Any, dispatch: Mapping[str, np.ndarray]) -> None:
     """Write the set-points of ``dispatch`` into ``net`` (in place): pg and vm of every ``gen``, vm and the
     angle of every ``ext_grid`` (the slack); qg and the slack's pg are left to the power flow."""
-    ids = _pp(data)
+    ids = pandapower_ids(data)
     for g, (kind, idx) in enumerate(zip(ids.gen_kinds, ids.gen)):
         bus = int(data.gens.bus[g])
         if kind == "ext_grid":
@@ -118,13 +112,14 @@ def write_setpoints(data: GridData, net: Any, dispatch: Mapping[str, np.ndarray]
             raise NotImplementedError(f"replay of {kind} generators is not supported")
 
 
-def _point(data: GridData, load: np.ndarray, dispatch: Mapping[str, np.ndarray]) -> OperatingPoint:
+def surrogate_point(data: GridData, load: np.ndarray, dispatch: Mapping[str, np.ndarray]) -> OperatingPoint:
     return OperatingPoint(
         dispatch["vm_pu"], dispatch["va_rad"], dispatch["pg_pu"], dispatch["qg_pu"], *_split(load)
     )
 
 
-def _graph_values(graph: Graph, point: OperatingPoint) -> dict[str, np.ndarray]:
+def graph_values(graph: Graph, point: OperatingPoint) -> dict[str, np.ndarray]:
+    """Every output of ``graph`` (`compile_acopf`'s) at ``point``, each (n,)."""
     feeds = {
         "vm_pu": point.vm_pu, "va_rad": point.va_rad, "pg_pu": point.pg_pu, "qg_pu": point.qg_pu,
         "pd_pu": point.pd_pu, "qd_pu": point.qd_pu,

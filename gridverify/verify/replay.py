@@ -16,7 +16,6 @@ violates it too (``confirmed``). A surrogate whose dispatch is power-flow feasib
 from __future__ import annotations
 
 import copy
-import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -26,11 +25,12 @@ import numpy as np
 import pandapower as pp
 import torch
 
-from gridverify.grid import GridData, OperatingPoint, compile_acopf, operating_point
+from gridverify.grid import GridData, compile_acopf, operating_point, pandapower_ids
 from gridverify.ir import Graph
 from gridverify.surrogate.case import Case
-from gridverify.surrogate.replay import write_loads, write_setpoints
+from gridverify.surrogate.replay import graph_values, surrogate_point, write_loads, write_setpoints
 from gridverify.verify.certificate import ConstraintRecord
+from gridverify.verify.sources import FileCase
 
 RESULT_COLUMNS = {  # pandapower element kind -> its res_* columns worth showing
     "bus": ("vm_pu", "va_degree", "p_mw", "q_mvar"),
@@ -55,68 +55,34 @@ class PowerFlow:
     pandapower: Mapping[str, np.ndarray] | None
 
 
-def case_net(case: Case) -> Any:
-    """The case's pandapower net, made once per replay (pandapower's converter notes are silenced)."""
-    log = logging.getLogger("pandapower.converter")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        return case.net
-    finally:
-        log.setLevel(level)
-
-
-def setpoints_net(case: Case, load: np.ndarray, base_net: Any | None = None) -> Any:
-    """A copy of the case's net (or of ``base_net``) with the loads of ``load`` (2D,) and the surrogate's
-    set-points (`gridverify.surrogate.replay.write_loads` / `write_setpoints`)."""
-    net = copy.deepcopy(case_net(case) if base_net is None else base_net)
+def _dispatch(case: Case | FileCase, load: np.ndarray) -> dict[str, np.ndarray]:
+    """The surrogate's output at ``load`` (2D,): ``pg_pu``, ``qg_pu`` (G,), ``vm_pu``, ``va_rad`` (N,)."""
     with torch.no_grad():
-        dispatch = case.surrogate.dispatch(torch.tensor(load, dtype=torch.float64).reshape(1, -1))
-    write_loads(case.data, net, load)
-    write_setpoints(case.data, net, {k: v.reshape(-1).double().numpy() for k, v in dispatch.items()})
-    return net
-
-
-def _pandapower_ids(data: GridData) -> Any:
-    if data.pandapower is None:
-        raise ValueError(f"case {data.name} has no pandapower net to replay in")
-    return data.pandapower
+        out = case.surrogate.dispatch(torch.tensor(load, dtype=torch.float64).reshape(1, -1))
+    return {k: v.reshape(-1).double().numpy() for k, v in out.items()}
 
 
 def power_flow(
-    case: Case, load: np.ndarray, physics: Graph | None = None, base_net: Any | None = None
+    case: Case | FileCase, load: np.ndarray, physics: Graph | None = None, base_net: Any | None = None
 ) -> PowerFlow:
-    """Run pandapower's power flow at ``load`` with the surrogate's set-points (module docstring);
-    ``physics`` (`compile_acopf` of the case) and ``base_net`` (`case_net`) when the caller has them."""
+    """Run pandapower's power flow at ``load`` with the surrogate's set-points (module docstring) in a copy
+    of ``base_net`` (default: the case's net); ``physics``: `compile_acopf` of the case, when at hand."""
     load = np.asarray(load, dtype=np.float64).reshape(-1)
     physics = physics or compile_acopf(case.problem)
-    net = setpoints_net(case, load, base_net)
-    at_surrogate = _constraint_values(case, _surrogate_point(case, load), physics)
+    net = copy.deepcopy(case.net if base_net is None else base_net)
+    dispatch = _dispatch(case, load)
+    write_loads(case.data, net, load)
+    write_setpoints(case.data, net, dispatch)
+    at_surrogate = graph_values(physics, surrogate_point(case.data, load, dispatch))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             pp.runpp(net, numba=False, calculate_voltage_angles=True, init="dc", max_iteration=30)
     except pp.LoadflowNotConverged:
         return PowerFlow(net, False, at_surrogate, None)
-    solved = replace(operating_point(case.data, net), pd_pu=load[: len(case.data.loads.bus)],
-                     qd_pu=load[len(case.data.loads.bus):])  # fmt: skip
-    return PowerFlow(net, True, at_surrogate, _constraint_values(case, solved, physics))
-
-
-def _surrogate_point(case: Case, load: np.ndarray) -> OperatingPoint:
-    with torch.no_grad():
-        out = case.surrogate.dispatch(torch.tensor(load, dtype=torch.float64).reshape(1, -1))
-    v = {k: t.reshape(-1).double().numpy() for k, t in out.items()}
     d = len(case.data.loads.bus)
-    return OperatingPoint(v["vm_pu"], v["va_rad"], v["pg_pu"], v["qg_pu"], load[:d], load[d:])
-
-
-def _constraint_values(case: Case, point: OperatingPoint, graph: Graph) -> dict[str, np.ndarray]:
-    """Every family's constraint values at ``point`` (``graph``: `compile_acopf` of the case)."""
-    values = case.problem.inputs(point)
-    feeds = {k: torch.tensor(v, dtype=torch.float64).reshape(1, -1) for k, v in values.items()}
-    out = graph.forward(feeds)
-    return {k: v.reshape(-1).numpy() for k, v in out.items()}
+    solved = replace(operating_point(case.data, net), pd_pu=load[:d], qd_pu=load[d:])
+    return PowerFlow(net, True, at_surrogate, graph_values(physics, solved))
 
 
 def element_results(net: Any, data: GridData, record: ConstraintRecord) -> dict[str, float]:
@@ -129,7 +95,7 @@ def element_results(net: Any, data: GridData, record: ConstraintRecord) -> dict[
 
 def _pandapower_element(data: GridData, record: ConstraintRecord) -> tuple[str, int]:
     """The case's element id (MATPOWER numbering) -> pandapower's element."""
-    ids, pp_ids = data.ids, _pandapower_ids(data)
+    ids, pp_ids = data.ids, pandapower_ids(data)
     kind, idx = record.element
     if kind == "bus":
         return "bus", int(pp_ids.bus[np.flatnonzero(ids.bus == idx)[0]])
@@ -140,10 +106,10 @@ def _pandapower_element(data: GridData, record: ConstraintRecord) -> tuple[str, 
     return pp_ids.branch_kinds[k], int(pp_ids.branch[k])
 
 
-def replay_records(case: Case, records: Sequence[ConstraintRecord]) -> list[ConstraintRecord]:
+def replay_records(case: Case | FileCase, records: Sequence[ConstraintRecord]) -> list[ConstraintRecord]:
     """Attach a replay to every violated record (one power flow per distinct witness)."""
     flows: dict[tuple[float, ...], PowerFlow] = {}
-    index, physics, base_net = _family_index(case), compile_acopf(case.problem), case_net(case)
+    index, physics, base_net = _family_index(case), compile_acopf(case.problem), case.net
     out = []
     for r in records:
         if r.verdict != "violated" or r.witness is None:
@@ -156,7 +122,7 @@ def replay_records(case: Case, records: Sequence[ConstraintRecord]) -> list[Cons
     return out
 
 
-def _family_index(case: Case) -> dict[str, int]:
+def _family_index(case: Case | FileCase) -> dict[str, int]:
     """Constraint name -> its position within its family's output."""
     out = {}
     for fam in case.problem.families:
@@ -164,7 +130,7 @@ def _family_index(case: Case) -> dict[str, int]:
     return out
 
 
-def _replay_entry(case: Case, flow: PowerFlow, r: ConstraintRecord, k: int) -> dict[str, Any]:
+def _replay_entry(case: Case | FileCase, flow: PowerFlow, r: ConstraintRecord, k: int) -> dict[str, Any]:
     ours = float(_violation(flow.surrogate[r.family][k], r.kind))
     entry: dict[str, Any] = {"converged": flow.converged, "gridverify": ours}
     if flow.pandapower is None:

@@ -41,7 +41,7 @@ from gridverify.bounds import crown
 from gridverify.grid import FAMILIES, Constraint, Kind
 from gridverify.ir import Graph
 from gridverify.ir.builder import rebuild
-from gridverify.surrogate import Region, compose
+from gridverify.surrogate import Region
 from gridverify.surrogate.case import Case, load_case
 from gridverify.verify.certificate import Certificate, ConstraintRecord
 from gridverify.verify.replay import replay_records
@@ -120,7 +120,7 @@ def verify(
     case = load_case(case) if isinstance(case, (str, Path)) else case
     region = resolve_region(case, region)
     constraints = select_constraints(case, families)
-    graph = violation_graph(compose(case.problem, case.surrogate), _families(constraints))
+    graph = violation_graph(case.graph, _families(constraints))
     rows = spec_rows(constraints, graph.nodes[graph.outputs[0][1]].size)
     box = tuple(t.to(config.device) for t in region.box(config.dtype))
     thresholds = torch.tensor([config.tolerance_of(constraints[k].family) for k in rows.owner])

@@ -1,7 +1,7 @@
 """Cases that are not shipped folders: a grid file (a MATPOWER / PGLib ``.m`` case or a pandapower net saved
 as ``.json``) with a surrogate file (``surrogate.pt`` as `gridverify train` writes it). They offer what
 `gridverify.surrogate.case.Case` offers (``name``, ``data``, ``net``, ``problem``, ``region``, ``surrogate``,
-``metrics``, ``folder``), so `verify` and the report take either."""
+``graph``, ``metrics``, ``folder``), so `verify` and the report take either."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 import pandapower as pp
 
 from gridverify.grid import AcopfProblem, GridData, build_acopf, from_matpower, from_pandapower, matpower_net
-from gridverify.surrogate import AcopfSurrogate, Region
+from gridverify.ir import Graph
+from gridverify.surrogate import AcopfSurrogate, Region, compose
 from gridverify.surrogate.case import Case, load_case, read_surrogate
 
 GRID_SUFFIXES = (".m", ".json")
@@ -69,6 +70,11 @@ class FileCase:
     @cached_property
     def surrogate(self) -> AcopfSurrogate:
         return read_surrogate(self.surrogate_file, self.data)
+
+    @cached_property
+    def graph(self) -> Graph:
+        """``compose(problem, surrogate)``, as `Case.graph`."""
+        return compose(self.problem, self.surrogate)
 
     @property
     def metrics(self) -> dict[str, Any]:
