@@ -14,19 +14,15 @@ import time
 
 import torch
 
-from gridverify.surrogate import compose
 from gridverify.surrogate.case import available_cases, load_case
 from gridverify.verify import VerifyConfig, verify
 from gridverify.verify.cli import summary_table
-from gridverify.verify.run import screen, select_constraints, spec_rows, violation_graph
+from gridverify.verify.run import prepare, screen
 
 
 def screening(case, config: VerifyConfig) -> tuple[int, int, int, float]:
     """(rows the screen proves, rows it finds violated, rows, seconds) for all families of ``case``."""
-    constraints = select_constraints(case, None)
-    families = list(dict.fromkeys(c.family for c in constraints))
-    graph = violation_graph(compose(case.problem, case.surrogate), families)
-    rows = spec_rows(constraints, graph.nodes[graph.outputs[0][1]].size)
+    _, graph, rows = prepare(case, None)
     start = time.perf_counter()
     thresholds = torch.full((rows.spec.shape[0],), config.tolerance, dtype=torch.float64)
     screened = screen(graph, case.region.box(), rows.spec, thresholds, config.samples)

@@ -119,9 +119,7 @@ def verify(
     start = time.perf_counter()
     case = load_case(case) if isinstance(case, (str, Path)) else case
     region = resolve_region(case, region)
-    constraints = select_constraints(case, families)
-    graph = violation_graph(case.graph, _families(constraints))
-    rows = spec_rows(constraints, graph.nodes[graph.outputs[0][1]].size)
+    constraints, graph, rows = prepare(case, families)
     box = tuple(t.to(config.device) for t in region.box(config.dtype))
     thresholds = torch.tensor([config.tolerance_of(constraints[k].family) for k in rows.owner])
     results = _search(graph, box, rows.spec.to(config.device), thresholds, config, progress)
@@ -173,6 +171,13 @@ def select_constraints(case: Case | FileCase, families: Sequence[str] | None) ->
     if empty and families is not None and len(empty) == len(wanted):
         raise ValueError(f"case {case.name} has no constraints in {empty} (present: {list(present)})")
     return [c for f in present if f in wanted for c in case.problem.family(f)]
+
+
+def prepare(case: Case | FileCase, families: Sequence[str] | None) -> tuple[list[Constraint], Graph, Rows]:
+    """The selected constraints, the graph from the load box to their values (one output), their rows."""
+    constraints = select_constraints(case, families)
+    graph = violation_graph(case.graph, _families(constraints))
+    return constraints, graph, spec_rows(constraints, graph.nodes[graph.outputs[0][1]].size)
 
 
 def _families(constraints: Sequence[Constraint]) -> list[str]:
