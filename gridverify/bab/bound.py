@@ -97,6 +97,26 @@ def _params(d: Domains) -> tuple[dict[int, Tensor], dict[str, dict[int, Tensor]]
     return alphas, betas
 
 
+def _finite(t: Tensor) -> Tensor:
+    """``t`` with its infinite or NaN entries (overflowed bounds) zeroed, so that they carry no gradient."""
+    return torch.where(torch.isfinite(t), t, torch.zeros_like(t))
+
+
+def _empty(intervals: list[Interval | None], size: int) -> Tensor:
+    """(B,) domains where some node's interval is empty (lower above upper beyond rounding): no input of
+    the domain satisfies its split constraints, so nothing in it can reach any value (bound -inf). Splits
+    narrow a neuron's interval; a refreshed interval of the same neuron can then lie beside it."""
+    out = torch.zeros(size, dtype=torch.bool, device=next(iv[0] for iv in intervals if iv).device)
+    for iv in intervals:
+        if iv is None:
+            continue
+        lo, hi = iv
+        gap = (lo - hi) > 1e-9 * (1.0 + lo.abs() + hi.abs())
+        if gap.shape[0] == size:
+            out |= gap.reshape(size, -1).any(1)
+    return out
+
+
 def bound_domains(problem: Problem, d: Domains, config: BoundConfig) -> Bounded:
     """Certified upper bounds of ``spec . y`` on each domain (``Bounded.domains.bound``)."""
     graph, plan, out = problem.graph, problem.plan, problem.output
@@ -124,20 +144,25 @@ def bound_domains(problem: Problem, d: Domains, config: BoundConfig) -> Bounded:
     intervals, _ = propagate(
         graph, box, plan, relaxer, crown_nodes=crown_nodes, base=d.intervals, masks=masks
     )
+    empty = _empty(intervals, d.size)
+    intervals = [None if iv is None else (iv[0], torch.maximum(iv[0], iv[1])) for iv in intervals]
+    out_lower = ibp_of_spec(c, intervals[out])[0][:, 0]  # type: ignore[arg-type]
     for step in range(max(config.steps, 1)):
         with torch.enable_grad():
             found, bias = backward(graph, out, c, intervals, relaxer, visit)
             lower = concretize(graph, found, bias, box)[:, 0]
-            lower = torch.maximum(lower, ibp_of_spec(c, intervals[out])[0][:, 0])  # type: ignore[arg-type]
-        best = torch.maximum(best, lower.detach())
+        # the optimiser follows the linear bound itself: intersected with the output's interval first, its
+        # gradient would vanish wherever the interval is the better of the two (and alpha, beta stall there)
+        best = torch.maximum(best, torch.maximum(lower.detach(), out_lower))
         input_coeff = found[graph.input_ids[problem.input_name]].detach()[:, 0]
         if step + 1 >= config.steps or not params:
             break
-        opt.step(torch.autograd.grad(-lower.sum(), params, allow_unused=True))
+        opt.step(torch.autograd.grad(-_finite(lower).sum(), params, allow_unused=True))
     fresh = tuple(None if iv is None else (iv[0].detach(), iv[1].detach()) for iv in intervals)
+    bound = torch.where(empty, torch.full_like(best, -torch.inf), torch.minimum(d.bound, -best))
     done = replace(
         d,
-        bound=torch.minimum(d.bound, -best),
+        bound=bound,
         intervals=fresh,
         alpha={k: v.detach() for k, v in alphas.items()},
         beta_lo={k: v.detach() for k, v in betas["lo"].items()},

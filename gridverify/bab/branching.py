@@ -143,16 +143,25 @@ def _gain(
     return worst  # type: ignore[return-value]
 
 
+_KINKED_AT_ZERO = ("relu", "abs")
+"""Piecewise-linear ops with one kink at 0: exact (nothing to gain by a split) where the input's interval
+does not contain 0."""
+
+
 def _width_score(problem: Problem, b: Bounded, z: int) -> Tensor:
-    """Width times the summed magnitude of the consumers' output coefficients (broadcast-reduced)."""
+    """Width times (1 + |coefficient|) of each consumer's output, summed over the consumers that a split
+    can tighten (a relu or abs consumer only while its input interval straddles 0)."""
     d = b.domains
     lo, hi = d.intervals[z]  # type: ignore[misc]
-    weight = torch.ones_like(lo)
+    straddles = (lo < 0) & (hi > 0)
+    total = torch.zeros_like(lo)
     for h, _ in problem.consumers[z]:
         lam = b.coeffs.get(h)
-        if lam is not None and lam.shape == lo.shape:
-            weight = weight + lam.abs()
-    return _flat((hi - lo) * weight)
+        weight = 1.0 + lam.abs() if lam is not None and lam.shape == lo.shape else torch.ones_like(lo)
+        if problem.graph.nodes[h].op in _KINKED_AT_ZERO:
+            weight = weight * straddles
+        total = total + weight
+    return _flat((hi - lo) * total)
 
 
 def width_scores(problem: Problem, b: Bounded) -> dict[int, Tensor]:
