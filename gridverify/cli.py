@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -161,12 +162,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _vnnlib(args: argparse.Namespace) -> int:
-    from gridverify.bab import SearchConfig
-    from gridverify.vnncomp import InstanceResult, verify_instance
+    from gridverify.vnncomp import SETTINGS, InstanceResult, verify_instance
 
     start = time.perf_counter()
     try:
-        result = verify_instance(args.model, args.prop, args.timeout, SearchConfig(progress=args.progress))
+        result = verify_instance(
+            args.model, args.prop, args.timeout, replace(SETTINGS, progress=args.progress)
+        )
     except (
         Exception
     ) as err:  # the competition wants a result file whatever happened; the reason goes to stderr

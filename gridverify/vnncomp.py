@@ -21,10 +21,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gridverify.bab import SearchConfig, Verdict, maximise
+from gridverify.bab import SearchConfig, TightenConfig, Verdict, maximise
 from gridverify.bounds import crown
 from gridverify.ir import Graph, from_onnx
 from gridverify.specs import VnnlibSpec, read_vnnlib
+
+SETTINGS = SearchConfig(tighten=TightenConfig())
+"""The runner's search: GenBaB, and tightening of boundary neurons for rows the plain search leaves open
+(ml4acopf 118 prop2 needs it: `gridverify.bab.tighten`)."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ def verify_instance(
     model: str | Path, prop: str | Path, timeout_s: float, config: SearchConfig | None = None
 ) -> InstanceResult:
     """Decide one instance within ``timeout_s`` seconds (see the module docstring)."""
-    config = config or SearchConfig()
+    config = config or SETTINGS
     start = time.perf_counter()
     graph, spec = from_onnx(model), read_vnnlib(prop)
     out_node = graph.nodes[graph.outputs[0][1]]

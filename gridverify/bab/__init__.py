@@ -4,6 +4,7 @@ from gridverify.bab.attack import AttackConfig, attack
 from gridverify.bab.bound import BoundConfig
 from gridverify.bab.filtering import FilterConfig
 from gridverify.bab.search import Branching, SearchConfig, SpecResult, Verdict, maximise
+from gridverify.bab.tighten import TightenConfig, boundary_neurons, tighten
 
 __all__ = [
     "AttackConfig",
@@ -12,7 +13,10 @@ __all__ = [
     "FilterConfig",
     "SearchConfig",
     "SpecResult",
+    "TightenConfig",
     "Verdict",
     "attack",
+    "boundary_neurons",
     "maximise",
+    "tighten",
 ]

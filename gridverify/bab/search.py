@@ -26,7 +26,9 @@ from gridverify.bab.bound import BoundConfig, Bounded, bound_domains, init_alpha
 from gridverify.bab.domains import Domains, Problem, concat, select
 from gridverify.bab.filtering import FilterConfig, filtered_choice
 from gridverify.bab.split import points, split_inputs, split_neurons
+from gridverify.bab.tighten import TightenConfig, boundary_neurons, tighten
 from gridverify.bounds.alpha import AlphaConfig, alpha_crown
+from gridverify.bounds.core import Interval
 from gridverify.bounds.crown import node_relaxer, propagate
 from gridverify.ir.graph import Graph
 
@@ -63,6 +65,7 @@ class SearchConfig:
     split_tables: bool = True
     filtering: FilterConfig = FilterConfig()
     refresh_intermediate: bool | None = None  # CROWN intervals per child; None: for input splits only
+    tighten: TightenConfig | None = None  # boundary-neuron tightening of open specifications (bab.tighten)
     bbps_floor_frac: float = 0.01  # BBPS gains below this x tolerance count as none: width choice instead
     progress: bool = False
 
@@ -95,11 +98,11 @@ class _State:
 
 
 def _root_domains(
-    problem: Problem, spec: Tensor, config: SearchConfig
+    problem: Problem, spec: Tensor, config: SearchConfig, base: tuple | None = None
 ) -> tuple[Domains, branching.RootLinear]:
     graph = problem.graph
     box = (problem.lower, problem.upper)
-    root = alpha_crown(graph, box, problem.output, spec, config=config.root)
+    root = alpha_crown(graph, box, problem.output, spec, config=config.root, base=base)
     m = spec.shape[0]
     iv = tuple(
         None if t is None else (t[0].expand(m, *t[0].shape[1:]), t[1].expand(m, *t[1].shape[1:]))
@@ -210,14 +213,85 @@ def maximise(
     threshold: float | Tensor | None = None,
     output: str | int | None = None,
     config: SearchConfig = SearchConfig(),
+    base: tuple[Interval | None, ...] | None = None,
 ) -> list[SpecResult]:
-    """Certified ``[worst, upper]`` of ``max c^T y`` per row c of ``spec`` over the box (see module doc)."""
+    """Certified ``[worst, upper]`` of ``max c^T y`` per row c of ``spec`` over the box (see module doc).
+
+    ``base``: intervals known to hold over the whole box, per node of the lowered graph (as `tighten`
+    gives them). With ``config.tighten``, specifications the plain search leaves open get rounds of
+    boundary-neuron tightening and a search on the tightened intervals (`gridverify.bab.tighten`)."""
     start = time.perf_counter()
     problem = Problem.make(graph, box, output)
     dtype = problem.lower.dtype
     spec = spec.to(dtype=dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
     m = spec.shape[0]
     thr = None if threshold is None else torch.as_tensor(threshold, dtype=dtype).expand(m)
+    plan = config.tighten
+    if plan is not None:
+        count = sum(int(r.numel()) for r in boundary_neurons(problem, spec).values())
+        plan = plan if 0 < count <= plan.max_neurons else None
+    first = config.timeout_s if plan is None else min(plan.after_s, 0.2 * config.timeout_s)
+    results = _search(problem, spec, thr, replace(config, timeout_s=first), base, start)
+    if plan is None:
+        return results
+    round_s, intervals = plan.round_s, base
+    while True:
+        todo = [k for k, r in enumerate(results) if _open(r, thr, config)]
+        left = config.timeout_s - (time.perf_counter() - start)
+        if not todo or left < 1.0:
+            return results
+        rows = torch.tensor(todo, device=spec.device)
+        budget = min(round_s, 0.5 * left)
+        intervals = tighten(problem, spec[rows], intervals, config, budget, plan.max_neurons)
+        if intervals is None:
+            return results
+        until = min(time.perf_counter() - start + round_s, config.timeout_s)
+        sub_thr = None if thr is None else thr[rows]
+        more = _search(problem, spec[rows], sub_thr, replace(config, timeout_s=until), intervals, start)
+        for k, r in zip(todo, more):
+            results[k] = _merge(results[k], r, None if thr is None else float(thr[k]))
+        round_s *= 2
+
+
+def _open(r: SpecResult, thr: Tensor | None, config: SearchConfig) -> bool:
+    if thr is None:
+        return r.upper - r.worst > config.tolerance
+    return r.verdict is Verdict.UNKNOWN
+
+
+def _merge(a: SpecResult, b: SpecResult, thr: float | None) -> SpecResult:
+    """One specification's results of two searches over the same box: the better of each bound."""
+    upper, best = min(a.upper, b.upper), (a if a.worst >= b.worst else b)
+    if thr is None:
+        verdict = None
+    elif best.worst > thr:
+        verdict = Verdict.VIOLATED
+    else:
+        verdict = Verdict.VERIFIED if upper <= thr else Verdict.UNKNOWN
+    later = tuple(p for p in b.history if p[1] < (a.history[-1][1] if a.history else torch.inf))
+    return SpecResult(
+        a.spec,
+        verdict,
+        max(upper, best.worst),
+        best.worst,
+        best.witness,
+        a.domains + b.domains,
+        b.seconds,
+        a.history + later,
+    )
+
+
+def _search(
+    problem: Problem,
+    spec: Tensor,
+    thr: Tensor | None,
+    config: SearchConfig,
+    base: tuple[Interval | None, ...] | None,
+    start: float,
+) -> list[SpecResult]:
+    """One branch-and-bound search until ``config.timeout_s`` seconds after ``start``."""
+    dtype = problem.lower.dtype
+    m = spec.shape[0]
     state = _State(
         torch.full((m,), -torch.inf, dtype=torch.float64),
         problem.lower.to(torch.float64).expand(m, *problem.lower.shape[1:]).clone(),
@@ -226,7 +300,7 @@ def maximise(
         torch.full((m,), -1.0),
         [[] for _ in range(m)],
     )
-    d, root_linear = _root_domains(problem, spec, config)
+    d, root_linear = _root_domains(problem, spec, config, base)
     _attack(problem, d, state, config.attack)
     b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps))
     per_domain = max(_bytes_per_domain(b.domains), 1)

@@ -130,9 +130,10 @@ def alpha_crown(
     output: str | int | None = None,
     spec: Tensor | None = None,
     config: AlphaConfig = AlphaConfig(),
+    base: tuple[Interval | None, ...] | None = None,
 ) -> BoundResult:
-    """alpha-CROWN bounds of ``C y_output`` over the box: never looser than CROWN's."""
-    start = crown(graph, box, output, spec)
+    """alpha-CROWN bounds of ``C y_output`` over the box: never looser than CROWN's (``base`` as there)."""
+    start = crown(graph, box, output, spec, base=base)
     graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)
     like = next(iter(ibox.values()))[0]

@@ -269,14 +269,16 @@ def crown(
     output: str | int | None = None,
     spec: Tensor | None = None,
     keep_linear: bool = False,
+    base: tuple[Interval | None, ...] | None = None,
 ) -> BoundResult:
-    """CROWN bounds of ``C y_output`` over the box, never looser than IBP (intersected with it)."""
+    """CROWN bounds of ``C y_output`` over the box, never looser than IBP (intersected with it). ``base``:
+    intervals known to hold over the box (per node of the lowered graph), intersected with the computed."""
     graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)
     relaxer = node_relaxer(graph)
     c = spec_matrix(graph, out, spec, next(iter(ibox.values()))[0])
     masks = None if keep_linear else needed_neurons(graph, plan, out, c)
-    intervals, _ = propagate(graph, ibox, plan, relaxer, keep_linear=keep_linear, masks=masks)
+    intervals, _ = propagate(graph, ibox, plan, relaxer, base=base, keep_linear=keep_linear, masks=masks)
     lo, hi, linear = final_bounds(graph, ibox, out, c, intervals, relaxer)
     ilo, ihi = ibp_of_spec(c, intervals[out])  # type: ignore[arg-type]
     return BoundResult(torch.maximum(lo, ilo), torch.minimum(hi, ihi), tuple(intervals), linear, "crown")
