@@ -1,11 +1,13 @@
-"""Why ml4acopf 118_ieee_prop2 stays undecided: the surrogate MLP's bounds on the three values the thermal
-residual of branch 101 reads (angle difference theta, and the pre-sigmoid outputs z_f, z_t behind the two
-voltage magnitudes), certified vs sampled, and what branch and bound on theta alone buys.
+"""Why ml4acopf 118_ieee_prop2 needs boundary-neuron tightening (`gridverify.bab.tighten`): the surrogate
+MLP's bounds on the three values the thermal residual of branch 101 reads (angle difference theta, and the
+pre-sigmoid outputs z_f, z_t behind the two voltage magnitudes), certified vs sampled, and what branch and
+bound on theta alone buys.
 
 The property asks ``thrm_1[101] < 0.0793`` over loads +-10 %; the sampled maximum is about -55.6, so the
 margin is wide, yet alpha-CROWN's ranges of theta and z are 10-20x the sampled ones. With the voltages at
 their full sigmoid range, the exact maximum of the residual over a box of theta reaches 0.0793 once theta may
-exceed about 0.165 rad.
+exceed about 0.165 rad; with z_t >= 0.3 (v_t >= 1.01), theta <= 0.2 suffices, which relu branch and bound on
+theta and z_t reaches in seconds.
 
     python bench/ml4acopf_prop2.py [--folder DIR] [--bab-seconds 60]
 """
