@@ -1,5 +1,6 @@
 """The VNN-COMP runner: result files for unsat, sat (witness checked in onnxruntime) and error."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from onnx import helper
 
 from gridverify.cli import main
-from gridverify.vnncomp import verify_instance
+from gridverify.vnncomp import SETTINGS, verify_instance
 from tests.ir.onnx_models import make_model
 
 SPEC = """
@@ -76,3 +77,12 @@ def test_ml4acopf_14_bus_prop1_is_unsat(ml4acopf: Path) -> None:
         ml4acopf / "onnx" / "14_ieee_ml4acopf.onnx", ml4acopf / "vnnlib" / "14_ieee_prop1.vnnlib", 60
     )
     assert r.status == "unsat"
+
+
+@pytest.mark.slow
+def test_ml4acopf_118_bus_prop2_needs_and_gets_tightening(ml4acopf: Path) -> None:
+    """The thermal row of branch 101 (loads +-10 %): undecided by the plain search, unsat once the MLP
+    outputs its bound hinges on are tightened (about 25 s here)."""
+    model, prop = ml4acopf / "onnx" / "118_ieee_ml4acopf.onnx", ml4acopf / "vnnlib" / "118_ieee_prop2.vnnlib"
+    assert verify_instance(model, prop, 20, replace(SETTINGS, tighten=None)).status in ("unknown", "timeout")
+    assert verify_instance(model, prop, 120).status == "unsat"

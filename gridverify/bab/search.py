@@ -8,6 +8,9 @@ all specifications are batched: pick the ``batch`` domains with the largest boun
 splitting when the box has few non-degenerate dimensions, GenBaB neuron splitting otherwise), bound the
 children (alpha and beta optimised), drop children that are decided, repeat. The certified bound of a
 specification is the largest bound over its open and dropped domains, so it is sound at every moment.
+With ``SearchConfig.tighten``, specifications still open after a first search get rounds of boundary-neuron
+tightening (`gridverify.bab.tighten`) and a new search on the tightened intervals; each specification keeps
+the better bound and the better witness of its searches.
 """
 
 from __future__ import annotations
