@@ -179,9 +179,9 @@ def _ends_that_matter(
     """node -> [(neuron, +1 upper end / -1 lower end)] worth a search (see `tighten`)."""
     graph, box = problem.graph, (problem.lower, problem.upper)
     root = crown(graph, box, problem.output, spec, base=base)
-    x = problem.lower + (problem.upper - problem.lower) * torch.rand(
-        256, *problem.lower.shape[1:], dtype=problem.lower.dtype, device=problem.lower.device
-    )
+    gen = torch.Generator().manual_seed(0)  # the same choice on every run
+    u = torch.rand(256, *problem.lower.shape[1:], dtype=problem.lower.dtype, generator=gen)
+    x = problem.lower + (problem.upper - problem.lower) * u.to(problem.lower.device)
     values = graph.forward(x, keep_all=True)
     moves: list[tuple[int, int, float]] = []
     lows: dict[int, list[Tensor]] = {}
