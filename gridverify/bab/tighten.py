@@ -7,11 +7,12 @@ of branch 101 certified in [-0.18, 0.22] rad, sampled in [0.048, 0.056]), and no
 recovers what the interval lost: their relaxations are exact only on the box of their inputs.
 
 The *boundary neurons* of a specification are the neurons it needs (`needed_neurons`) of nodes bounded by
-CROWN (linear maps, sums, products) that depend on relu or abs and on no other nonlinearity, and that feed
-an op other than relu / abs. Each is maximised and minimised over the box by branch and bound on the graph
-cut at its node (relu splits with refreshed intermediate intervals), nodes in topological order, each search
-starting from the intervals tightened so far. Every result is a certified bound over the whole box, so the
-tightened intervals may replace CROWN's for any domain of the box (`maximise(..., base=...)`).
+CROWN (linear maps, sums, products) that depend on relu or abs and on no other nonlinearity, and that reach
+an op other than relu / abs through one-to-one ops. The interval ends that move the specification's bound
+(`tighten`) are maximised or minimised over the box by branch and bound on the graph cut at their node
+(relu splits with refreshed intermediate intervals), nodes in topological order, each search starting from
+the intervals tightened so far. Every result is a certified bound over the whole box, so the tightened
+intervals may replace CROWN's for any domain of the box (`maximise(..., base=...)`).
 """
 
 from __future__ import annotations
