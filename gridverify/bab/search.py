@@ -101,7 +101,7 @@ class _State:
 
 
 def _root_domains(
-    problem: Problem, spec: Tensor, config: SearchConfig, base: tuple | None = None
+    problem: Problem, spec: Tensor, config: SearchConfig, base: tuple[Interval | None, ...] | None = None
 ) -> tuple[Domains, branching.RootLinear]:
     graph = problem.graph
     box = (problem.lower, problem.upper)

@@ -24,15 +24,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from gridverify.bab.branching import KINKED_AT_ZERO
 from gridverify.bab.domains import Problem
 from gridverify.bounds.core import MIXING_OPS, Interval
-from gridverify.bounds.crown import _unit_relaxer, backward, crown, needed_neurons
+from gridverify.bounds.crown import crown, needed_neurons, reach
 from gridverify.ops import get_op
 
 if TYPE_CHECKING:
     from gridverify.bab.search import SearchConfig
-
-PIECEWISE_LINEAR = ("relu", "abs")
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ def boundary_neurons(problem: Problem, spec: Tensor) -> dict[int, Tensor]:
     found: dict[int, Tensor] = {}
     for z, mask in needed_neurons(graph, plan, out, c).items():
         users = [graph.nodes[i].op for i in plan.needed if z in graph.nodes[i].inputs]
-        if z == out or all(op in PIECEWISE_LINEAR for op in users):
+        if z == out or all(op in KINKED_AT_ZERO for op in users):
             continue
         rows = mask.nonzero().squeeze(1)
         keep = _piecewise_linear_rows(problem, z, rows) & _feeds_smooth(problem, z, rows)
@@ -81,7 +80,7 @@ def _feeds_smooth(problem: Problem, z: int, rows: Tensor) -> Tensor:
         if i <= z or not any(j in delta for j in node.inputs):
             continue
         op = get_op(node.op)
-        if op.kind == "nonlinear" and node.op not in PIECEWISE_LINEAR:
+        if op.kind == "nonlinear" and node.op not in KINKED_AT_ZERO:
             for j in node.inputs:
                 if j in delta:
                     hit |= delta[j].reshape(n, -1).ne(0).any(1)
@@ -108,17 +107,13 @@ def _piecewise_linear_rows(problem: Problem, z: int, rows: Tensor) -> Tensor:
         node = graph.nodes[i]
         if i != z and get_op(node.op).kind == "nonlinear":
             reached = a.reshape(n, -1).ne(0).any(1).cpu()
-            if node.op in PIECEWISE_LINEAR:
+            if node.op in KINKED_AT_ZERO:
                 kinked.logical_or_(reached)
             else:
                 smooth.logical_or_(reached)
         return a, None
 
-    zeros: list[Interval | None] = [
-        None if i not in problem.plan.needed else (a0.new_zeros((1, *node.shape)),) * 2
-        for i, node in enumerate(graph.nodes)
-    ]
-    backward(graph, z, a0, zeros, _unit_relaxer, visit)
+    reach(graph, problem.plan, z, a0, visit)
     return kinked & ~smooth
 
 

@@ -324,10 +324,16 @@ def needed_neurons(graph: Graph, plan: Plan, output: int, c: Tensor) -> dict[int
             masks[i] = a.reshape(a.shape[0] * a.shape[1], -1).ne(0).any(0)
         return a, None
 
+    reach(graph, plan, output, c.abs().sum(dim=(0, 1), keepdim=True), visit)
+    return {i: m for i, m in masks.items() if bool(m.any())}
+
+
+def reach(graph: Graph, plan: Plan, start: int, a0: Tensor, visit: Visitor) -> None:
+    """Walk the dependencies of ``<a0, y_start>`` backward: every relaxation replaced by slope 1, so a
+    node's coefficient is nonzero exactly where the rows can depend on it (when ``visit`` keeps them
+    nonnegative). ``visit`` sees each node's coefficient, as in `backward`."""
     zeros: list[Interval | None] = [
-        None if i not in plan.needed else (torch.zeros((1, *n.shape), dtype=c.dtype, device=c.device),) * 2
+        None if i not in plan.needed else (a0.new_zeros((1, *n.shape)),) * 2
         for i, n in enumerate(graph.nodes)
     ]
-    a0 = c.abs().sum(dim=(0, 1), keepdim=True)
-    backward(graph, output, a0, zeros, _unit_relaxer, visit)
-    return {i: m for i, m in masks.items() if bool(m.any())}
+    backward(graph, start, a0, zeros, _unit_relaxer, visit)
