@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gridverify.bab import SearchConfig, TightenConfig, Verdict, maximise
+from gridverify.bab import AttackConfig, SearchConfig, TightenConfig, Verdict, attack, maximise
 from gridverify.bounds import crown
 from gridverify.ir import Graph, from_onnx
 from gridverify.specs import VnnlibSpec, read_vnnlib
@@ -110,26 +110,104 @@ def verify_instance(
     """Decide one instance within ``timeout_s`` seconds (see the module docstring)."""
     config = config or SETTINGS
     start = time.perf_counter()
+    deadline = start + timeout_s
     graph, spec = from_onnx(model), read_vnnlib(prop)
     out_node = graph.nodes[graph.outputs[0][1]]
     spec.check_sizes(graph.nodes[graph.inputs[0][1]].size, out_node.size)
     box, rows = _box(graph, spec), _rows(spec)
-    if rows.c.shape[0] == 0:
-        return InstanceResult("sat", time.perf_counter() - start, detail="every output is unsafe")
-    proved = (crown(graph, box, spec=rows.c).upper[0] <= rows.thr).numpy()
+
+    def done(result: InstanceResult) -> InstanceResult:
+        return replace(result, seconds=time.perf_counter() - start)
+
+    if any(len(d.b) == 0 for d in spec.disjuncts):  # a disjunct without rows: any input is a witness
+        sat = _confirm(graph, spec, Path(model), (box[0] + box[1])[0] / 2)
+        return done(sat or InstanceResult("unknown", 0.0, detail="no output constraint"))
+    attack_cfg = replace(config.attack, rounds=max(config.attack.rounds, 2))
+    sat = _falsify(graph, spec, Path(model), box, rows, attack_cfg, None, deadline)
+    if sat is not None:
+        return done(replace(sat, detail="falsifier"))
+    bounds = crown(graph, box, spec=rows.c)
+    proved = _proves(bounds.upper[0], rows.thr)
     todo = np.flatnonzero(_open_rows(rows, proved) & ~proved)
     if todo.size == 0:
-        return InstanceResult("unsat", time.perf_counter() - start, detail="CROWN")
-    left = timeout_s - (time.perf_counter() - start)
-    cfg = replace(config, timeout_s=max(left, 0.0))
-    results = maximise(graph, box, rows.c[todo], threshold=rows.thr[todo], config=cfg)
+        return done(InstanceResult("unsat", 0.0, detail="CROWN"))
+    # the corners that maximise the open rows' CROWN lower lines: each guarantees at least the line's value
+    corners = _lower_line_corners(bounds.linear, graph, box, rows)
+    sat = _falsify(graph, spec, Path(model), box, rows, config.attack, corners, deadline)
+    if sat is not None:
+        return done(replace(sat, detail="falsifier, from the CROWN lines"))
+    cfg = replace(config, timeout_s=max(deadline - time.perf_counter(), 0.0))
+    results = maximise(graph, box, rows.c[todo], threshold=rows.thr[todo], config=cfg, closed=True)
+    witnesses = []
     for k, r in zip(todo, results):
         proved[k] |= r.verdict is Verdict.VERIFIED
+        witnesses.append(r.witness)
         if r.verdict is Verdict.VIOLATED and len(spec.disjuncts[rows.disjunct[k]].b) == 1:
             sat = _confirm(graph, spec, Path(model), r.witness)
             if sat is not None:
-                return replace(sat, seconds=time.perf_counter() - start)
-    seconds = time.perf_counter() - start
+                return done(replace(sat, detail="branch and bound"))
     if not _open_rows(rows, proved).any():
-        return InstanceResult("unsat", seconds, detail="branch and bound")
+        return done(InstanceResult("unsat", 0.0, detail="branch and bound"))
+    if time.perf_counter() < deadline:  # disjuncts of several rows: their conjunction, from every witness
+        starts = torch.stack(witnesses).unsqueeze(0).expand(len(spec.disjuncts), -1, -1)
+        sat = _falsify(graph, spec, Path(model), box, rows, config.attack, starts, deadline, until=True)
+        if sat is not None:
+            return done(replace(sat, detail="falsifier, after branch and bound"))
+    seconds = time.perf_counter() - start
     return InstanceResult("timeout" if seconds >= timeout_s else "unknown", seconds)
+
+
+def _proves(upper: Tensor, thr: Tensor) -> np.ndarray:
+    """Rows whose certified bound lies strictly below the threshold: the unsafe set ``c . y >= thr`` is
+    closed, so a bound equal to the threshold proves nothing."""
+    return (upper.to(torch.float64) < thr.to(torch.float64)).cpu().numpy()
+
+
+def _disjunct_rows(rows: _Rows, n_disjuncts: int) -> tuple[Tensor, Tensor]:
+    """Every disjunct as (K, n_out) rows and (K,) thresholds, padded to the largest K by repeating a row:
+    the disjunct is entered when ``min_k (c_k . y - thr_k) >= 0``."""
+    members = [np.flatnonzero(rows.disjunct == k) for k in range(n_disjuncts)]
+    width = max(len(m) for m in members)
+    index = torch.tensor(np.array([np.resize(m, width) for m in members]))
+    return rows.c[index], rows.thr[index]
+
+
+def _falsify(
+    graph: Graph,
+    spec: VnnlibSpec,
+    model: Path,
+    box: tuple[Tensor, Tensor],
+    rows: _Rows,
+    config: AttackConfig,
+    starts: Tensor | None,
+    deadline: float,
+    until: bool = False,
+) -> InstanceResult | None:
+    """Search every disjunct for an input that enters it (`gridverify.bab.attack`); a ``sat`` result for
+    the first such point that float64 and onnxruntime both confirm, else None. ``until``: keep restarting
+    from the best points until the deadline."""
+    n = len(spec.disjuncts)
+    c, thr = _disjunct_rows(rows, n)
+    lo, hi = (t.expand(n, *t.shape[1:]) for t in box)
+    cfg = replace(config, rounds=1_000_000) if until else config
+    x, margin = attack(
+        graph, graph.outputs[0][0], c, lo, hi, cfg, offset=thr, starts=starts, target=0.0, deadline=deadline
+    )
+    for k in torch.argsort(margin, descending=True).tolist():
+        if not float(margin[k]) >= 0.0:
+            return None
+        sat = _confirm(graph, spec, model, x[k])
+        if sat is not None:
+            return sat
+    return None
+
+
+def _lower_line_corners(linear, graph: Graph, box: tuple[Tensor, Tensor], rows: _Rows) -> Tensor | None:
+    """(D, R, *S_in): for every disjunct, the corners of the box that maximise each row's CROWN lower line
+    (coefficient 0: the box centre)."""
+    if linear is None:
+        return None
+    a = linear.lower[graph.inputs[0][0]][0]  # (R, *S_in)
+    lo, hi = box[0][0], box[1][0]
+    corner = torch.where(a > 0, hi, torch.where(a < 0, lo, (lo + hi) / 2))
+    return corner.unsqueeze(0).expand(int(rows.disjunct.max()) + 1, *corner.shape)

@@ -3,7 +3,7 @@
 from gridverify.bab.attack import AttackConfig, attack
 from gridverify.bab.bound import BoundConfig
 from gridverify.bab.filtering import FilterConfig
-from gridverify.bab.search import Branching, SearchConfig, SpecResult, Verdict, maximise
+from gridverify.bab.search import Branching, SearchConfig, SpecResult, Verdict, decide, maximise
 from gridverify.bab.tighten import TightenConfig, boundary_neurons, tighten
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Verdict",
     "attack",
     "boundary_neurons",
+    "decide",
     "maximise",
     "tighten",
 ]

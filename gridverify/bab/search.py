@@ -50,6 +50,19 @@ class Branching(str, Enum):
     FILTERED = "bbps-filtered"
 
 
+def decide(upper: float, worst: float, threshold: float, closed: bool = False) -> Verdict:
+    """The verdict rule of ``max c^T y <= threshold`` from a certified ``upper`` bound and the ``worst``
+    value of a float64-checked point. Open unsafe set ``c^T y > threshold`` (``closed=False``): violated
+    when ``worst > threshold``, verified when ``upper <= threshold``. Closed unsafe set ``c^T y >=
+    threshold`` (VNN-LIB's ``>=`` atoms): violated when ``worst >= threshold``, verified only when ``upper <
+    threshold`` strictly."""
+    if worst > threshold or (closed and worst >= threshold):
+        return Verdict.VIOLATED
+    if upper < threshold or (not closed and upper <= threshold):
+        return Verdict.VERIFIED
+    return Verdict.UNKNOWN
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Budget and heuristics of the search."""
@@ -62,7 +75,8 @@ class SearchConfig:
     root: AlphaConfig = AlphaConfig(steps=20)
     bound: BoundConfig = BoundConfig()
     attack: AttackConfig = AttackConfig()
-    attack_every: int = 4
+    attack_every: int = 4  # input splits: children attacked every this many batches
+    attack_share: tuple[float, float, float] = (0.02, 0.1, 0.5)  # falsifier's time share: min, start, max
     input_split_max_dims: int = 6
     branching: Branching = Branching.FILTERED  # bench/bab.py: decides more than width or plain BBPS
     split_tables: bool = True
@@ -186,13 +200,73 @@ def _branch(problem: Problem, b, root_linear, config: SearchConfig, by_input: bo
     return split_neurons(d, branching.Choice(node, index, point))
 
 
-def _attack(problem: Problem, d: Domains, state: _State, config: AttackConfig) -> None:
+def _attack(
+    problem: Problem,
+    d: Domains,
+    state: _State,
+    config: AttackConfig,
+    starts: Tensor | None = None,
+    deadline: float | None = None,
+) -> Tensor:
+    """Search the domains' boxes for their specification's worst point; returns each specification's
+    gain in its worst value (0 where nothing better was found)."""
     name = next(n for n, i in problem.graph.outputs if i == problem.output)
-    x, v = attack(problem.graph, name, d.spec, d.lower, d.upper, config)
+    before = state.worst.clone()
+    x, v = attack(problem.graph, name, d.spec, d.lower, d.upper, config, starts=starts, deadline=deadline)
     for k in range(d.size):
         s = int(d.spec_id[k])
         if float(v[k]) > float(state.worst[s]):
             state.worst[s], state.witness[s] = v[k], x[k].to(torch.float64)
+    return (state.worst - before).nan_to_num(nan=0.0, posinf=torch.inf, neginf=0.0)
+
+
+@dataclass
+class _Falsifier:
+    """The time split between proving and falsifying inside one search: a round of attacks runs whenever
+    the attacks' share of the elapsed time is below ``share``, which grows (x1.5) after a round that
+    improved some specification's worst value by more than the tolerance and shrinks otherwise."""
+
+    low: float
+    share: float
+    high: float
+    spent: float = 0.0
+    rounds: int = 0
+
+    def due(self, elapsed: float) -> bool:
+        return self.spent < self.share * elapsed
+
+    def record(self, seconds: float, improved: bool) -> None:
+        self.spent += seconds
+        self.rounds += 1
+        self.share = min(self.high, self.share * 1.5) if improved else max(self.low, self.share / 1.5)
+
+
+def _attack_round(
+    problem: Problem, d: Domains, state: _State, config: SearchConfig, falsifier: _Falsifier, until: float
+) -> None:
+    """One falsifying round on the specifications still undecided: in each, the open domain with the
+    largest bound, started from the specification's best point so far and from the corner of the domain
+    that maximises its last linear upper bound."""
+    undecided = state.done_at < 0
+    if d.size == 0 or not bool(undecided.any()):
+        return
+    began = time.perf_counter()
+    top = torch.full((state.worst.shape[0],), -1, dtype=torch.long)
+    order = torch.argsort(d.bound, descending=True)
+    for k in order.flip(0).tolist():  # the largest bound written last wins
+        top[int(d.spec_id[k])] = k
+    pick = top[(top >= 0) & undecided]
+    if pick.numel() == 0:
+        return
+    chosen = select(d, pick)
+    starts = [state.witness[chosen.spec_id].to(chosen.lower.dtype).unsqueeze(1)]
+    if chosen.input_coeff is not None:
+        # input_coeff belongs to the lower bound of -c^T y: the upper line of c^T y has its negation
+        corner = torch.where(chosen.input_coeff < 0, chosen.upper, chosen.lower)
+        starts.append(corner.unsqueeze(1))
+    cfg = replace(config.attack, restarts=8, steps=30, seed=config.attack.seed + falsifier.rounds + 1)
+    gain = _attack(problem, chosen, state, cfg, torch.cat(starts, 1), until)
+    falsifier.record(time.perf_counter() - began, bool((gain > config.tolerance).any()))
 
 
 def _drop(d: Domains, keep: Tensor, state: _State) -> Domains:
@@ -217,12 +291,15 @@ def maximise(
     output: str | int | None = None,
     config: SearchConfig = SearchConfig(),
     base: tuple[Interval | None, ...] | None = None,
+    closed: bool = False,
 ) -> list[SpecResult]:
     """Certified ``[worst, upper]`` of ``max c^T y`` per row c of ``spec`` over the box (see module doc).
 
-    ``base``: intervals known to hold over the whole box, per node of the lowered graph (as `tighten`
-    gives them). With ``config.tighten``, specifications the plain search leaves open get rounds of
-    boundary-neuron tightening and a search on the tightened intervals (`gridverify.bab.tighten`)."""
+    ``closed``: the unsafe set of a threshold is ``c^T y >= threshold`` (a proof needs the bound strictly
+    below it; `decide`), else ``c^T y > threshold``. ``base``: intervals known to hold over the whole box,
+    per node of the lowered graph (as `tighten` gives them). With ``config.tighten``, specifications the
+    plain search leaves open get rounds of boundary-neuron tightening and a search on the tightened
+    intervals (`gridverify.bab.tighten`)."""
     start = time.perf_counter()
     problem = Problem.make(graph, box, output)
     dtype = problem.lower.dtype
@@ -234,7 +311,7 @@ def maximise(
         count = sum(int(r.numel()) for r in boundary_neurons(problem, spec).values())
         plan = plan if 0 < count <= plan.max_neurons else None
     first = config.timeout_s if plan is None else min(plan.after_s, 0.2 * config.timeout_s)
-    results = _search(problem, spec, thr, replace(config, timeout_s=first), base, start)
+    results = _search(problem, spec, thr, replace(config, timeout_s=first), base, start, closed)
     if plan is None:
         return results
     round_s, intervals = plan.round_s, base
@@ -250,9 +327,10 @@ def maximise(
             return results
         until = min(time.perf_counter() - start + round_s, config.timeout_s)
         sub_thr = None if thr is None else thr[rows]
-        more = _search(problem, spec[rows], sub_thr, replace(config, timeout_s=until), intervals, start)
+        cfg = replace(config, timeout_s=until)
+        more = _search(problem, spec[rows], sub_thr, cfg, intervals, start, closed)
         for k, r in zip(todo, more):
-            results[k] = _merge(results[k], r, None if thr is None else float(thr[k]))
+            results[k] = _merge(results[k], r, None if thr is None else float(thr[k]), closed)
         round_s *= 2
 
 
@@ -262,15 +340,10 @@ def _open(r: SpecResult, thr: Tensor | None, config: SearchConfig) -> bool:
     return r.verdict is Verdict.UNKNOWN
 
 
-def _merge(a: SpecResult, b: SpecResult, thr: float | None) -> SpecResult:
+def _merge(a: SpecResult, b: SpecResult, thr: float | None, closed: bool) -> SpecResult:
     """One specification's results of two searches over the same box: the better of each bound."""
     upper, best = min(a.upper, b.upper), (a if a.worst >= b.worst else b)
-    if thr is None:
-        verdict = None
-    elif best.worst > thr:
-        verdict = Verdict.VIOLATED
-    else:
-        verdict = Verdict.VERIFIED if upper <= thr else Verdict.UNKNOWN
+    verdict = None if thr is None else decide(upper, best.worst, thr, closed)
     later = tuple(p for p in b.history if p[1] < (a.history[-1][1] if a.history else torch.inf))
     return SpecResult(
         a.spec,
@@ -291,6 +364,7 @@ def _search(
     config: SearchConfig,
     base: tuple[Interval | None, ...] | None,
     start: float,
+    closed: bool = False,
 ) -> list[SpecResult]:
     """One branch-and-bound search until ``config.timeout_s`` seconds after ``start``."""
     dtype = problem.lower.dtype
@@ -315,11 +389,12 @@ def _search(
     refresh = by_input if config.refresh_intermediate is None else config.refresh_intermediate
     bound_cfg = replace(config.bound, refresh_intermediate=refresh)
     open_ = b.domains
+    falsifier = _Falsifier(*config.attack_share)
     bar = tqdm(total=None, disable=not config.progress, desc="branch and bound", unit="batch")
     it, batch_s = 0, 0.0  # the last batch's duration: no batch starts that would end past the budget
     while True:
         began = time.perf_counter()
-        open_ = _prune(open_, state, thr, config, start)
+        open_ = _prune(open_, state, thr, config, start, closed)
         upper = _upper(open_, state)
         _record(state, upper, start)
         bar.set_postfix(
@@ -331,6 +406,11 @@ def _search(
             or open_.size + config.batch > cap
         ):
             break
+        if falsifier.due(time.perf_counter() - start):
+            _attack_round(problem, open_, state, config, falsifier, start + config.timeout_s)
+            open_ = _prune(open_, state, thr, config, start, closed)
+            if open_.size == 0:
+                break
         # largest gap to what would settle the domain first, so that every specification gets its turn
         order = torch.argsort(
             open_.bound - _cut(state, thr, config, open_.bound.dtype)[open_.spec_id], descending=True
@@ -347,17 +427,25 @@ def _search(
         bar.update(1)
         it, batch_s = it + 1, time.perf_counter() - began
     bar.close()
-    return _results(problem, state, _upper(open_, state), thr, config, start)
+    return _results(state, _upper(open_, state), thr, start, closed)
 
 
-def _prune(d: Domains, state: _State, thr: Tensor | None, config: SearchConfig, start: float) -> Domains:
-    """Drop domains that cannot change an answer: bound <= threshold (decide) or <= worst + tolerance
-    (maximise), and every domain of a specification already violated."""
+def _prune(
+    d: Domains, state: _State, thr: Tensor | None, config: SearchConfig, start: float, closed: bool
+) -> Domains:
+    """Drop domains that cannot change an answer: bound <= threshold (decide; < for a closed unsafe set)
+    or <= worst + tolerance (maximise), and every domain of a specification already violated."""
     worst = state.worst.to(d.bound.dtype)
     cut = _cut(state, thr, config, d.bound.dtype)
-    violated = worst > thr if thr is not None else torch.zeros_like(worst, dtype=torch.bool)
-    d = _drop(d, (d.bound > cut[d.spec_id]) & ~violated[d.spec_id], state)
-    settled = (_upper(d, state) <= cut) | violated
+    strict = closed and thr is not None
+    if thr is None:
+        violated = torch.zeros_like(worst, dtype=torch.bool)
+    else:
+        violated = (worst >= thr) if closed else (worst > thr)
+    keep = (d.bound >= cut[d.spec_id]) if strict else (d.bound > cut[d.spec_id])
+    d = _drop(d, keep & ~violated[d.spec_id], state)
+    upper = _upper(d, state)
+    settled = ((upper < cut) if strict else (upper <= cut)) | violated
     newly = settled & (state.done_at < 0)
     state.done_at[newly] = time.perf_counter() - start
     return d
@@ -379,17 +467,12 @@ def _record(state: _State, upper: Tensor, start: float) -> None:
 
 
 def _results(
-    problem: Problem, state: _State, upper: Tensor, thr: Tensor | None, config: SearchConfig, start: float
+    state: _State, upper: Tensor, thr: Tensor | None, start: float, closed: bool
 ) -> list[SpecResult]:
     out = []
     for s in range(upper.shape[0]):
         u, w = float(upper[s]), float(state.worst[s])
-        if thr is None:
-            verdict = None
-        elif w > float(thr[s]):
-            verdict = Verdict.VIOLATED
-        else:
-            verdict = Verdict.VERIFIED if u <= float(thr[s]) else Verdict.UNKNOWN
+        verdict = None if thr is None else decide(u, w, float(thr[s]), closed)
         seconds = float(state.done_at[s]) if state.done_at[s] >= 0 else time.perf_counter() - start
         out.append(
             SpecResult(
