@@ -86,9 +86,14 @@ def _shortcut(
         passed = _flat((pos * r.lw[k] + neg * r.uw[k]).expand_as(lam))
         w_l, b_l, w_u, b_u = root.get(j) or _constant_bounds(iv[j], problem.lower)
         p, n = passed.clamp(min=0), passed.clamp(max=0)
-        coeff = coeff + p.unsqueeze(-1) * w_l.flatten(1, -2) + n.unsqueeze(-1) * w_u.flatten(1, -2)
+        coeff = coeff + p.unsqueeze(-1) * _per_neuron(w_l) + n.unsqueeze(-1) * _per_neuron(w_u)
         const = const + p * _flat(b_l) + n * _flat(b_u)
     return coeff, const  # type: ignore[return-value]
+
+
+def _per_neuron(w: Tensor) -> Tensor:
+    """Root coefficients (b, *S, n_in) as (b, numel(S), n_in); a 0-d node (S = ()) has one neuron."""
+    return w.reshape(w.shape[0], -1, w.shape[-1])
 
 
 def _constant_bounds(iv: Interval, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

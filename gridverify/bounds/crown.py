@@ -224,6 +224,10 @@ def final_bounds(
     m = c.shape[1]
     found, bias = backward(graph, output, torch.cat([c, -c], dim=1), intervals, relaxer)
     bound = concretize(graph, found, bias, box)
+    # Coefficients keep the batch of C (1) where nothing batched met them (an output linear in the input).
+    batch = bound.shape[0]
+    found = {i: a.expand(batch, *a.shape[1:]) for i, a in found.items()}
+    bias = bias.expand(batch, *bias.shape[1:])
     names = {i: graph.nodes[i].kwargs["name"] for i in found}
     linear = LinearBounds(
         {names[i]: a[:, :m] for i, a in found.items()},

@@ -2,9 +2,11 @@
 
 Relaxation on ``[l, u]``: exact when the box does not contain 0 inside; otherwise
 ``(2*alpha - 1)*x <= |x| <= (u + l)/(u - l)*(x - l) - l`` (the chord), alpha in [0, 1]
-(default: slope +1 if u > -l else -1, the minimal-area choice). Precondition: none.
+(default: slope +1 if u > -l else -1, the minimal-area choice). Precondition: none. Range ``[0, inf)``.
+The chord's offset is rounded outward by the registry; the other lines are exact in floating point.
 """
 
+import math
 import operator
 
 import torch
@@ -28,7 +30,8 @@ def _relax(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor) -> 
     chord = torch.where(straddle, (u + l) / width, sign)
     ub = torch.where(straddle, -chord * l - l, torch.zeros_like(l))
     lw = torch.where(straddle, 2 * alpha[0] - 1, sign)
-    return Relaxation((lw,), torch.zeros_like(lw), (chord,), ub)
+    # (2*alpha - 1)*x <= |x| holds as rounded (|slope| <= 1); only the chord is widened.
+    return Relaxation((lw,), torch.zeros_like(lw), (chord,), ub, exact_lower=True, exact_upper=~straddle)
 
 
 def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Tensor:
@@ -43,6 +46,7 @@ OP = register(
         forward=torch.abs,
         shape=same_shape,
         interval=_interval,
+        value_range=(0.0, math.inf),
         relax=_relax,
         n_alpha=1,
         init_alpha=_init,

@@ -4,7 +4,7 @@ Relaxation on ``[l, u]`` (with ``h = clamp(hi, l, u)`` and ``g = clamp(lo, l, u)
 upper line through ``(h, f(h))`` with slope ``alpha_U * (f(h) - f(l))/(h - l)``; lower line through
 ``(g, f(g))`` with slope ``alpha_L * (f(u) - f(g))/(u - g)``. Each is sound for every alpha in [0, 1]:
 f is convex on [l, h] and constant right of h (upper), concave on [g, u] and constant left of g (lower).
-Default alpha: the envelope's facet at the midpoint. Precondition: lo <= hi.
+Default alpha: the envelope's facet at the midpoint. Precondition: lo <= hi. Range ``[lo, hi]``.
 """
 
 import torch
@@ -38,7 +38,8 @@ def _relax(
     uw, lw = alpha[1] * s_up, alpha[0] * s_lo
     ub = h.clamp(lo, hi) - uw * h
     lb = g.clamp(lo, hi) - lw * g
-    return Relaxation((lw,), lb, (uw,), ub)
+    # Slope 0: the constant f(h) (f(g)), a value of f at a point of the box that bounds f on it: exact.
+    return Relaxation((lw,), lb, (uw,), ub, exact_lower=lw == 0, exact_upper=uw == 0)
 
 
 def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], lo: float, hi: float) -> Tensor:
@@ -61,6 +62,7 @@ OP = register(
         init_alpha=_init,
         torch_functions=(torch.clamp, torch.clip, "clamp", "clip"),
         onnx_types=("Clip",),
+        value_range=lambda lo, hi: (lo, hi),
         sample_params=({"lo": -1.0, "hi": 2.0}, {"lo": 0.0, "hi": 6.0}, {"lo": 0.5, "hi": 0.5}),
     )
 )

@@ -2,6 +2,7 @@
 
 Relaxation: ``a_L*x + b_L <= cos(x) <= a_U*x + b_U`` on ``[l, u]`` for slopes in the range of -sin over the
 box, tightest offsets; boxes at least 2*pi wide get ``-1 <= cos(x) <= 1``. Precondition: finite box.
+Range ``[-1, 1]``.
 """
 
 import math
@@ -45,6 +46,7 @@ OP = register(
         sympy_heads=("cos",),
         torch_functions=(torch.cos, "cos"),
         onnx_types=("Cos",),
+        value_range=(-1.0, 1.0),
         sample_domain=(-20.0, 20.0),
     )
 )

@@ -4,6 +4,7 @@ Relaxation on ``[l, u]`` with slope ``s = alpha`` in [0, 1] for each line:
 ``s*x + max((1 - s)*l - 1, floor(l) - s*u) <= floor(x) <= s*x + min((1 - s)*u, floor(u) - s*l)``,
 from ``x - 1 < floor(x) <= x`` and ``floor(l) <= floor(x) <= floor(u)``. Default: slope 1 when the box is
 at least one unit wide, else 0 (then exact when ``floor(l) = floor(u)``). Precondition: none.
+Sloped lines are rounded outward by the registry; the constant ones are exact.
 """
 
 import torch
@@ -21,7 +22,8 @@ def _relax(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor) -> 
     sl, su = alpha[0], alpha[1]
     lb = torch.maximum((1 - sl) * l - 1, torch.floor(l) - sl * u)
     ub = torch.minimum((1 - su) * u, torch.floor(u) - su * l)
-    return Relaxation((sl,), lb, (su,), ub)
+    # Slope 0: the constants floor(l), floor(u) exactly (fl(l - 1) <= floor(l), fl(u) >= floor(u)).
+    return Relaxation((sl,), lb, (su,), ub, exact_lower=sl == 0, exact_upper=su == 0)
 
 
 def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Tensor:

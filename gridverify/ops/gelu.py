@@ -3,7 +3,7 @@
 Its minimum is about -0.17 at x about -0.75. Relaxation (see `gridverify.ops.smooth`): ``a_L*x + b_L <=
 gelu(x) <= a_U*x + b_U`` on ``[l, u]`` for slopes in the range of gelu' over the box, offsets tightest
 possible (the point where gelu' = a is found by bisection on each monotone piece of gelu').
-Precondition: none.
+Precondition: none. Range ``[-0.17, inf)`` (rounded below the minimum).
 """
 
 import math
@@ -16,6 +16,7 @@ from gridverify.ops.registry import register
 
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2 * math.pi)
+GELU_MIN_BELOW = -0.17  # below gelu's minimum -0.16997120747990369 (at x = -0.7517915246935645)
 
 
 def _phi(x: Tensor) -> Tensor:
@@ -46,6 +47,7 @@ OP = register(
         FN,
         torch_functions=(torch.nn.functional.gelu, nn.GELU),
         onnx_types=("Gelu",),
+        value_range=(GELU_MIN_BELOW, math.inf),
         sample_domain=(-10.0, 10.0),
     )
 )

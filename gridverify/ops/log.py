@@ -39,7 +39,7 @@ def _domain(lower: Tensor, upper: Tensor) -> None:
     check_positive("log", lower, upper)
 
 
-FN = smooth.SmoothFn(torch.log, _d1, _d2, solve_df=_solve)
+FN = smooth.SmoothFn(torch.log, _d1, _d2, solve_df=_solve, abs_err=0.0)
 
 OP = register(
     smooth.make_op(

@@ -4,8 +4,10 @@ Even n: convex, tangent below and chord above. Odd n: convex for x >= 0 and conc
 (inflection at 0), handled like an S-shaped function (see `gridverify.ops.smooth`):
 ``a_L*x + b_L <= x**n <= a_U*x + b_U`` on ``[l, u]`` for slopes in the range of n*x**(n-1) over the box,
 tightest offsets. Precondition: integer n >= 2 (front ends lower n = 0, 1 and negative n to other ops).
+Range: ``[0, inf)`` for even n.
 """
 
+import math
 import operator
 from functools import cache
 
@@ -35,7 +37,11 @@ def smooth_fn(n: int) -> smooth.SmoothFn:
         side = torch.sign(a) if n % 2 == 0 else torch.where(p + q > 0, 1.0, -1.0).to(a)
         return side * root
 
-    return smooth.SmoothFn(f, d1, d2, inflections=(0.0,) if n % 2 else (), solve_df=solve)
+    return smooth.SmoothFn(f, d1, d2, inflections=(0.0,) if n % 2 else (), solve_df=solve, abs_err=0.0)
+
+
+def _range(exponent: int) -> tuple[float, float]:
+    return (0.0, math.inf) if exponent % 2 == 0 else (-math.inf, math.inf)
 
 
 def _forward(x: Tensor, exponent: int) -> Tensor:
@@ -68,6 +74,7 @@ OP = register(
         sympy_heads=("Pow",),
         torch_functions=(torch.pow, operator.pow, "pow", "__pow__"),
         onnx_types=("Pow",),
+        value_range=_range,
         sample_domain=(-5.0, 5.0),
         sample_params=({"exponent": 2}, {"exponent": 3}, {"exponent": 4}, {"exponent": 5}),
     )

@@ -40,7 +40,7 @@ def _domain(lower: Tensor, upper: Tensor) -> None:
         )
 
 
-FN = smooth.SmoothFn(_f, _d1, _d2, solve_df=_solve)
+FN = smooth.SmoothFn(_f, _d1, _d2, solve_df=_solve, abs_err=0.0)
 
 OP = register(
     smooth.make_op(

@@ -17,17 +17,36 @@ Kinds:
 
 Relaxation parameters (``alpha``) are plain tensors of shape ``(P, *box)`` with values in ``[0, 1]``;
 ``project_alpha`` clamps them there and every value in ``[0, 1]`` gives a sound relaxation.
+
+Outward rounding (certification arithmetic is float64). `register` wraps every op so that this holds in one
+place rather than per op:
+
+- ``relax``: each line an op returns is widened by `outward`: the lower offset moves down and the upper
+  offset up by ``OUTWARD_ULPS`` ulps of ``|offset| + sum_k |slope_k| * max(|l_k|, |u_k|)`` (the magnitudes
+  that rounding in computing the line, and in evaluating it anywhere on the box, can act on), plus the
+  smallest normal float (subnormal offsets). Lines an op marks exact (`Relaxation.exact_lower` /
+  ``exact_upper``: exactly representable, such as relu's ``alpha*x``) keep their offsets;
+- ``interval``: clamped to the op's declared ``value_range`` (the true range of f, so the clamp is sound):
+  a square or an exp never gets a negative lower bound from its outward margin, and a downstream
+  ``sqrt`` or ``log`` sees an input box inside its domain.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 Shape = tuple[int, ...]
+Range = tuple[float, float]
+
+OUTWARD_ULPS = 8
+"""Ulps of the line's magnitudes by which `outward` widens every relaxation line that is not exact."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +54,51 @@ class Relaxation:
     """Linear bounds ``sum_i lw[i]*x_i + lb <= f(x) <= sum_i uw[i]*x_i + ub`` on a box, elementwise.
 
     Each tensor broadcasts against the op's output (batched, possibly with a spec dimension).
+    ``exact_lower`` / ``exact_upper`` (a bool, or a bool tensor broadcasting like the lines): entries whose
+    line holds in floating point as computed, at every float x of the box, so that `outward` leaves them
+    alone (relu's ``alpha*x`` and ``0``, a ``y = x`` piece); everything else is widened.
     """
 
     lw: tuple[Tensor, ...]
     lb: Tensor
     uw: tuple[Tensor, ...]
     ub: Tensor
+    exact_lower: bool | Tensor = False
+    exact_upper: bool | Tensor = False
+
+
+def _line_margin(
+    weights: tuple[Tensor, ...], offset: Tensor, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]
+) -> Tensor:
+    """``OUTWARD_ULPS`` ulps of ``|offset| + sum_k |w_k| max(|l_k|, |u_k|)`` plus the smallest normal float.
+
+    Zero slopes contribute nothing (even against an infinite box end); an infinite magnitude gives an
+    infinite margin (an infinite offset stays infinite)."""
+    info = torch.finfo(offset.dtype)
+    size = offset.abs()
+    for w, lo, up in zip(weights, lows, ups):
+        term = w.abs() * torch.maximum(lo.abs(), up.abs())
+        size = size + torch.where(w == 0, torch.zeros_like(term), term)
+    return (OUTWARD_ULPS * info.eps) * size.nan_to_num(nan=math.inf) + info.tiny
+
+
+def outward(r: Relaxation, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Relaxation:
+    """``r`` with every line not marked exact widened by `_line_margin`: lower offsets down, upper up.
+
+    Sound for any line that holds in exact arithmetic up to rounding errors of a few ulps of the
+    magnitudes involved (computing its slope and offset from rounded values of f, and evaluating
+    ``w*x + b`` anywhere on the box); the resulting lines contain f with no tolerance."""
+    lb = r.lb - _line_margin(r.lw, r.lb, lows, ups)
+    ub = r.ub + _line_margin(r.uw, r.ub, lows, ups)
+    lb = _keep(r.exact_lower, r.lb, lb)
+    ub = _keep(r.exact_upper, r.ub, ub)
+    return Relaxation(r.lw, lb, r.uw, ub, exact_lower=True, exact_upper=True)
+
+
+def _keep(exact: bool | Tensor, old: Tensor, new: Tensor) -> Tensor:
+    if isinstance(exact, bool):
+        return old if exact else new
+    return torch.where(exact, old, new)
 
 
 def _no_alpha(*boxes: Tensor, **params: Any) -> Tensor:
@@ -76,6 +134,7 @@ class OpDef:
     sympy_heads: tuple[str, ...] = ()
     torch_functions: tuple[Any, ...] = ()
     onnx_types: tuple[str, ...] = ()
+    value_range: Range | Callable[..., Range] = (-math.inf, math.inf)  # true range of f (params -> range)
     sample_domain: tuple[float, float] = (-10.0, 10.0)
     sample_params: tuple[dict[str, Any], ...] = ({},)
     doc: str = field(default="", repr=False)
@@ -87,6 +146,10 @@ class OpDef:
     @property
     def elementwise(self) -> bool:
         return self.kind == "nonlinear"
+
+    def range_of(self, **params: Any) -> Range:
+        """The true range of the op's output for ``params`` (``value_range``)."""
+        return self.value_range(**params) if callable(self.value_range) else self.value_range
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -100,8 +163,48 @@ def register(op: OpDef) -> OpDef:
         raise ValueError(f"nonlinear op {op.name!r} needs a relax function")
     if op.kind not in ("leaf", "linear", "nonlinear", "fused"):
         raise ValueError(f"op {op.name!r}: unknown kind {op.kind!r}")
+    op = _rounded_outward(op)
     REGISTRY[op.name] = op
     return op
+
+
+def _rounded_outward(op: OpDef) -> OpDef:
+    """``op`` with its relaxation widened by `outward` and its interval clamped to its range."""
+    changes: dict[str, Any] = {}
+    if op.relax is not None:
+        changes["relax"] = _outward_relax(op.relax)
+    if op.interval is not None and op.value_range != (-math.inf, math.inf):
+        changes["interval"] = _clamped_interval(op, op.interval)
+    return dataclasses.replace(op, **changes) if changes else op
+
+
+def _outward_relax(relax: Callable[..., Relaxation]) -> Callable[..., Relaxation]:
+    def rounded(
+        lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor, **params: Any
+    ) -> Relaxation:
+        return outward(relax(lows, ups, alpha, **params), lows, ups)
+
+    rounded.__doc__ = relax.__doc__
+    return rounded
+
+
+def _clamped_interval(
+    op: OpDef, interval: Callable[..., tuple[Tensor, Tensor]]
+) -> Callable[..., tuple[Tensor, Tensor]]:
+    def clamped(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], **params: Any) -> tuple[Tensor, Tensor]:
+        return clamp_to_range(op, interval(lows, ups, **params), params)
+
+    clamped.__doc__ = interval.__doc__
+    return clamped
+
+
+def clamp_to_range(op: OpDef, bounds: tuple[Tensor, Tensor], params: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """``bounds`` (lower, upper) clamped to the op's true range (sound: every output lies in it)."""
+    low, high = op.range_of(**params)
+    lower, upper = bounds
+    if low == -math.inf and high == math.inf:
+        return lower, upper
+    return lower.clamp(min=low, max=high), upper.clamp(min=low, max=high)
 
 
 def get_op(name: str) -> OpDef:

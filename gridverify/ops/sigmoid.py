@@ -4,7 +4,7 @@ Relaxation (see `gridverify.ops.smooth`): for slopes ``a_L, a_U`` in the range o
 ``a_L*x + b_L <= sigmoid(x) <= a_U*x + b_U`` on ``[l, u]`` with the tightest offsets. The default lines are
 the minimal-area ones: tangent below and chord above on the convex side, the mirror image on the concave
 side, and across 0 the tangent through the far endpoint (or the chord when it stays on the right side).
-Precondition: none (any finite box).
+Precondition: none (any finite box). Range ``[0, 1]``.
 """
 
 import torch
@@ -41,6 +41,7 @@ OP = register(
         sympy_heads=(),
         torch_functions=(torch.sigmoid, torch.nn.functional.sigmoid, "sigmoid", nn.Sigmoid),
         onnx_types=("Sigmoid",),
+        value_range=(0.0, 1.0),
         sample_domain=(-20.0, 20.0),
     )
 )

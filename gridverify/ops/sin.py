@@ -4,7 +4,7 @@ Relaxation (see `gridverify.ops.smooth`): boxes are shifted by whole periods so 
 ``[0, 2*pi)``; for slopes ``a_L, a_U`` in the range of cos over the box, ``a_L*x + b_L <= sin(x) <=
 a_U*x + b_U`` with the tightest offsets, found from the points where cos(x) = a (closed form
 ``x = +-acos(a) + 2*pi*k``). Boxes at least 2*pi wide (any width is accepted) get ``-1 <= sin(x) <= 1``.
-Precondition: finite box.
+Precondition: finite box. Range ``[-1, 1]``.
 """
 
 import math
@@ -47,6 +47,7 @@ OP = register(
         sympy_heads=("sin",),
         torch_functions=(torch.sin, "sin"),
         onnx_types=("Sin",),
+        value_range=(-1.0, 1.0),
         sample_domain=(-20.0, 20.0),
     )
 )

@@ -52,6 +52,9 @@ class SmoothFn:
 
     ``solve_df(a, p, q)``, where given, returns the x in ``[p, q]`` with ``f'(x) = a`` on a piece where
     ``f'`` is monotone and ``a`` lies between ``f'(p)`` and ``f'(q)``; accuracy only affects tightness.
+    ``abs_err``: an absolute error scale of the float evaluation of ``f`` and ``f'`` (in ulps of 1; 0 for
+    functions evaluated to a few ulps relative, such as exp or x**n), added to the outward margin; a relative
+    margin keeps e.g. exp's lower bound positive (``log(exp(x))``).
     """
 
     f: Fn
@@ -60,6 +63,7 @@ class SmoothFn:
     inflections: tuple[float, ...] = ()
     period: float | None = None
     solve_df: Solver | None = None
+    abs_err: float = 1.0
 
 
 def _eps(x: Tensor) -> float:
@@ -109,8 +113,10 @@ def _critical(fn: SmoothFn, a: Tensor, p: Tensor, q: Tensor) -> Tensor:
     return torch.minimum(torch.maximum(x, p), q)
 
 
-def _extreme(fn: SmoothFn, a: Tensor, bp: Tensor, lower: bool) -> tuple[Tensor, Tensor]:
-    """(bound, location) of min (lower) / max (upper) of f(x) - a*x over breakpoints ``bp`` (..., K)."""
+def _extreme(fn: SmoothFn, a: Tensor, bp: Tensor, lower: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(bound, location, magnitude) of min (lower) / max (upper) of f(x) - a*x over breakpoints ``bp``
+    (..., K); the magnitude, ``|f(location)|`` plus the largest tangent correction, scales the rounding
+    error of the bound (see `_margin`)."""
     a = a.unsqueeze(-1)
     sign = 1.0 if lower else -1.0
     g_end = sign * (fn.f(bp) - a * bp)
@@ -122,16 +128,23 @@ def _extreme(fn: SmoothFn, a: Tensor, bp: Tensor, lower: bool) -> tuple[Tensor, 
         x = _critical(fn, a.detach().expand_as(p), p, q)
     g = sign * (fn.f(x) - a * x)
     dg = sign * (fn.df(x) - a)
-    g_in = g + torch.minimum(dg * (p - x), dg * (q - x))
-    g_in = torch.where(convex & torch.isfinite(g_in), g_in, torch.full_like(g_in, math.inf))
+    correction = torch.minimum(dg * (p - x), dg * (q - x))
+    g_in = g + correction
+    use = convex & torch.isfinite(g_in)
+    g_in = torch.where(use, g_in, torch.full_like(g_in, math.inf))
     cand = torch.cat([g_end, g_in], dim=-1)
     locs = torch.cat([bp.expand_as(g_end), x.expand_as(g_in)], dim=-1)
     best, idx = cand.min(dim=-1)
-    return sign * best, locs.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+    loc = locs.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+    corrections = torch.where(use, correction.abs(), torch.zeros_like(correction)).amax(-1)
+    return sign * best, loc, fn.f(loc).abs().nan_to_num(nan=math.inf) + corrections
 
 
-def _margin(fn: SmoothFn, a: Tensor, b: Tensor, l: Tensor, u: Tensor, shift: Tensor) -> Tensor:
-    scale = 1.0 + fn.f(l).abs() + fn.f(u).abs() + a.abs() * (l.abs() + u.abs() + shift.abs())
+def _margin(fn: SmoothFn, a: Tensor, b: Tensor, mag: Tensor, l: Tensor, u: Tensor, shift: Tensor) -> Tensor:
+    """16 ulps of the magnitudes the offset ``b`` was computed from (``mag``: f at the extreme and the
+    tangent corrections; ``|a|*|x|`` anywhere on the box, periodic shifts included) and of ``abs_err``.
+    Local magnitudes, not ``f`` at both ends: exp's lower bound on [-20, 20] stays positive."""
+    scale = fn.abs_err + mag + a.abs() * (l.abs() + u.abs() + shift.abs())
     return 16.0 * _eps(l) * (scale + b.abs() + shift.abs())
 
 
@@ -154,9 +167,9 @@ def offset(fn: SmoothFn, l: Tensor, u: Tensor, a: Tensor, lower: bool) -> Tensor
     lr, ur, shift = _reduce(fn, l, u)
     lr, ur, shift, a = torch.broadcast_tensors(lr, ur, shift, a)
     shape = a.shape
-    b, _ = _extreme(fn, a, _breakpoints(fn, lr, ur), lower)
+    b, _, mag = _extreme(fn, a, _breakpoints(fn, lr, ur), lower)
     b = b - a * shift
-    m = _margin(fn, a, b, l.expand(shape), u.expand(shape), shift)
+    m = _margin(fn, a, b, mag, l.expand(shape), u.expand(shape), shift)
     # Where f overflowed on the whole box (b = +inf for a lower, -inf for an upper offset), b -+ m is
     # inf - inf = NaN: the sound finite value is the largest float on that side.
     big = torch.finfo(b.dtype).max
@@ -224,7 +237,7 @@ def _envelope_alpha(fn: SmoothFn, l: Tensor, u: Tensor, lower: bool) -> Tensor:
     lo, hi = torch.zeros_like(l), torch.ones_like(l)
     for _ in range(_ENVELOPE_STEPS):
         t = 0.5 * (lo + hi)
-        _, x = _extreme(fn, a_min + t * (a_max - a_min), bp, lower)
+        _, x, _ = _extreme(fn, a_min + t * (a_max - a_min), bp, lower)
         grow = (x < mid) if lower else (x > mid)
         lo, hi = torch.where(grow, t, lo), torch.where(grow, hi, t)
     return 0.5 * (lo + hi)

@@ -3,8 +3,10 @@
 Relaxation: chord below, tangent above (see `gridverify.ops.smooth`):
 ``chord(x) <= sqrt(x) <= sqrt(t) + (x - t)/(2 sqrt t)``. At ``l = 0`` the slope range is capped (the
 derivative is infinite there); every capped slope is still sound.
-Precondition: ``l >= 0``; otherwise `DomainError`.
+Precondition: ``l >= 0``; otherwise `DomainError`. Range ``[0, inf)``.
 """
+
+import math
 
 import torch
 from torch import Tensor
@@ -30,7 +32,7 @@ def _domain(lower: Tensor, upper: Tensor) -> None:
     check_positive("sqrt", lower, upper, strict=False)
 
 
-FN = smooth.SmoothFn(torch.sqrt, _d1, _d2, solve_df=_solve)
+FN = smooth.SmoothFn(torch.sqrt, _d1, _d2, solve_df=_solve, abs_err=0.0)
 
 OP = register(
     smooth.make_op(
@@ -40,6 +42,7 @@ OP = register(
         sympy_heads=("sqrt",),
         torch_functions=(torch.sqrt, "sqrt"),
         onnx_types=("Sqrt",),
+        value_range=(0.0, math.inf),
         sample_domain=(0.0, 50.0),
     )
 )

@@ -2,7 +2,7 @@
 
 Relaxation: as sigmoid (see `gridverify.ops.smooth`): ``a_L*x + b_L <= tanh(x) <= a_U*x + b_U`` on
 ``[l, u]`` for slopes in the range of tanh' = 1 - tanh^2 over the box, offsets tightest possible.
-Precondition: none.
+Precondition: none. Range ``[-1, 1]``.
 """
 
 import torch
@@ -36,6 +36,7 @@ OP = register(
         sympy_heads=("tanh",),
         torch_functions=(torch.tanh, torch.nn.functional.tanh, "tanh", nn.Tanh),
         onnx_types=("Tanh",),
+        value_range=(-1.0, 1.0),
         sample_domain=(-10.0, 10.0),
     )
 )

@@ -39,7 +39,9 @@ def test_relu_difference() -> None:
     g = b.build(x - b.relu(x))
     box = _box([-1], [1])
     assert _bounds(ibp(g, box)) == [-2.0, 1.0]
-    assert _bounds(crown(g, box)) == pytest.approx([-1.0, 1.0], abs=1e-15)
+    # The chord's offset is rounded outward (a few ulps): -1 is certified as -1 - 2e-15.
+    lower, upper = _bounds(crown(g, box))
+    assert -1.0 - 1e-14 <= lower < -1.0 and upper == 1.0
     assert _bounds(alpha_crown(g, box, config=AlphaConfig(steps=100, lr=0.1))) == pytest.approx(
         [-1.0, 0.0], abs=1e-6
     )
