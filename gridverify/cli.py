@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gzip
+import math
+import os
+import re
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from gridverify import demo
+from gridverify.deadline import process_start
+
+if TYPE_CHECKING:
+    from gridverify.deadline import Deadline
+    from gridverify.vnncomp import InstanceResult
 
 DESCRIPTION = """\
 gridverify proves, or refutes with a concrete load, that a neural-network surrogate of AC optimal power
@@ -71,13 +84,36 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         description="Decide whether any input in the VNN-LIB box drives the ONNX model into the unsafe set. "
         "Writes unsat (proved), sat with the counterexample (checked in float64 and onnxruntime), unknown, "
         "timeout or error to --out, and prints it.",
+        epilog=VNNLIB_EXIT,
     )
-    v.add_argument("model", type=Path, help="ONNX model")
+    v.add_argument("model", type=Path, help="ONNX model (.onnx or .onnx.gz)")
     v.add_argument("prop", type=Path, help="VNN-LIB property (.vnnlib or .vnnlib.gz)")
-    v.add_argument("--timeout", type=float, default=60.0, help="seconds for this instance (default 60)")
+    v.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="wall seconds for the whole command, counted from process start (default 60): shortly before, "
+        "`timeout` is written and the process ends",
+    )
+    v.add_argument(
+        "--memory-gb",
+        type=float,
+        default=_default_memory_gb(),
+        help="memory budget in GB: sizes the search, and caps the address space "
+        f"(default: half the machine's memory, at most 8; here {_default_memory_gb():.1f})",
+    )
     v.add_argument("--out", type=Path, help="result file (VNN-COMP format); default: print only")
     v.add_argument("--progress", action="store_true", help="show a progress bar during branch and bound")
     return parser
+
+
+def _default_memory_gb() -> float:
+    """Half the machine's memory, at most 8 GB."""
+    try:
+        total_gb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (ValueError, OSError):
+        return 8.0
+    return min(8.0, total_gb / 2)
 
 
 VERIFY_HELP = """\
@@ -161,26 +197,124 @@ def _report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
-def _vnnlib(args: argparse.Namespace) -> int:
-    from gridverify.vnncomp import SETTINGS, InstanceResult, verify_instance
+VNNLIB_EXIT = """exit codes: 0 a result was written (unsat, sat, unknown, timeout); 1 error (written to the
+result file, reason on stderr); 2 bad arguments or an unwritable --out, found before any work"""
 
-    start = time.perf_counter()
+
+def _vnnlib_usage_error(args: argparse.Namespace) -> str | None:
+    """Why the arguments cannot run (checked before any work), or None."""
+    from gridverify.deadline import unwritable
+
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        return f"--timeout must be a positive number of seconds, got {args.timeout}"
+    if not (math.isfinite(args.memory_gb) and args.memory_gb > 0):
+        return f"--memory-gb must be a positive number, got {args.memory_gb}"
+    return None if args.out is None else unwritable(args.out)
+
+
+def _vnnlib(args: argparse.Namespace, started: float) -> int:
+    """Run one instance; ``started`` is the ``time.monotonic()`` instant ``--timeout`` counts from."""
+    from gridverify.deadline import Deadline, ResultFile, Watchdog
+
+    problem = _vnnlib_usage_error(args)
+    if problem is not None:
+        print(f"gridverify vnnlib: {problem}", file=sys.stderr)
+        return 2
+    deadline, result_file = Deadline(started, args.timeout), ResultFile(args.out)
+    scratch = tempfile.TemporaryDirectory(prefix="gridverify-")
     try:
-        result = verify_instance(
-            args.model, args.prop, args.timeout, replace(SETTINGS, progress=args.progress)
-        )
-    except (
-        Exception
-    ) as err:  # the competition wants a result file whatever happened; the reason goes to stderr
-        print(f"gridverify vnnlib: {type(err).__name__}: {err}", file=sys.stderr)
-        result = InstanceResult("error", time.perf_counter() - start, detail=str(err))
-    if args.out is not None:
-        args.out.write_text(result.text())
+        with Watchdog(deadline, result_file, before_exit=scratch.cleanup):
+            with _address_space_cap(args.memory_gb):
+                result = _decide(args, deadline, Path(scratch.name))
+            if not result_file.finish(result.text()):
+                return 0  # the watchdog answered first and is ending the process
+    finally:
+        scratch.cleanup()
     print(f"{result.status} ({result.seconds:.2f} s{', ' + result.detail if result.detail else ''})")
-    return 0 if result.status != "error" else 1
+    return 1 if result.status == "error" else 0
+
+
+def _decide(args: argparse.Namespace, deadline: Deadline, scratch: Path) -> InstanceResult:
+    """The instance's result; exceptions become ``unknown`` (out of memory) or ``error``, reason on stderr."""
+    try:
+        from gridverify.vnncomp import SETTINGS, verify_instance
+
+        model, prop = _plain_onnx(_existing(args.model), scratch), _existing(args.prop)
+        config = replace(SETTINGS, progress=args.progress, memory_gb=args.memory_gb)
+        return verify_instance(model, prop, deadline.work_s(), config)
+    except Exception as err:  # the competition wants a result file whatever happened
+        out_of_memory = isinstance(err, MemoryError) or (
+            isinstance(err, RuntimeError) and _OOM.search(str(err)) is not None
+        )
+        status = "unknown" if out_of_memory else "error"
+        message = f"{type(err).__name__}: {err}".splitlines()[0] if str(err) else type(err).__name__
+        print(f"gridverify vnnlib: {'out of memory: ' if out_of_memory else ''}{message}", file=sys.stderr)
+        from gridverify.vnncomp import InstanceResult
+
+        return InstanceResult(status, deadline.elapsed_s(), detail=message)
+
+
+_OOM = re.compile(r"out of memory|can't allocate memory|not enough memory|std::bad_alloc", re.IGNORECASE)
+
+
+def _existing(path: Path) -> Path:
+    """``path``, or ``path.gz`` when only the compressed file exists (benchmarks list names without .gz)."""
+    gz = path.with_name(path.name + ".gz")
+    return gz if not path.exists() and gz.exists() else path
+
+
+def _plain_onnx(model: Path, scratch: Path) -> Path:
+    """The model as a plain ONNX file: a gzip-compressed one is decompressed into ``scratch`` (onnxruntime,
+    which re-checks a counterexample, reads only plain files)."""
+    with model.open("rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return model
+    plain = scratch / model.name.removesuffix(".gz")
+    with gzip.open(model, "rb") as src, plain.open("wb") as dst:
+        shutil.copyfileobj(src, dst, 2**20)
+    return plain
+
+
+@contextlib.contextmanager
+def _address_space_cap(memory_gb: float) -> Iterator[None]:
+    """Cap the address space (``RLIMIT_AS``) at what is mapped now plus ``memory_gb`` plus 1 GiB of slack
+    (thread stacks, onnxruntime's arenas); an allocation beyond fails with MemoryError (numpy) or
+    RuntimeError (torch) instead of the machine swapping or the kernel killing the process. The previous
+    soft limit is restored on leaving."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = _mapped_bytes() + int((memory_gb + 1) * 2**30)
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        if soft != resource.RLIM_INFINITY:
+            cap = min(cap, soft)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    except (ImportError, OSError, ValueError):
+        yield  # no cap where the platform has none; the search still sizes itself by memory_gb
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _mapped_bytes() -> int:
+    """This process's mapped address space now (VmSize), 0 where /proc is absent."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; ``gridverify vnnlib --timeout`` counts from process start when ``argv`` is None
+    (the command itself), from this call otherwise (a caller in a process that may have run long before)."""
+    started = process_start() if argv is None else time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser(_command(argv)).parse_args(argv)
     if args.threads < 1:
@@ -188,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     if args.command == "vnnlib":
-        return _vnnlib(args)
+        return _vnnlib(args, started)
     if args.command == "verify":
         return _verify(args)
     if args.command == "report":

@@ -27,7 +27,9 @@ front end cannot translate (op type, node name and reason), all at once.
 from __future__ import annotations
 
 import functools
+import gzip
 import inspect
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,13 +111,24 @@ def load_model(model: str | Path | bytes | onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _read(model: str | Path | bytes) -> onnx.ModelProto:
+    """The model in a file (gzip-compressed or not: benchmarks ship ``.onnx.gz``) or in bytes."""
     what = "the given bytes" if isinstance(model, bytes) else repr(str(model))
     try:
+        if not isinstance(model, bytes) and _is_gzip(Path(model)):
+            with gzip.open(model, "rb") as f:
+                model = f.read()
         return onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise OnnxFormatError(f"{what}: corrupt gzip data ({err})") from err
     except OSError:
         raise
     except Exception as err:  # protobuf's DecodeError and friends
         raise OnnxFormatError(f"{what} is not a readable ONNX model ({type(err).__name__}: {err})") from err
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(2) == b"\x1f\x8b"
 
 
 def _where(index: int, node: onnx.NodeProto) -> str:
