@@ -132,7 +132,8 @@ def alpha_crown(
     config: AlphaConfig = AlphaConfig(),
     base: tuple[Interval | None, ...] | None = None,
 ) -> BoundResult:
-    """alpha-CROWN bounds of ``C y_output`` over the box: never looser than CROWN's (``base`` as there)."""
+    """alpha-CROWN bounds of ``C y_output`` over the box: never looser than CROWN's (``base`` as there).
+    The box must be float64 (ValueError otherwise: float32 is not rounded outward)."""
     start = crown(graph, box, output, spec, base=base)
     graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)

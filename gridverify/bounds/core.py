@@ -51,8 +51,16 @@ class BoundResult:
     method: str = ""
 
 
+CERTIFIED_DTYPE = torch.float64
+"""The only dtype bounds are computed in: relaxations are rounded outward by margins of a few float64 ulps,
+and constants (clip's limits, a linear map's weights) are float64 values; in float32 rounding to nearest
+would move constants and lines by up to 1e-7 relative, in either direction, so float32 boxes are refused
+rather than certified unsoundly."""
+
+
 def as_box(graph: Graph, box: BoxLike) -> dict[str, Interval]:
-    """Validate an input box: one (lower, upper) pair ``(B, *S)`` per graph input, lower <= upper."""
+    """Validate an input box: one (lower, upper) pair ``(B, *S)`` per graph input, lower <= upper, float64
+    (`CERTIFIED_DTYPE`; anything else raises ValueError)."""
     if isinstance(box, tuple):
         if len(graph.inputs) != 1:
             raise ValueError(f"graph has inputs {[n for n, _ in graph.inputs]}: pass a dict of boxes")
@@ -62,6 +70,12 @@ def as_box(graph: Graph, box: BoxLike) -> dict[str, Interval]:
         if name not in box:
             raise ValueError(f"no box for graph input {name!r}")
         lo, hi = box[name]
+        if lo.dtype != CERTIFIED_DTYPE or hi.dtype != CERTIFIED_DTYPE:
+            raise ValueError(
+                f"box of {name!r} is {lo.dtype}/{hi.dtype}: certified bounds are computed in float64 only "
+                "(float32 relaxations and constants are not rounded outward); pass lower.double(), "
+                "upper.double()"
+            )
         shape = graph.nodes[i].shape
         if tuple(lo.shape[1:]) != shape or lo.shape != hi.shape:
             raise ValueError(
@@ -93,7 +107,8 @@ def spec_matrix(graph: Graph, output: int, spec: Tensor | None, like: Tensor) ->
 
 
 def node_interval(graph: Graph, i: int, intervals: list[Interval | None], box: InputBox) -> Interval:
-    """IBP for node i from its inputs' intervals."""
+    """IBP for node i from its inputs' intervals; a nonlinear op's interval is clamped to its range (the
+    registry's wrapper of ``interval``), so a square or an exp is never given a negative lower bound."""
     node = graph.nodes[i]
     kw = node.kwargs
     if node.op == "input":

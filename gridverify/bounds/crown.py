@@ -7,6 +7,11 @@ transpose, obtained from its ``forward`` by a vector-Jacobian product; a nonline
 ``A+ * lb + A- * ub`` to the bias (this yields a lower bound; upper bounds come from ``-C``). At the graph
 inputs, ``min_x A x = A+ l + A- u``. Every input of a relaxation needs an interval first: nodes produced by
 linear maps and products get their own CROWN pass (C = +-identity), intersected with IBP; the rest IBP.
+
+Arithmetic: float64 only (`ibp`, `crown` and `alpha_crown` refuse other dtypes with a ValueError, see
+`gridverify.bounds.core.CERTIFIED_DTYPE`). Every relaxation line and every nonlinear interval is rounded
+outward by the op registry (`gridverify.ops.registry.outward`), and nonlinear intervals are clamped to the
+op's true range. The back-substitution's own sums and products round to nearest.
 """
 
 from __future__ import annotations
@@ -239,10 +244,10 @@ def final_bounds(
 
 
 def ibp_of_spec(c: Tensor, interval: Interval) -> tuple[Tensor, Tensor]:
-    """Interval bounds of C y from the box of y."""
+    """Interval bounds of C y from the box of y (a zero coefficient ignores an infinite end: 0 * inf = 0)."""
     lo, hi = (t.unsqueeze(1) for t in interval)
     pos, neg = c.clamp(min=0), c.clamp(max=0)
-    return flat_sum(pos * lo + neg * hi), flat_sum(pos * hi + neg * lo)
+    return _safe_dot(pos, lo) + _safe_dot(neg, hi), _safe_dot(pos, hi) + _safe_dot(neg, lo)
 
 
 def resolve(graph: Graph, box: BoxLike, output: str | int | None) -> tuple[Graph, dict[str, Interval], int]:
@@ -258,7 +263,8 @@ def resolve(graph: Graph, box: BoxLike, output: str | int | None) -> tuple[Graph
 def ibp(
     graph: Graph, box: BoxLike, output: str | int | None = None, spec: Tensor | None = None
 ) -> BoundResult:
-    """Interval bound propagation: bounds of ``C y_output`` over the box (C = identity by default)."""
+    """Interval bound propagation: bounds of ``C y_output`` over the box (C = identity by default).
+    The box must be float64 (ValueError otherwise: float32 is not rounded outward)."""
     graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)
     intervals, _ = propagate(graph, ibox, plan, node_relaxer(graph), crown_nodes=())
@@ -276,7 +282,8 @@ def crown(
     base: tuple[Interval | None, ...] | None = None,
 ) -> BoundResult:
     """CROWN bounds of ``C y_output`` over the box, never looser than IBP (intersected with it). ``base``:
-    intervals known to hold over the box (per node of the lowered graph), intersected with the computed."""
+    intervals known to hold over the box (per node of the lowered graph), intersected with the computed.
+    The box must be float64 (ValueError otherwise: float32 is not rounded outward)."""
     graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)
     relaxer = node_relaxer(graph)

@@ -118,17 +118,19 @@ def test_reciprocal_of_a_box_containing_zero_names_the_node() -> None:
         crown(g, _box([-1, 1], [1, 2]))
 
 
-def test_float32_works_and_cuda_absent_is_fine() -> None:
+def test_float32_is_refused_with_a_clear_message() -> None:
+    """float32 is not rounded outward (clip(x, -0.3, 1.7) on [2, 3] was certified as [1.70000005]^2, above
+    the true 1.7, from the rounded constant): every bound entry point refuses it."""
     b = GraphBuilder()
     x = b.input("x", (2,))
     g = b.build(b.sigmoid(x[0] * x[1]))
     lo, hi = _box([-1, 0], [1, 1])
-    r = crown(g, (lo.float(), hi.float()))
-    assert r.lower.dtype == torch.float32
-    assert (
-        float(r.lower[0, 0]) <= 1 / (1 + math.e) + 1e-6
-        and float(r.upper[0, 0]) >= 1 / (1 + math.exp(-1)) - 1e-6
-    )
+    for bound in (ibp, crown, alpha_crown):
+        with pytest.raises(ValueError, match=r"float32.*float64 only"):
+            bound(g, (lo.float(), hi.float()))
+    r = crown(g, (lo, hi))
+    assert r.lower.dtype == F64
+    assert float(r.lower[0, 0]) <= 1 / (1 + math.e) and float(r.upper[0, 0]) >= 1 / (1 + math.exp(-1))
 
 
 def test_bad_boxes_are_rejected() -> None:

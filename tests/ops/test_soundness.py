@@ -12,7 +12,13 @@ or straddling a special point (0, integers, multiples of pi/2, +-sqrt 2, gelu's 
 parameters). They live in ``sample_domain``, clipped to it when the domain is one-sided (log, sqrt,
 reciprocal); an op that accepts the mirrored (negative) domain, like reciprocal, gets negative boxes too.
 Sample points always include the box endpoints (all corners for several inputs) and the special points
-inside the box. Tolerance: float rounding only, ``1e-12 * (1 + |f(x)| + |each line term|)``.
+inside the box. Tolerance: none for nonlinear ops (relaxations and intervals are rounded outward by the
+registry: a line or bound must contain ``f`` as computed in float64, exactly); ``1e-12 * (1 + |f(x)| + |each
+interval|)`` for linear ops, whose sums round to nearest.
+
+The same boxes also bound one-op graphs ``y = op(x_1, ..., x_k)`` end to end with CROWN and alpha-CROWN
+(`test_crown_and_alpha_crown_sound`): the certified ``[lower, upper]`` of every box must contain ``f`` at
+its corners, special points and samples, again with no tolerance.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
+from gridverify.bounds import AlphaConfig, alpha_crown, crown
 from gridverify.const import Const
+from gridverify.ir import GraphBuilder
+from gridverify.ir.graph import Graph
 from gridverify.ops import REGISTRY, DomainError, OpDef
 
 DTYPE = torch.float64
@@ -41,6 +50,9 @@ SLOW_BOXES = 20000
 MIN_CHECKS_DEFAULT = 20_000
 MIN_CHECKS_SLOW = 100_000
 GELU_ARGMIN = -0.7517916243  # where gelu' = 0
+GRAPH_BOXES = 3000  # boxes per one-op graph in the default end-to-end test
+GRAPH_BOXES_SLOW = 100_000
+GRAPH_ALPHA = AlphaConfig(steps=6, lr=0.3, patience=6)  # large steps: alphas visit [0, 1] widely
 
 SPECIAL_POINTS: tuple[float, ...] = tuple(
     sorted(
@@ -359,6 +371,60 @@ def test_registry_has_nonlinear_cases() -> None:
         if op.kind == "nonlinear":
             assert op.relax is not None and op.interval is not None, op.name
             assert op.sample_params, f"{op.name} has no sample_params"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Nonlinear ops end to end: CROWN and alpha-CROWN bounds of y = op(x_1, ..., x_k) over batches of boxes
+
+
+def one_op_graph(op: OpDef, params: dict[str, Any]) -> Graph:
+    """``y = sum(op(x0, ..., x_{k-1}))`` with one input of shape (1,) per argument. The sum makes the op
+    an ancestor of the output rather than the output itself, so alpha-CROWN optimises its alphas."""
+    b = GraphBuilder()
+    xs = [b.input(f"x{j}", (1,)) for j in range(_arity(op))]
+    return b.build(b.sum(b.apply(op.name, *xs, **params)))
+
+
+def check_graph_bounds(op: OpDef, params: dict[str, Any], n_boxes: int, seed: int) -> int:
+    """CROWN and alpha-CROWN over ``n_boxes`` boxes (batch B = n_boxes) contain f at the sample points
+    (corners, special points, random points) with no tolerance; returns the number of checks."""
+    gen = torch.Generator().manual_seed(seed)
+    dom = domain_of(op, params)
+    specials = dom.specials(params)
+    boxes = [sample_boxes(dom, specials, (n_boxes, 1), gen) for _ in range(_arity(op))]
+    lows, ups = tuple(b[0] for b in boxes), tuple(b[1] for b in boxes)
+    graph = one_op_graph(op, params)
+    box = {f"x{j}": (lo, up) for j, (lo, up) in enumerate(zip(lows, ups))}
+    xs = sample_points(lows, ups, specials, gen)
+    f = op.forward(*xs, **params)  # (B, 1, K); the bounds are (B, 1)
+    count = 0
+    for method, result in (
+        ("crown", crown(graph, box)),
+        ("alpha-crown", alpha_crown(graph, box, config=GRAPH_ALPHA)),
+    ):
+        lower, upper = result.lower.unsqueeze(-1), result.upper.unsqueeze(-1)
+        assert not (lower.isnan().any() or upper.isnan().any()), f"{op.name}{params}: NaN {method} bound"
+        for bad, side in ((~(lower <= f), "lower bound above f"), (~(upper >= f), "upper bound below f")):
+            if bad.any():
+                msg = _describe(
+                    f"{op.name}{params} {method}: {side}", bad, lows, ups, xs, f=f, lower=lower, upper=upper
+                )
+                raise AssertionError(msg)
+        count += 2 * f.numel()
+    return count
+
+
+@pytest.mark.parametrize(("name", "index"), NONLINEAR_CASES)
+def test_crown_and_alpha_crown_sound(name: str, index: int) -> None:
+    op, params = _case(name, index)
+    assert check_graph_bounds(op, params, GRAPH_BOXES, seed=2000 + index) >= 2 * 2 * GRAPH_BOXES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "index"), NONLINEAR_CASES)
+def test_crown_and_alpha_crown_sound_slow(name: str, index: int) -> None:
+    op, params = _case(name, index)
+    assert check_graph_bounds(op, params, GRAPH_BOXES_SLOW, seed=3000 + index) >= 2 * 2 * GRAPH_BOXES_SLOW
 
 
 # ----------------------------------------------------------------------------------------------------
