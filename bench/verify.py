@@ -25,7 +25,8 @@ def screening(case, config: VerifyConfig) -> tuple[int, int, int, float]:
     _, graph, rows = prepare(case, None)
     start = time.perf_counter()
     thresholds = torch.full((rows.spec.shape[0],), config.tolerance, dtype=torch.float64)
-    screened = screen(graph, case.region.box(), rows.spec, thresholds, config.samples)
+    until = start + config.attack_share * config.timeout_s
+    screened = screen(graph, case.region.box(), rows.spec, thresholds, config, until)
     verdicts = [r.verdict.value for r in screened]
     seconds = time.perf_counter() - start
     return verdicts.count("verified"), verdicts.count("violated"), len(screened), seconds

@@ -11,14 +11,16 @@ step is a fraction of the box width that differs between starts (``step_sizes``:
 plateaus that saturated sigmoids and relus leave, small ones climb a slope) and decays geometrically. The
 best point of every start is kept over all its steps (the ascent is not monotone). Later rounds restart from
 the best points found so far, perturbed, next to fresh random points, until the rounds or the deadline run
-out, or every box reaches its ``target``. Every returned point is clamped into its box and its value is
+out, or every box reaches its ``target``; then each best point is snapped to the vertex its gradient points
+to where that is better (chunks of boxes that no time is left for get their centre with
+margin -inf). Every returned point is clamped into its box and its value is
 recomputed by `Graph.forward` in float64.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -29,6 +31,7 @@ from gridverify.ir.graph import Graph
 @dataclass(frozen=True)
 class AttackConfig:
     restarts: int = 32  # random starts per box and round, besides the centre, corners and given starts
+    corners: int = 16  # random corners per box (all 2^n corners when n <= 6)
     steps: int = 60
     step_sizes: tuple[float, ...] = (0.5, 0.25, 0.1, 0.03)  # first step per start (cycled), x box width
     decay: float = 0.96  # step multiplier per step
@@ -40,7 +43,7 @@ class AttackConfig:
     @staticmethod
     def legacy() -> AttackConfig:
         """The search before the falsifier (one step size, no momentum): the baseline of bench/attack.py."""
-        return AttackConfig(restarts=32, steps=40, step_sizes=(0.1,), decay=0.95, momentum=0.0)
+        return AttackConfig(restarts=32, corners=16, steps=40, step_sizes=(0.1,), decay=0.95, momentum=0.0)
 
 
 def value(graph: Graph, output: str, spec: Tensor, x: Tensor, offset: Tensor | None = None) -> Tensor:
@@ -80,6 +83,11 @@ def attack(
     xs, vs = [], []
     for s in range(0, b, chunk):
         part = slice(s, s + chunk)
+        if deadline is not None and s > 0 and time.perf_counter() >= deadline:  # no time left: the centres
+            centre = ((lower[part] + upper[part]) / 2).to(torch.float64)
+            xs.append(centre)
+            vs.append(torch.full(centre.shape[:1], -torch.inf, dtype=torch.float64, device=centre.device))
+            continue
         x, v = _attack_boxes(
             graph,
             output,
@@ -99,7 +107,7 @@ def attack(
 
 def _points_per_box(lower: Tensor, config: AttackConfig, starts: Tensor | None) -> int:
     n = lower[0].numel()
-    corners = 2**n if n <= 6 else 16
+    corners = 2**n if n <= 6 else config.corners
     return 1 + corners + config.restarts + (0 if starts is None else starts.shape[1])
 
 
@@ -114,7 +122,9 @@ def _first_starts(lower: Tensor, upper: Tensor, config: AttackConfig, starts: Te
         corners = torch.cartesian_prod(*[torch.tensor([0.0, 1.0], **opts)] * n).reshape(-1, n)
         pts.append(corners.expand(b, -1, -1))
     else:
-        pts.append(torch.randint(0, 2, (b, 16, n), generator=gen, device=lower.device).to(lower.dtype))
+        pts.append(
+            torch.randint(0, 2, (b, config.corners, n), generator=gen, device=lower.device).to(lower.dtype)
+        )
     pts.append(torch.rand(b, config.restarts, n, generator=gen, **opts))
     return torch.cat(pts, 1)
 
@@ -151,6 +161,10 @@ def _attack_boxes(
             break
         if rnd + 1 >= config.rounds and (deadline is None or goal is None):
             break
+    if deadline is None or time.perf_counter() < deadline:
+        _snap(task, best_t, best_v)
+        fine = replace(config, step_sizes=(0.02, 0.005), steps=config.steps // 2, momentum=0.0)
+        _ascend(task, best_t.clone(), best_t, best_v, fine, goal, deadline)
     hi = upper.reshape(b, 1, -1)
     x = torch.minimum(torch.maximum(lo + best_t * width, lo), hi).to(torch.float64)
     spec64 = spec.to(torch.float64)
@@ -159,6 +173,22 @@ def _attack_boxes(
     pick = vals.nan_to_num(nan=-torch.inf).argmax(1)
     rows = torch.arange(b, device=x.device)
     return x[rows, pick].reshape(b, *shape), vals[rows, pick]
+
+
+def _snap(task: _Task, best_t: Tensor, best_v: Tensor) -> None:
+    """Polish every start's best point: move each coordinate to the bound its gradient points to (the
+    maximiser of the margin's linearisation over the box), kept where the margin improves. Steps end a
+    small fraction of the width short of a vertex; at a vertex-shaped maximum this lands on it exactly."""
+    t = best_t.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(task.margin(t).sum(), t)
+    with torch.no_grad():
+        snapped = torch.where(grad > 0, 1.0, torch.where(grad < 0, 0.0, best_t)) * (task.width > 0)
+        snapped = snapped + best_t * (task.width <= 0)
+        v = task.margin(snapped)
+        better = v.nan_to_num(nan=-torch.inf) > best_v
+        best_v.copy_(torch.where(better, v, best_v))
+        best_t.copy_(torch.where(better.unsqueeze(-1), snapped, best_t))
 
 
 def _next_starts(best_t: Tensor, best_v: Tensor, config: AttackConfig, gen) -> Tensor:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gridverify.bab import SearchConfig, SpecResult, Verdict, maximise
+from gridverify.bab import AttackConfig, SearchConfig, SpecResult, Verdict, attack, maximise
 from gridverify.bounds import crown
 from gridverify.grid import FAMILIES, Constraint, Kind
 from gridverify.ir import Graph
@@ -74,6 +74,9 @@ class VerifyConfig:
     min_chunk_s: float = 1.0  # no branch-and-bound run is started with less time than this left
     root_share: float = 0.3  # of a chunk's time for its root alpha-CROWN (which the search cannot interrupt)
     samples: int = 256  # uniform loads evaluated for every row before any search
+    attack: AttackConfig = AttackConfig(rounds=3)  # the screen's falsifier, on every row CROWN leaves open
+    attack_share: float = 0.15  # of the budget, at most, for the screen's falsifier
+    pool_starts: int = 4  # per row, the best loads of the screen's pool (any row's) start its falsifier
     replay: bool = True
 
     def __post_init__(self) -> None:
@@ -222,7 +225,8 @@ def _search(
     """Screen every row, decide the undecided ones, then narrow the violated ones (module docstring);
     ``thresholds`` (R,): each row's tolerance."""
     start = time.perf_counter()
-    results = screen(graph, box, spec, thresholds, config.samples)
+    until = start + config.attack_share * config.timeout_s
+    results = screen(graph, box, spec, thresholds, config, until)
     undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN]
     decide_until = start + config.timeout_s * (1.0 - config.narrow_share)
     _in_chunks(graph, box, spec, results, undecided, thresholds, decide_until, config, progress, start)
@@ -266,25 +270,79 @@ def _in_chunks(
 
 
 def screen(
-    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, thresholds: Tensor, samples: int
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    spec: Tensor,
+    thresholds: Tensor,
+    config: VerifyConfig = VerifyConfig(),
+    until: float | None = None,
 ) -> list[SpecResult]:
-    """One CROWN pass over every row and ``samples`` uniform loads plus the box centre (float64): rows that
-    CROWN proves are verified, rows that a sample violates are violated, the others unknown."""
+    """Every row's first interval: one CROWN pass bounds it; a pool of loads (the box centre,
+    ``config.samples`` uniform loads, and per row the corner of the box that maximises its CROWN lower
+    line) evaluated in float64 gives each row a first worst value; then the falsifier
+    (`gridverify.bab.attack`) climbs every row CROWN does not prove, started from that row's best
+    ``config.pool_starts`` loads of the pool (neighbouring rows share their worst loads this way), until
+    ``until`` (perf_counter). Rows CROWN proves are verified, rows a load violates are violated."""
     start = time.perf_counter()
-    upper = crown(graph, box, output=OUTPUT, spec=spec).upper[0].cpu().to(torch.float64)
+    bounds = crown(graph, box, output=OUTPUT, spec=spec)
+    upper = bounds.upper[0].cpu().to(torch.float64)
     lo, hi = (t.cpu().to(torch.float64) for t in box)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.cat(
-        [(lo + hi) / 2, lo + (hi - lo) * torch.rand(samples, lo.shape[1], generator=gen, dtype=lo.dtype)]
-    )
-    values = graph.forward(x)[OUTPUT].reshape(x.shape[0], -1) @ spec.cpu().to(torch.float64).T  # (S, R)
+    x = torch.cat([_pool(lo, hi, config.samples), _line_corners(bounds, graph, lo, hi)])
+    values = _values(graph, x, spec)  # (P, R)
     worst, at = values.max(0)
+    witness = x[at]
+    thr = thresholds.to(torch.float64)
+    open_rows = torch.nonzero(upper > thr).squeeze(1)
+    if open_rows.numel() and config.attack.steps > 0:
+        k = min(config.pool_starts, x.shape[0])
+        starts = x[values[:, open_rows].topk(k, dim=0).indices.T]  # (R_open, k, n)
+        n = open_rows.numel()
+        dev = box[0].device
+        found, vals = attack(
+            graph,
+            OUTPUT,
+            spec[open_rows.to(dev)],
+            box[0].expand(n, -1),
+            box[1].expand(n, -1),
+            config.attack,
+            starts=starts.to(dev, box[0].dtype),
+            deadline=until,
+        )
+        better = vals.cpu() > worst[open_rows]
+        rows = open_rows[better]
+        worst[rows], witness[rows] = vals.cpu()[better], found.cpu().to(torch.float64)[better]
     seconds = time.perf_counter() - start
     out = []
-    for i, (u, w, a, t) in enumerate(zip(upper.tolist(), worst.tolist(), at.tolist(), thresholds.tolist())):
+    for i, (u, w, t) in enumerate(zip(upper.tolist(), worst.tolist(), thr.tolist())):
         verdict = Verdict.VERIFIED if u <= t else Verdict.VIOLATED if w > t else Verdict.UNKNOWN
-        out.append(SpecResult(i, verdict, max(u, w), w, x[a], 0, seconds, ((seconds, max(u, w)),)))
+        out.append(SpecResult(i, verdict, max(u, w), w, witness[i], 0, seconds, ((seconds, max(u, w)),)))
     return out
+
+
+def _pool(lo: Tensor, hi: Tensor, samples: int) -> Tensor:
+    """The box centre and ``samples`` uniform points (fixed seed), float64 (1 + samples, n)."""
+    gen = torch.Generator().manual_seed(0)
+    u = torch.rand(samples, lo.shape[1], generator=gen, dtype=lo.dtype)
+    return torch.cat([(lo + hi) / 2, lo + (hi - lo) * u])
+
+
+def _line_corners(bounds, graph: Graph, lo: Tensor, hi: Tensor) -> Tensor:
+    """(R, n): per row, the box corner maximising its CROWN lower line (which guarantees the line's value
+    there); coefficient 0: the centre coordinate."""
+    if bounds.linear is None:
+        return lo[:0]
+    a = bounds.linear.lower[graph.inputs[0][0]][0].cpu().to(torch.float64)
+    a = a.reshape(a.shape[0], -1)
+    return torch.where(a > 0, hi, torch.where(a < 0, lo, (lo + hi) / 2))
+
+
+def _values(graph: Graph, x: Tensor, spec: Tensor, chunk: int = 4096) -> Tensor:
+    """(P, R) ``spec . y(x)`` in float64 on the CPU, in chunks of points."""
+    c = spec.cpu().to(torch.float64).T
+    parts = [
+        graph.forward(x[k : k + chunk])[OUTPUT].reshape(-1, c.shape[0]) @ c for k in range(0, len(x), chunk)
+    ]
+    return torch.cat(parts)
 
 
 def _narrowed(decided: SpecResult, narrowed: SpecResult) -> SpecResult:
