@@ -1,0 +1,157 @@
+"""Certified intervals for a whole box, computed once: the boundary neurons by LP, shared by every row.
+
+`lp_base` takes the boundary neurons of a set of specification rows (`gridverify.bab.tighten`: the outputs
+of the piecewise-linear part that reach the smooth ops, such as an ACOPF surrogate's pre-sigmoid outputs and
+the branch angle differences built from them), bounds them and the unstable inputs of the relu layers above
+them by the LP relaxation of the relu network (`gridverify.bounds.lp`, certified by its Lagrangian dual),
+and returns the narrowed intervals as a ``base`` for `crown` and `maximise`: each holds over the whole box.
+
+Results are cached in memory and, with ``cache_dir``, on disk (one small ``.pt`` file per key), keyed by a
+sha256 of the lowered graph (ops, shapes and every constant's bytes), the box, the rows, the settings and
+the budget, so jobs of a study on the same case and region reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from gridverify.bab.domains import Problem
+from gridverify.bab.tighten import boundary_neurons
+from gridverify.bounds.core import Interval
+from gridverify.bounds.crown import crown
+from gridverify.bounds.lp import LpConfig, lp_intervals
+from gridverify.const import Const
+from gridverify.ir.graph import Graph
+
+DEFAULT_CACHE = Path.home() / ".cache" / "gridverify" / "tighten"
+_FORMAT = "lp-base-1"
+_MEMORY: OrderedDict[str, dict[int, Interval]] = OrderedDict()
+_MEMORY_SIZE = 8
+
+Base = tuple[Interval | None, ...]
+DEFAULT_LP = LpConfig()
+
+
+def lp_base(
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    spec: Tensor,
+    output: str | int | None = None,
+    budget_s: float = 30.0,
+    config: LpConfig = DEFAULT_LP,
+    cache_dir: Path | None = None,
+) -> Base | None:
+    """Intervals (per node of the lowered graph, ``(1, *S)``; None where not narrowed) that hold over the
+    box, with the boundary neurons of the rows of ``spec`` (m, n_out) tightened by LP within ``budget_s``
+    seconds; None when the rows have no boundary neurons."""
+    problem = Problem.make(graph, box, output)
+    spec = spec.to(dtype=problem.lower.dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
+    key = _key(problem, spec, config, budget_s)
+    found = _cached(key, cache_dir)
+    if found is None:
+        found = _compute(problem, spec, config, budget_s)
+        _store(key, found, cache_dir)
+    if not found:
+        return None
+    like = problem.lower
+    moved = {i: (lo.to(like), hi.to(like)) for i, (lo, hi) in found.items()}
+    return tuple(moved.get(i) for i in range(len(problem.graph.nodes)))
+
+
+def _compute(problem: Problem, spec: Tensor, config: LpConfig, budget_s: float) -> dict[int, Interval]:
+    """node -> narrowed interval (float64, CPU), for the nodes the LP narrowed."""
+    start = time.perf_counter()
+    targets = boundary_neurons(problem, spec)
+    if not targets:
+        return {}
+    box = (problem.lower.cpu().to(torch.float64), problem.upper.cpu().to(torch.float64))
+    graph = problem.graph
+    root = crown(graph, box, problem.output, spec.cpu().to(torch.float64))
+    before = list(root.intervals)
+    left = budget_s - (time.perf_counter() - start)
+    after = lp_intervals(graph, {z: r.cpu() for z, r in targets.items()}, before, config, left)
+    return {
+        i: (a[0].detach().clone(), a[1].detach().clone())
+        for i, (a, b) in enumerate(zip(after, before))
+        if a is not None and a is not b
+    }
+
+
+def graph_fingerprint(graph: Graph) -> str:
+    """sha256 (hex) of a graph's structure and every constant's bytes."""
+    h = hashlib.sha256()
+    for node in graph.nodes:
+        h.update(repr((node.op, node.inputs, node.shape)).encode())
+        for name, value in node.params:
+            h.update(name.encode())
+            if isinstance(value, Const):
+                t = value.tensor
+                parts = [t.coalesce().indices(), t.coalesce().values()] if t.is_sparse else [t]
+                h.update(repr((str(t.dtype), tuple(t.shape))).encode())
+                for p in parts:
+                    h.update(p.contiguous().numpy().tobytes())
+            else:
+                h.update(repr(value).encode())
+    h.update(repr((graph.inputs, graph.outputs)).encode())
+    return h.hexdigest()
+
+
+def _key(problem: Problem, spec: Tensor, config: LpConfig, budget_s: float) -> str:
+    h = hashlib.sha256(_FORMAT.encode())
+    h.update(graph_fingerprint(problem.graph).encode())
+    h.update(repr((problem.output, config, round(float(budget_s), 3))).encode())
+    for t in (problem.lower, problem.upper, spec):
+        h.update(t.detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _cached(key: str, cache_dir: Path | None) -> dict[int, Interval] | None:
+    if key in _MEMORY:
+        _MEMORY.move_to_end(key)
+        return _MEMORY[key]
+    if cache_dir is None:
+        return None
+    path = Path(cache_dir) / f"{key}.pt"
+    if not path.exists():
+        return None
+    try:
+        stored = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError):
+        return None
+    if not isinstance(stored, dict) or stored.get("key") != key:
+        return None
+    found = {int(i): (lo, hi) for i, (lo, hi) in stored["intervals"].items()}
+    _remember(key, found)
+    return found
+
+
+def _store(key: str, found: dict[int, Interval], cache_dir: Path | None) -> None:
+    _remember(key, found)
+    if cache_dir is None:
+        return
+    folder = Path(cache_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{key}.{time.time_ns()}.tmp"
+        torch.save({"key": key, "intervals": found}, tmp)
+        tmp.replace(folder / f"{key}.pt")  # atomic: concurrent jobs never read half a file
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def _remember(key: str, found: dict[int, Interval]) -> None:
+    _MEMORY[key] = found
+    _MEMORY.move_to_end(key)
+    while len(_MEMORY) > _MEMORY_SIZE:
+        _MEMORY.popitem(last=False)
+
+
+def clear_memory_cache() -> None:
+    """Forget the in-memory results (tests; the disk cache stays)."""
+    _MEMORY.clear()

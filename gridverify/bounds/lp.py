@@ -1,0 +1,380 @@
+"""LP bounds on the piecewise-linear part of a graph, certified through their Lagrangian dual.
+
+The *relu program* of a set of nodes is the linear program over one column per neuron of the nodes they
+depend on through leaves, linear ops, relu and abs (any other op ends the walk: its neurons are free
+columns within their intervals):
+
+- a column's bounds are the neuron's interval (the box for inputs, the value for constants);
+- a linear op ``y = sum_k J_k x_k + b`` gives the equality rows ``y - sum_k J_k x_k = b``, its Jacobians
+  ``J_k`` read off exactly by vector-Jacobian products of its ``forward`` with one-hot cotangents;
+- relu on ``[l, u]``: ``y = 0`` (u <= 0), ``y = x`` (l >= 0), else the triangle ``y >= x``, ``y >= 0``,
+  ``y - s x <= h``; abs: ``y >= x``, ``y >= -x``, ``y - s x <= h``. ``f(x) - s x`` is convex, so for any
+  float slope ``s`` the chord row holds on ``[l, u]`` with ``h = max(f(l) - s l, f(u) - s u)``, rounded up.
+
+Every point the graph reaches from the box satisfies every row, so ``min c^T x`` over the program bounds
+``c^T y`` from below. The solver (HiGHS, `highspy`) is trusted for nothing: only its row multipliers ``w``
+are used, and for *any* ``w`` the Lagrangian bound
+
+    min_x c^T x  >=  sum_j min(d_j l_j, d_j u_j) + sum_i min(w_i r_i, w_i R_i),   d = c - A^T w,
+
+(row bounds ``r <= A x <= R``, column bounds ``l <= x <= u``) holds; `dual_bound` evaluates it in float64
+and subtracts a bound on its rounding error (``gamma_K`` times the magnitudes, K the longest sum).
+A wrong, inexact or time-limited solve gives a looser bound, never an unsound one.
+
+`lp_intervals` tightens intervals with it: the unstable inputs of every relu / abs node first (node by
+node, each program built on the intervals tightened so far), then the requested neurons of the targets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import sparse
+from torch import Tensor
+
+from gridverify.bounds.core import Interval
+from gridverify.ir.graph import Graph
+from gridverify.ops import get_op
+
+PIECEWISE = frozenset({"relu", "abs"})
+_EPS = 2.0**-53  # unit roundoff of float64
+
+
+@dataclass(frozen=True)
+class LpConfig:
+    """How `lp_intervals` spends its time."""
+
+    refine: bool = True  # LP-tighten the unstable inputs of relu / abs nodes before the targets
+    refine_share: float = 0.5  # of the budget at most for that refinement
+    solve_s: float = 5.0  # time limit of one LP (a time-limited solve still gives a sound, looser bound)
+
+
+@dataclass(frozen=True)
+class LinearProgram:
+    """``min c^T x`` subject to ``row_lower <= A x <= row_upper``, ``col_lower <= x <= col_upper``."""
+
+    a: sparse.csc_array  # (rows, columns), float64
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    columns: dict[int, int]  # node -> column of its first neuron (flat order)
+
+    @property
+    def n_cols(self) -> int:
+        return int(self.col_lower.shape[0])
+
+
+def program_nodes(graph: Graph, targets: set[int] | frozenset[int]) -> tuple[list[int], set[int]]:
+    """(nodes of the relu program of ``targets`` in topological order, those among them that are free:
+    neither leaves nor linear nor relu / abs, so bounded only by their intervals)."""
+    seen, free, stack = set(targets), set(), list(targets)
+    while stack:
+        i = stack.pop()
+        node = graph.nodes[i]
+        kind = get_op(node.op).kind
+        if kind not in ("leaf", "linear") and node.op not in PIECEWISE:
+            free.add(i)
+            continue
+        for j in node.inputs:
+            if j not in seen:
+                seen.add(j)
+                stack.append(j)
+    return sorted(seen), free
+
+
+def relu_program(graph: Graph, targets: set[int], intervals: list[Interval | None]) -> LinearProgram:
+    """The relu program of ``targets`` (module docstring) on ``intervals`` (per node, ``(1, *S)``)."""
+    order, free = program_nodes(graph, targets)
+    columns, lower, upper = {}, [], []
+    n = 0
+    for i in order:
+        lo, hi = _flat_interval(graph, i, intervals)
+        columns[i], n = n, n + lo.size
+        lower.append(lo)
+        upper.append(hi)
+    col_lower, col_upper = np.concatenate(lower), np.concatenate(upper)
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for i in order:
+        node = graph.nodes[i]
+        if i in free or node.op in ("input", "const"):
+            continue
+        if node.op in PIECEWISE:
+            rows.append(
+                _kink_rows(node.op, columns[i], columns[node.inputs[0]], col_lower, col_upper, i, graph)
+            )
+        else:
+            rows.append(_linear_rows(graph, i, columns))
+    return _assemble(rows, n, col_lower, col_upper, columns)
+
+
+def _flat_interval(graph: Graph, i: int, intervals: list[Interval | None]) -> tuple[np.ndarray, np.ndarray]:
+    node = graph.nodes[i]
+    if node.op == "const":
+        t = node.kwargs["value"].tensor
+        v = (t.to_dense() if t.is_sparse else t).to(torch.float64).reshape(-1).numpy()
+        return v.copy(), v.copy()
+    iv = intervals[i]
+    if iv is None:
+        inf = np.full(node.size, np.inf)
+        return -inf, inf
+    lo, hi = (t[:1].reshape(-1).detach().to(torch.float64).cpu().numpy() for t in iv)
+    return lo.copy(), hi.copy()
+
+
+def _linear_rows(graph: Graph, i: int, columns: dict[int, int]):
+    """``y - sum_k J_k x_k = b``: (row ids, column ids, values, row lower, row upper) of node i."""
+    node = graph.nodes[i]
+    op, kw = get_op(node.op), node.kwargs
+    size = node.size
+    shapes = [graph.nodes[j].shape for j in node.inputs]
+    with torch.enable_grad():
+        primals = [torch.zeros((size, *s), dtype=torch.float64, requires_grad=True) for s in shapes]
+        y = op.forward(*primals, **kw)
+        eye = torch.eye(size, dtype=torch.float64).reshape(size, *node.shape).expand_as(y)
+        grads = torch.autograd.grad(y, primals, grad_outputs=eye, allow_unused=True)
+        const = op.forward(*(torch.zeros((1, *s), dtype=torch.float64) for s in shapes), **kw)
+    b = const.detach().expand(1, *node.shape).reshape(-1).numpy()
+    r, c, v = [np.arange(size)], [columns[i] + np.arange(size)], [np.ones(size)]
+    for j, g in zip(node.inputs, grads):
+        if g is None:
+            continue
+        jac = g.reshape(size, -1).numpy()
+        rr, cc = np.nonzero(jac)
+        r.append(rr)
+        c.append(columns[j] + cc)
+        v.append(-jac[rr, cc])
+    return np.concatenate(r), np.concatenate(c), np.concatenate(v), b.copy(), b.copy()
+
+
+def _kink_rows(op: str, out: int, inp: int, col_lower: np.ndarray, col_upper: np.ndarray, i: int, graph):
+    """Rows of ``y = relu(x)`` or ``y = abs(x)`` (module docstring); narrows y's columns to what the
+    input's interval implies."""
+    size = graph.nodes[i].size
+    l, u = col_lower[inp : inp + size], col_upper[inp : inp + size]
+    f = (lambda t: np.maximum(t, 0.0)) if op == "relu" else np.abs
+    y_lo = np.where(l >= 0, f(l), np.where(u <= 0, f(u), 0.0))
+    y_hi = np.maximum(f(l), f(u))
+    col_lower[out : out + size] = np.maximum(col_lower[out : out + size], y_lo)
+    col_upper[out : out + size] = np.minimum(col_upper[out : out + size], y_hi)
+    k = np.arange(size)
+    pieces = []
+    # y >= x (relu; abs) and y >= -x (abs): exact facts of the op
+    lows = [(1.0, k)] if op == "relu" else [(1.0, k), (-1.0, k)]
+    for sign, idx in lows:
+        pieces.append((idx, np.ones(idx.size), -sign * np.ones(idx.size), np.zeros(idx.size), np.inf))
+    # y - s x <= h on [l, u] (a chord; for a stable relu on its linear side it is y = x)
+    chord = np.isfinite(l) & np.isfinite(u) & (u > l)
+    idx = k[chord]
+    s = (f(u[idx]) - f(l[idx])) / (u[idx] - l[idx])
+    ends = np.maximum(f(l[idx]) - s * l[idx], f(u[idx]) - s * u[idx])
+    h = ends + 4 * _EPS * (np.abs(f(l[idx])) + np.abs(s * l[idx]) + np.abs(f(u[idx])) + np.abs(s * u[idx]))
+    h = np.nextafter(h, np.inf)
+    pieces.append((idx, np.ones(idx.size), -s, np.full(idx.size, -np.inf), h))
+    r, c, v, lo_all, hi_all = [], [], [], [], []
+    row = 0
+    for idx, wy, wx, lo, hi in pieces:
+        m = idx.size
+        rows = row + np.arange(m)
+        r += [rows, rows]
+        c += [out + idx, inp + idx]
+        v += [wy, wx]
+        lo_all.append(np.broadcast_to(lo, (m,)).astype(np.float64))
+        hi_all.append(np.broadcast_to(hi, (m,)).astype(np.float64))
+        row += m
+    return (
+        np.concatenate(r),
+        np.concatenate(c),
+        np.concatenate(v),
+        np.concatenate(lo_all),
+        np.concatenate(hi_all),
+    )
+
+
+def _assemble(rows, n: int, col_lower: np.ndarray, col_upper: np.ndarray, columns: dict[int, int]):
+    r_all, c_all, v_all, lo_all, hi_all = [], [], [], [], []
+    offset = 0
+    for r, c, v, lo, hi in rows:
+        r_all.append(r + offset)
+        c_all.append(c)
+        v_all.append(v)
+        lo_all.append(lo)
+        hi_all.append(hi)
+        offset += lo.size
+    a = sparse.csc_array(
+        (np.concatenate(v_all), (np.concatenate(r_all), np.concatenate(c_all))), shape=(offset, n)
+    )
+    a.sum_duplicates()
+    return LinearProgram(a, np.concatenate(lo_all), np.concatenate(hi_all), col_lower, col_upper, columns)
+
+
+def dual_bound(lp: LinearProgram, cost: np.ndarray, row_dual: np.ndarray) -> float:
+    """A certified lower bound of ``min cost^T x`` over ``lp`` from any row multipliers (module docstring),
+    in float64 with its rounding error subtracted; -inf when a multiplier meets an infinite bound."""
+    w = np.nan_to_num(np.asarray(row_dual, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    w = np.where((w > 0) & ~np.isfinite(lp.row_lower), 0.0, w)
+    w = np.where((w < 0) & ~np.isfinite(lp.row_upper), 0.0, w)
+    d = cost - lp.a.T @ w
+    col = np.where(
+        d > 0, d * _finite_or(lp.col_lower, d > 0), np.where(d < 0, d * _finite_or(lp.col_upper, d < 0), 0)
+    )
+    row = np.where(
+        w > 0, w * _finite_or(lp.row_lower, w > 0), np.where(w < 0, w * _finite_or(lp.row_upper, w < 0), 0)
+    )
+    if not (np.all(np.isfinite(col)) and np.all(np.isfinite(row))):
+        return -np.inf
+    magnitude = np.abs(cost) + abs(lp.a).T @ np.abs(w)
+    reach = np.maximum(np.abs(lp.col_lower), np.abs(lp.col_upper))
+    row_reach = np.maximum(_abs_finite(lp.row_lower), _abs_finite(lp.row_upper))
+    mass = float(np.sum(np.where(magnitude > 0, magnitude * reach, 0.0)) + np.sum(np.abs(w) * row_reach))
+    longest = int(np.diff(lp.a.indptr).max(initial=0)) + lp.n_cols + lp.a.shape[0] + 4
+    gamma = 2 * longest * _EPS / (1 - 2 * longest * _EPS)
+    bound = float(np.sum(col) + np.sum(row))
+    return bound - 2 * gamma * mass - 1e-300
+
+
+def _finite_or(t: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """``t`` where it is used, 0 elsewhere (so an unused infinite bound does not meet a zero product)."""
+    return np.where(used, t, 0.0)
+
+
+def _abs_finite(t: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(t), np.abs(t), 0.0)
+
+
+class LpSolver:
+    """One relu program in HiGHS; `lower` bounds ``min cost^T x`` for any number of costs (warm starts)."""
+
+    def __init__(self, lp: LinearProgram) -> None:
+        import highspy
+
+        self.lp = lp
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("threads", 1)
+        h.setOptionValue("presolve", "off")  # only the cost changes between solves: warm starts instead
+        h.setOptionValue("simplex_strategy", 4)  # primal simplex: the last basis stays feasible
+        model = highspy.HighsLp()
+        model.num_col_, model.num_row_ = lp.n_cols, lp.a.shape[0]
+        model.col_cost_ = np.zeros(lp.n_cols)
+        model.col_lower_ = np.where(np.isfinite(lp.col_lower), lp.col_lower, -highspy.kHighsInf)
+        model.col_upper_ = np.where(np.isfinite(lp.col_upper), lp.col_upper, highspy.kHighsInf)
+        model.row_lower_ = np.where(np.isfinite(lp.row_lower), lp.row_lower, -highspy.kHighsInf)
+        model.row_upper_ = np.where(np.isfinite(lp.row_upper), lp.row_upper, highspy.kHighsInf)
+        model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        model.a_matrix_.start_ = lp.a.indptr.astype(np.int32)
+        model.a_matrix_.index_ = lp.a.indices.astype(np.int32)
+        model.a_matrix_.value_ = lp.a.data
+        h.passModel(model)
+        self.highs = h
+        self.indices = np.arange(lp.n_cols, dtype=np.int32)
+
+    def lower(self, cost: np.ndarray, time_limit_s: float) -> float:
+        """Certified lower bound of ``min cost^T x`` (`dual_bound` of the solver's row multipliers)."""
+        h = self.highs
+        h.changeColsCost(self.lp.n_cols, self.indices, np.asarray(cost, dtype=np.float64))
+        # HiGHS measures its time limit on a clock that runs across calls
+        h.setOptionValue("time_limit", h.getRunTime() + max(float(time_limit_s), 1e-3))
+        h.run()
+        solution = h.getSolution()
+        w = np.asarray(solution.row_dual) if solution.dual_valid else np.zeros(self.lp.a.shape[0])
+        if w.shape[0] != self.lp.a.shape[0]:
+            w = np.zeros(self.lp.a.shape[0])
+        best = dual_bound(self.lp, cost, w)
+        return max(best, dual_bound(self.lp, cost, np.zeros_like(w)))
+
+
+def neuron_bounds(
+    lp: LinearProgram, node: int, rows: np.ndarray, deadline: float, solve_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Certified (lower, upper) of the flat neurons ``rows`` of ``node`` over ``lp``; neurons left when
+    ``deadline`` (perf_counter) passes keep their column bounds."""
+    solver = LpSolver(lp)
+    col = lp.columns[node] + np.asarray(rows, dtype=np.int64)
+    lo, hi = lp.col_lower[col].copy(), lp.col_upper[col].copy()
+    cost = np.zeros(lp.n_cols)
+    for k, j in enumerate(col):
+        for side in (1.0, -1.0):
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return lo, hi
+            cost[j] = side
+            bound = solver.lower(cost, min(solve_s, left))
+            if side > 0:
+                lo[k] = max(lo[k], bound)
+            else:
+                hi[k] = min(hi[k], -bound)
+            cost[j] = 0.0
+    return lo, hi
+
+
+def lp_intervals(
+    graph: Graph,
+    targets: dict[int, Tensor],
+    intervals: list[Interval | None],
+    config: LpConfig,
+    budget_s: float,
+) -> list[Interval | None]:
+    """``intervals`` (per node, ``(1, *S)``) with the neurons ``targets[node]`` (flat indices) tightened by
+    the relu program, after the unstable inputs of its relu / abs nodes (``config.refine``); every
+    narrowing is an intersection with a certified bound, so the result holds wherever ``intervals`` do."""
+    start = time.perf_counter()
+    out = list(intervals)
+    if config.refine:
+        until = start + config.refine_share * budget_s
+        order, free = program_nodes(graph, set(targets))
+        for i in order:
+            node = graph.nodes[i]
+            if node.op not in PIECEWISE or i in free:
+                continue
+            z = node.inputs[0]
+            rows = _unstable(out[z], node.op)
+            if rows.size and _has_kink_above(graph, z) and time.perf_counter() < until:
+                out[z] = _narrow(graph, out, z, rows, until, config.solve_s)
+    for z in sorted(targets):
+        if time.perf_counter() - start >= budget_s:
+            break
+        rows = targets[z].cpu().numpy()
+        out[z] = _narrow(graph, out, z, rows, start + budget_s, config.solve_s)
+    return out
+
+
+def _narrow(
+    graph: Graph, intervals: list[Interval | None], z: int, rows: np.ndarray, until: float, solve_s: float
+):
+    lp = relu_program(graph, {z}, intervals)
+    lo, hi = neuron_bounds(lp, z, rows, until, solve_s)
+    old = intervals[z]
+    like = old[0] if old is not None else torch.zeros(1, *graph.nodes[z].shape, dtype=torch.float64)
+    new_lo = (
+        like.detach().clone().reshape(1, -1)
+        if old is not None
+        else torch.full_like(like.reshape(1, -1), -np.inf)
+    )
+    new_hi = (
+        old[1].detach().clone().reshape(1, -1)
+        if old is not None
+        else torch.full_like(like.reshape(1, -1), np.inf)
+    )
+    idx = torch.as_tensor(rows, dtype=torch.long)
+    new_lo[0, idx] = torch.maximum(new_lo[0, idx], torch.as_tensor(lo, dtype=new_lo.dtype))
+    new_hi[0, idx] = torch.minimum(new_hi[0, idx], torch.as_tensor(hi, dtype=new_hi.dtype))
+    shape = (1, *graph.nodes[z].shape)
+    return new_lo.reshape(shape), new_hi.reshape(shape)
+
+
+def _unstable(iv: Interval | None, op: str) -> np.ndarray:
+    """Flat neurons whose interval straddles the kink at 0."""
+    if iv is None:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = (t[:1].reshape(-1).detach().cpu().numpy() for t in iv)
+    return np.flatnonzero((lo < 0) & (hi > 0))
+
+
+def _has_kink_above(graph: Graph, z: int) -> bool:
+    """Whether z depends on a relu / abs (otherwise it is a linear map of the box, which CROWN bounds
+    exactly and the program cannot improve)."""
+    return any(graph.nodes[j].op in PIECEWISE for j in graph.ancestors(z) if j != z)
