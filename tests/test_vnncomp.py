@@ -86,3 +86,57 @@ def test_ml4acopf_118_bus_prop2_needs_and_gets_tightening(ml4acopf: Path) -> Non
     model, prop = ml4acopf / "onnx" / "118_ieee_ml4acopf.onnx", ml4acopf / "vnnlib" / "118_ieee_prop2.vnnlib"
     assert verify_instance(model, prop, 20, replace(SETTINGS, tighten=None)).status in ("unknown", "timeout")
     assert verify_instance(model, prop, 120).status == "unsat"
+
+
+IDENTITY_SPEC = """
+(declare-const X_0 Real)
+(declare-const Y_0 Real)
+(assert (>= X_0 {lo}))
+(assert (<= X_0 {hi}))
+(assert (>= Y_0 {threshold}))
+"""
+
+
+def _one_input(tmp_path: Path, op: str, lo: float, hi: float, threshold: float) -> tuple[Path, Path]:
+    """y = op(x) on one input, and the property ``x in [lo, hi]``, unsafe ``y >= threshold``."""
+    model, prop = tmp_path / f"{op}.onnx", tmp_path / f"{op}.vnnlib"
+    onnx.save(make_model([helper.make_node(op, ["x"], ["y"])], [1, 1], {}, opset=17), model)
+    prop.write_text(IDENTITY_SPEC.format(lo=lo, hi=hi, threshold=threshold))
+    return model, prop
+
+
+def test_boundary_of_a_closed_unsafe_set_is_sat(tmp_path: Path) -> None:
+    """y = x on [0, 1] with unsafe y >= 1: x = 1 is a counterexample (a bound equal to the threshold
+    proves nothing)."""
+    r = verify_instance(*_one_input(tmp_path, "Identity", 0.0, 1.0, 1.0), timeout_s=20)
+    assert r.status == "sat" and r.witness_x is not None and r.witness_x.tolist() == [1.0]
+
+
+def test_relu_fixed_at_zero_meets_an_unsafe_set_at_zero(tmp_path: Path) -> None:
+    r = verify_instance(*_one_input(tmp_path, "Relu", -2.0, -1.0, 0.0), timeout_s=20)
+    assert r.status == "sat" and r.witness_y is not None and r.witness_y.tolist() == [0.0]
+
+
+def test_just_above_the_maximum_is_unsat(tmp_path: Path) -> None:
+    assert (
+        verify_instance(*_one_input(tmp_path, "Identity", 0.0, 1.0, 1.0 + 1e-9), timeout_s=20).status
+        == "unsat"
+    )
+
+
+def test_no_sat_without_onnxruntime_confirming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When onnxruntime disagrees with the float64 graph (here: it is made to), the answer is not sat."""
+    import gridverify.vnncomp as runner
+
+    monkeypatch.setattr(runner, "_onnx_outputs", lambda model, x: np.array([-1.0]))
+    r = verify_instance(*_one_input(tmp_path, "Identity", 0.0, 1.0, 0.5), timeout_s=3)
+    assert r.status in ("unknown", "timeout")
+
+
+def test_ml4acopf_300_bus_prop2_counterexample_in_seconds(ml4acopf: Path) -> None:
+    """Published sat (the reference finds it in 4.9 s on this CPU): found by the falsifier before any
+    bound, and confirmed in onnxruntime."""
+    model, prop = ml4acopf / "onnx" / "300_ieee_ml4acopf.onnx", ml4acopf / "vnnlib" / "300_ieee_prop2.vnnlib"
+    r = verify_instance(model, prop, 30)
+    assert r.status == "sat" and r.seconds < 10
+    assert r.witness_y is not None and r.witness_y[2382] >= 0.99

@@ -73,8 +73,8 @@ def attack(
 ) -> tuple[Tensor, Tensor]:
     """Best point (B, *S_in) found in each box [lower, upper] (B, *S_in), and its float64 margin (B,).
 
-    ``starts`` (B, S, *S_in): extra start points (clamped into the box); ``target`` (B,) or scalar: a box
-    stops being searched once its margin exceeds it; ``deadline``: `time.perf_counter` value after which
+    ``starts`` (B, S, *S_in): extra start points (clamped into the box); ``target`` (B,) or scalar: the
+    search stops once every box's margin reaches it; ``deadline``: `time.perf_counter` value after which
     no step starts (the best points so far are returned)."""
     b = lower.shape[0]
     per_box = _points_per_box(lower, config, starts)
@@ -154,12 +154,10 @@ def _attack_boxes(
     gen = torch.Generator(device=lower.device).manual_seed(config.seed)
     t = _first_starts(lower, upper, config, starts, gen)
     best_t, best_v = t.clone(), torch.full(t.shape[:2], -torch.inf, dtype=t.dtype, device=t.device)
-    for rnd in range(config.rounds if deadline is None else max(config.rounds, 1_000_000)):
+    for rnd in range(config.rounds):
         if rnd > 0:
             t = _next_starts(best_t, best_v, config, gen)
         if _ascend(task, t, best_t, best_v, config, goal, deadline):
-            break
-        if rnd + 1 >= config.rounds and (deadline is None or goal is None):
             break
     if deadline is None or time.perf_counter() < deadline:
         _snap(task, best_t, best_v)
@@ -246,7 +244,7 @@ def _ascend(
             better = v.nan_to_num(nan=-torch.inf) > best_v
             best_v.copy_(torch.where(better, v, best_v))
             best_t.copy_(torch.where(better.unsqueeze(-1), t, best_t))
-            if goal is not None and bool((best_v.amax(1) > goal.to(best_v.dtype)).all()):
+            if goal is not None and bool((best_v.amax(1) >= goal.to(best_v.dtype)).all()):
                 return True
             if grad is None:
                 break
