@@ -69,9 +69,10 @@ class Deadline:
         return max(self.end - self.margin_s - time.monotonic(), 0.0)
 
     def work_s(self) -> float:
-        """Seconds the work may take: until the watchdog fires, less another margin for finishing up
-        (confirming a witness, writing the file), at least 0."""
-        return max(self.left_s() - self.margin_s, 0.0)
+        """Seconds the work may take: until the watchdog fires, less 10 % of the timeout (at most 2 s) for
+        finishing up (the search overshooting its budget, confirming a witness, writing the file), at
+        least 0."""
+        return max(self.left_s() - min(2.0, 0.1 * self.timeout_s), 0.0)
 
 
 def unwritable(path: Path) -> str | None:
@@ -99,10 +100,6 @@ class ResultFile:
         self.path = path
         self._lock = threading.Lock()
         self._final = False
-
-    @property
-    def final(self) -> bool:
-        return self._final
 
     def provisional(self, text: str) -> None:
         """Write ``text`` unless a final answer is already there; later writes may replace it."""
@@ -138,7 +135,9 @@ class Watchdog:
 
     Use as a context manager around the work: entering writes ``text`` provisionally and starts the
     thread; leaving stops both timers (the process lives on, e.g. under a test). ``before_exit`` runs just
-    before ``os._exit`` (removing temporary files)."""
+    before ``os._exit`` (removing temporary files). With ``own_process`` False (a caller inside a process
+    that is not ours to end, such as a test runner) the watchdog only writes its answer, the main thread
+    runs on, and its own answer is refused."""
 
     def __init__(
         self,
@@ -146,27 +145,33 @@ class Watchdog:
         result: ResultFile,
         text: str = "timeout\n",
         before_exit: Callable[[], None] | None = None,
+        own_process: bool = True,
     ) -> None:
         self.deadline, self.result, self.text = deadline, result, text
-        self.before_exit = before_exit
+        self.before_exit, self.own_process = before_exit, own_process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gridverify-watchdog", daemon=True)
+        self._hard_stop = False  # whether faulthandler's timer is ours to cancel
 
     def __enter__(self) -> Watchdog:
         self.result.provisional(self.text)
         self._thread.start()
         hard_s = self.deadline.end - time.monotonic()
         stderr = sys.__stderr__
-        if math.isfinite(hard_s) and stderr is not None:
+        if self.own_process and math.isfinite(hard_s) and stderr is not None:
             faulthandler.dump_traceback_later(max(hard_s, 0.01), exit=True, file=stderr)
+            self._hard_stop = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        faulthandler.cancel_dump_traceback_later()
+        if self._hard_stop:
+            faulthandler.cancel_dump_traceback_later()
 
     def _run(self) -> None:
         if self._stop.wait(self.deadline.left_s()) or not self.result.finish(self.text):
+            return
+        if not self.own_process:
             return
         try:
             print(f"{self.text.strip()} (watchdog: {self.deadline.elapsed_s():.2f} s since process start)")
