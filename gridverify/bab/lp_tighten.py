@@ -7,8 +7,9 @@ them by the LP relaxation of the relu network (`gridverify.bounds.lp`, certified
 and returns the narrowed intervals as a ``base`` for `crown` and `maximise`: each holds over the whole box.
 
 Results are cached in memory and, with ``cache_dir``, on disk (one small ``.pt`` file per key), keyed by a
-sha256 of the lowered graph (ops, shapes and every constant's bytes), the box, the rows, the settings and
-the budget, so jobs of a study on the same case and region reuse them.
+sha256 of the part of the lowered graph the LP reads (ops, shapes and every constant's bytes), the box, the
+target neurons, the settings and the budget, so jobs of a study on the same case and region reuse them.
+A cached result computed for other rows is still sound for these: every interval holds over the box.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from gridverify.bab.domains import Problem
 from gridverify.bab.tighten import boundary_neurons
 from gridverify.bounds.core import Interval
 from gridverify.bounds.crown import crown
-from gridverify.bounds.lp import LpConfig, lp_intervals
+from gridverify.bounds.lp import LpConfig, lp_intervals, program_nodes
 from gridverify.const import Const
 from gridverify.ir.graph import Graph
 
@@ -50,12 +51,16 @@ def lp_base(
     """Intervals (per node of the lowered graph, ``(1, *S)``; None where not narrowed) that hold over the
     box, with the boundary neurons of the rows of ``spec`` (m, n_out) tightened by LP within ``budget_s``
     seconds; None when the rows have no boundary neurons."""
+    start = time.perf_counter()
     problem = Problem.make(graph, box, output)
     spec = spec.to(dtype=problem.lower.dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
-    key = _key(problem, spec, config, budget_s)
+    targets = {z: r.cpu() for z, r in boundary_neurons(problem, spec).items()}
+    if not targets:
+        return None
+    key = _key(problem, targets, config, budget_s)
     found = _cached(key, cache_dir)
     if found is None:
-        found = _compute(problem, spec, config, budget_s)
+        found = _compute(problem, spec, targets, config, budget_s - (time.perf_counter() - start))
         _store(key, found, cache_dir)
     if not found:
         return None
@@ -64,18 +69,17 @@ def lp_base(
     return tuple(moved.get(i) for i in range(len(problem.graph.nodes)))
 
 
-def _compute(problem: Problem, spec: Tensor, config: LpConfig, budget_s: float) -> dict[int, Interval]:
+def _compute(
+    problem: Problem, spec: Tensor, targets: dict[int, Tensor], config: LpConfig, budget_s: float
+) -> dict[int, Interval]:
     """node -> narrowed interval (float64, CPU), for the nodes the LP narrowed."""
     start = time.perf_counter()
-    targets = boundary_neurons(problem, spec)
-    if not targets:
-        return {}
     box = (problem.lower.cpu().to(torch.float64), problem.upper.cpu().to(torch.float64))
     graph = problem.graph
     root = crown(graph, box, problem.output, spec.cpu().to(torch.float64))
     before = list(root.intervals)
     left = budget_s - (time.perf_counter() - start)
-    after = lp_intervals(graph, {z: r.cpu() for z, r in targets.items()}, before, config, left)
+    after = lp_intervals(graph, targets, before, config, left)
     return {
         i: (a[0].detach().clone(), a[1].detach().clone())
         for i, (a, b) in enumerate(zip(after, before))
@@ -83,11 +87,13 @@ def _compute(problem: Problem, spec: Tensor, config: LpConfig, budget_s: float) 
     }
 
 
-def graph_fingerprint(graph: Graph) -> str:
-    """sha256 (hex) of a graph's structure and every constant's bytes."""
+def graph_fingerprint(graph: Graph, nodes: list[int] | None = None) -> str:
+    """sha256 (hex) of a graph's structure and every constant's bytes (of ``nodes`` only, with their ids,
+    when given)."""
     h = hashlib.sha256()
-    for node in graph.nodes:
-        h.update(repr((node.op, node.inputs, node.shape)).encode())
+    for i in range(len(graph.nodes)) if nodes is None else nodes:
+        node = graph.nodes[i]
+        h.update(repr((i, node.op, node.inputs, node.shape)).encode())
         for name, value in node.params:
             h.update(name.encode())
             if isinstance(value, Const):
@@ -98,15 +104,20 @@ def graph_fingerprint(graph: Graph) -> str:
                     h.update(p.contiguous().numpy().tobytes())
             else:
                 h.update(repr(value).encode())
-    h.update(repr((graph.inputs, graph.outputs)).encode())
+    if nodes is None:
+        h.update(repr((graph.inputs, graph.outputs)).encode())
     return h.hexdigest()
 
 
-def _key(problem: Problem, spec: Tensor, config: LpConfig, budget_s: float) -> str:
+def _key(problem: Problem, targets: dict[int, Tensor], config: LpConfig, budget_s: float) -> str:
+    """What the result depends on: the subgraph the LP reads (node ids included), the box, the target
+    neurons, the settings and the budget; not the rows or the graph below the targets, so runs on other
+    constraint families of the same surrogate and region share it."""
     h = hashlib.sha256(_FORMAT.encode())
-    h.update(graph_fingerprint(problem.graph).encode())
-    h.update(repr((problem.output, config, round(float(budget_s), 3))).encode())
-    for t in (problem.lower, problem.upper, spec):
+    h.update(graph_fingerprint(problem.graph, program_nodes(problem.graph, set(targets))[0]).encode())
+    h.update(repr((config, round(float(budget_s), 3))).encode())
+    h.update(repr({z: r.tolist() for z, r in sorted(targets.items())}).encode())
+    for t in (problem.lower, problem.upper):
         h.update(t.detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
     return h.hexdigest()
 
