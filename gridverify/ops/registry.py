@@ -87,18 +87,18 @@ def outward(r: Relaxation, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) ->
 
     Sound for any line that holds in exact arithmetic up to rounding errors of a few ulps of the
     magnitudes involved (computing its slope and offset from rounded values of f, and evaluating
-    ``w*x + b`` anywhere on the box); the resulting lines contain f with no tolerance."""
-    lb = r.lb - _line_margin(r.lw, r.lb, lows, ups)
-    ub = r.ub + _line_margin(r.uw, r.ub, lows, ups)
-    lb = _keep(r.exact_lower, r.lb, lb)
-    ub = _keep(r.exact_upper, r.ub, ub)
+    ``w*x + b`` anywhere on the box); the resulting lines contain f with no tolerance. Infinite offsets
+    stay as they are. The result is marked exact, so a second pass leaves it alone."""
+    lb = _widen(r.exact_lower, r.lb, -_line_margin(r.lw, r.lb, lows, ups))
+    ub = _widen(r.exact_upper, r.ub, _line_margin(r.uw, r.ub, lows, ups))
     return Relaxation(r.lw, lb, r.uw, ub, exact_lower=True, exact_upper=True)
 
 
-def _keep(exact: bool | Tensor, old: Tensor, new: Tensor) -> Tensor:
-    if isinstance(exact, bool):
-        return old if exact else new
-    return torch.where(exact, old, new)
+def _widen(exact: bool | Tensor, offset: Tensor, step: Tensor) -> Tensor:
+    if isinstance(exact, bool) and exact:
+        return offset
+    keep = torch.isinf(offset) if isinstance(exact, bool) else exact | torch.isinf(offset)
+    return torch.where(keep, offset, offset + step)
 
 
 def _no_alpha(*boxes: Tensor, **params: Any) -> Tensor:
