@@ -26,6 +26,11 @@ from gridverify.bounds import crown
 from gridverify.ir import Graph, from_onnx
 from gridverify.specs import VnnlibSpec, read_vnnlib
 
+QUICK = AttackConfig(restarts=8, corners=4, steps=30)
+QUICK_S = 1.0
+"""The falsifier's first pass, on every disjunct before any bound: at most ``QUICK_S`` seconds (and 2% of the
+timeout); the disjuncts CROWN leaves open then get the full search (`SETTINGS.attack`, two rounds)."""
+
 SETTINGS = SearchConfig(tighten=TightenConfig())
 """The runner's search: GenBaB, and tightening of boundary neurons for rows the plain search leaves open
 (ml4acopf 118 prop2 needs it: `gridverify.bab.tighten`)."""
@@ -122,8 +127,9 @@ def verify_instance(
     if any(len(d.b) == 0 for d in spec.disjuncts):  # a disjunct without rows: any input is a witness
         sat = _confirm(graph, spec, Path(model), (box[0] + box[1])[0] / 2)
         return done(sat or InstanceResult("unknown", 0.0, detail="no output constraint"))
-    attack_cfg = replace(config.attack, rounds=max(config.attack.rounds, 2))
-    sat = _falsify(graph, spec, Path(model), box, rows, attack_cfg, None, deadline)
+    every = np.arange(len(spec.disjuncts))
+    burst = min(deadline, start + min(QUICK_S, 0.02 * timeout_s))
+    sat = _falsify(graph, spec, Path(model), box, rows, every, QUICK, None, burst)
     if sat is not None:
         return done(replace(sat, detail="falsifier"))
     bounds = crown(graph, box, spec=rows.c)
@@ -131,26 +137,32 @@ def verify_instance(
     todo = np.flatnonzero(_open_rows(rows, proved) & ~proved)
     if todo.size == 0:
         return done(InstanceResult("unsat", 0.0, detail="CROWN"))
-    # the corners that maximise the open rows' CROWN lower lines: each guarantees at least the line's value
-    corners = _lower_line_corners(bounds.linear, graph, box, rows)
-    sat = _falsify(graph, spec, Path(model), box, rows, config.attack, corners, deadline)
+    # the disjuncts CROWN leaves open, from the corners that maximise their rows' CROWN lower lines (each
+    # corner guarantees at least its line's value)
+    left = np.unique(rows.disjunct[todo])
+    corners = _lower_line_corners(bounds.linear, graph, box)
+    until = min(deadline, time.perf_counter() + max(QUICK_S, 0.1 * (deadline - time.perf_counter())))
+    rounds = replace(config.attack, rounds=max(config.attack.rounds, 2))
+    sat = _falsify(graph, spec, Path(model), box, rows, left, rounds, corners, until)
     if sat is not None:
         return done(replace(sat, detail="falsifier, from the CROWN lines"))
     cfg = replace(config, timeout_s=max(deadline - time.perf_counter(), 0.0))
     results = maximise(graph, box, rows.c[todo], threshold=rows.thr[todo], config=cfg, closed=True)
-    witnesses = []
+    witnesses = torch.zeros(rows.c.shape[0], *box[0].shape[1:], dtype=torch.float64)
+    witnesses[:] = ((box[0] + box[1]) / 2)[0]
     for k, r in zip(todo, results):
         proved[k] |= r.verdict is Verdict.VERIFIED
-        witnesses.append(r.witness)
+        witnesses[k] = r.witness.reshape(witnesses.shape[1:])
         if r.verdict is Verdict.VIOLATED and len(spec.disjuncts[rows.disjunct[k]].b) == 1:
             sat = _confirm(graph, spec, Path(model), r.witness)
             if sat is not None:
                 return done(replace(sat, detail="branch and bound"))
     if not _open_rows(rows, proved).any():
         return done(InstanceResult("unsat", 0.0, detail="branch and bound"))
-    if time.perf_counter() < deadline:  # disjuncts of several rows: their conjunction, from every witness
-        starts = torch.stack(witnesses).unsqueeze(0).expand(len(spec.disjuncts), -1, -1)
-        sat = _falsify(graph, spec, Path(model), box, rows, config.attack, starts, deadline, until=True)
+    left = np.unique(rows.disjunct[_open_rows(rows, proved)])
+    if time.perf_counter() < deadline:  # the open disjuncts' conjunctions, from their rows' witnesses
+        forever = replace(config.attack, rounds=1_000_000)
+        sat = _falsify(graph, spec, Path(model), box, rows, left, forever, witnesses, deadline)
         if sat is not None:
             return done(replace(sat, detail="falsifier, after branch and bound"))
     seconds = time.perf_counter() - start
@@ -163,13 +175,12 @@ def _proves(upper: Tensor, thr: Tensor) -> np.ndarray:
     return (upper.to(torch.float64) < thr.to(torch.float64)).cpu().numpy()
 
 
-def _disjunct_rows(rows: _Rows, n_disjuncts: int) -> tuple[Tensor, Tensor]:
-    """Every disjunct as (K, n_out) rows and (K,) thresholds, padded to the largest K by repeating a row:
-    the disjunct is entered when ``min_k (c_k . y - thr_k) >= 0``."""
-    members = [np.flatnonzero(rows.disjunct == k) for k in range(n_disjuncts)]
+def _disjunct_rows(rows: _Rows, which: np.ndarray) -> Tensor:
+    """(D, K) indices of the rows of the disjuncts ``which``, padded to the largest K by repeating a row:
+    disjunct d is entered when ``min_k (c_k . y - thr_k) >= 0`` over its rows k."""
+    members = [np.flatnonzero(rows.disjunct == k) for k in which]
     width = max(len(m) for m in members)
-    index = torch.tensor(np.array([np.resize(m, width) for m in members]))
-    return rows.c[index], rows.thr[index]
+    return torch.tensor(np.array([np.resize(m, width) for m in members]))
 
 
 def _falsify(
@@ -178,21 +189,22 @@ def _falsify(
     model: Path,
     box: tuple[Tensor, Tensor],
     rows: _Rows,
+    which: np.ndarray,
     config: AttackConfig,
-    starts: Tensor | None,
+    row_points: Tensor | None,
     deadline: float,
-    until: bool = False,
 ) -> InstanceResult | None:
-    """Search every disjunct for an input that enters it (`gridverify.bab.attack`); a ``sat`` result for
-    the first such point that float64 and onnxruntime both confirm, else None. ``until``: keep restarting
-    from the best points until the deadline."""
-    n = len(spec.disjuncts)
-    c, thr = _disjunct_rows(rows, n)
+    """Search the disjuncts ``which`` for an input that enters one (`gridverify.bab.attack`), each also
+    started from the points ``row_points`` (R, *S_in) of its rows; a ``sat`` result for the first point
+    that float64 and onnxruntime both confirm, else None."""
+    index = _disjunct_rows(rows, which)
+    n = index.shape[0]
     lo, hi = (t.expand(n, *t.shape[1:]) for t in box)
-    cfg = replace(config, rounds=1_000_000) if until else config
+    starts = None if row_points is None else row_points[index].to(box[0].dtype)
     x, margin = attack(
-        graph, graph.outputs[0][0], c, lo, hi, cfg, offset=thr, starts=starts, target=0.0, deadline=deadline
-    )
+        graph, graph.outputs[0][0], rows.c[index], lo, hi, config,
+        offset=rows.thr[index], starts=starts, target=0.0, deadline=deadline,
+    )  # fmt: skip
     for k in torch.argsort(margin, descending=True).tolist():
         if not float(margin[k]) >= 0.0:
             return None
@@ -202,12 +214,11 @@ def _falsify(
     return None
 
 
-def _lower_line_corners(linear, graph: Graph, box: tuple[Tensor, Tensor], rows: _Rows) -> Tensor | None:
-    """(D, R, *S_in): for every disjunct, the corners of the box that maximise each row's CROWN lower line
-    (coefficient 0: the box centre)."""
+def _lower_line_corners(linear, graph: Graph, box: tuple[Tensor, Tensor]) -> Tensor | None:
+    """(R, *S_in): per row, the corner of the box that maximises its CROWN lower line (coefficient 0: the
+    box centre)."""
     if linear is None:
         return None
     a = linear.lower[graph.inputs[0][0]][0]  # (R, *S_in)
     lo, hi = box[0][0], box[1][0]
-    corner = torch.where(a > 0, hi, torch.where(a < 0, lo, (lo + hi) / 2))
-    return corner.unsqueeze(0).expand(int(rows.disjunct.max()) + 1, *corner.shape)
+    return torch.where(a > 0, hi, torch.where(a < 0, lo, (lo + hi) / 2))
