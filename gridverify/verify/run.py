@@ -282,7 +282,8 @@ def screen(
     line) evaluated in float64 gives each row a first worst value; then the falsifier
     (`gridverify.bab.attack`) climbs every row CROWN does not prove, started from that row's best
     ``config.pool_starts`` loads of the pool (neighbouring rows share their worst loads this way), until
-    ``until`` (perf_counter). Rows CROWN proves are verified, rows a load violates are violated."""
+    ``until`` (perf_counter); every row is then evaluated at every row's new point. Rows CROWN proves are
+    verified, rows a load violates are violated."""
     start = time.perf_counter()
     bounds = crown(graph, box, output=OUTPUT, spec=spec)
     upper = bounds.upper[0].cpu().to(torch.float64)
@@ -298,7 +299,7 @@ def screen(
         starts = x[values[:, open_rows].topk(k, dim=0).indices.T]  # (R_open, k, n)
         n = open_rows.numel()
         dev = box[0].device
-        found, vals = attack(
+        found, _ = attack(
             graph,
             OUTPUT,
             spec[open_rows.to(dev)],
@@ -308,9 +309,12 @@ def screen(
             starts=starts.to(dev, box[0].dtype),
             deadline=until,
         )
-        better = vals.cpu() > worst[open_rows]
-        rows = open_rows[better]
-        worst[rows], witness[rows] = vals.cpu()[better], found.cpu().to(torch.float64)[better]
+        # every row at every row's new point: neighbouring rows often share their worst loads
+        found = found.cpu().to(torch.float64)
+        shared = _values(graph, found, spec)  # (R_open, R)
+        best, at = shared.max(0)
+        better = best > worst
+        worst, witness = torch.where(better, best, worst), torch.where(better[:, None], found[at], witness)
     seconds = time.perf_counter() - start
     out = []
     for i, (u, w, t) in enumerate(zip(upper.tolist(), worst.tolist(), thr.tolist())):
