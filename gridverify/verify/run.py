@@ -68,7 +68,7 @@ class VerifyConfig:
     timeout_s: float = 120.0
     narrow_share: float = 0.25  # of the budget kept for narrowing the bounds of violated constraints
     device: str = "cpu"
-    dtype: torch.dtype = torch.float64
+    dtype: torch.dtype = torch.float64  # the only dtype whose bounds are sound (float32 is refused)
     search: SearchConfig = SearchConfig()
     chunk: int = 64  # specification rows per branch-and-bound run (bounds time and memory on large cases)
     min_chunk_s: float = 1.0  # no branch-and-bound run is started with less time than this left
@@ -83,6 +83,11 @@ class VerifyConfig:
         unknown = sorted(set(self.tolerances) - set(UNITS))
         if unknown:
             raise ValueError(f"tolerances for unknown families {unknown}; known: {list(UNITS)}")
+        if self.dtype != torch.float64:
+            raise ValueError(
+                f"dtype {self.dtype}: certified bounds are computed in float64 only (float32 relaxations "
+                "and constants are not rounded outward)"
+            )
         bad = {f: t for f, t in {"*": self.tolerance, **self.tolerances}.items() if not t >= 0}
         if bad:
             raise ValueError(f"tolerances must be >= 0, got {bad}")

@@ -99,3 +99,8 @@ def test_pandapower_confirms_a_thermal_counterexample(case14, tmp_path):
     assert r.replay["results"]["res_line.loading_percent"] > 100.0
     flow = power_flow(tight, np.array(r.witness))
     assert flow.pandapower["thermal_from"][0] > 0.0
+
+
+def test_float32_is_refused_for_certification() -> None:
+    with pytest.raises(ValueError, match="float64 only"):
+        VerifyConfig(dtype=torch.float32)
