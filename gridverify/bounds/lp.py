@@ -49,7 +49,7 @@ class LpConfig:
 
     refine: bool = True  # LP-tighten the unstable inputs of relu / abs nodes before the targets
     refine_share: float = 0.5  # of the budget at most for that refinement
-    solve_s: float = 5.0  # time limit of one LP (a time-limited solve still gives a sound, looser bound)
+    solve_s: float = 20.0  # time limit of one LP (a time-limited solve still gives a sound, looser bound)
 
 
 @dataclass(frozen=True)
@@ -279,12 +279,11 @@ class LpSolver:
         # HiGHS measures its time limit on a clock that runs across calls
         h.setOptionValue("time_limit", h.getRunTime() + max(float(time_limit_s), 1e-3))
         h.run()
-        solution = h.getSolution()
-        w = np.asarray(solution.row_dual) if solution.dual_valid else np.zeros(self.lp.a.shape[0])
-        if w.shape[0] != self.lp.a.shape[0]:
-            w = np.zeros(self.lp.a.shape[0])
-        best = dual_bound(self.lp, cost, w)
-        return max(best, dual_bound(self.lp, cost, np.zeros_like(w)))
+        # the multipliers of any solve, finished or not, give a sound bound: a time-limited one is used too
+        w = np.asarray(h.getSolution().row_dual, dtype=np.float64)
+        zero = np.zeros(self.lp.a.shape[0])
+        best = dual_bound(self.lp, cost, w) if w.shape == zero.shape else -np.inf
+        return max(best, dual_bound(self.lp, cost, zero))
 
 
 def neuron_bounds(
