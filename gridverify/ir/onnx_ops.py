@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gridverify.const import Const
 from gridverify.ir.builder import GraphBuilder, Var
 from gridverify.ir.onnx_shape_ops import (
     SHAPE_HANDLERS,
@@ -290,6 +291,149 @@ def softmax_last(b: GraphBuilder, x: Var, ctx: OnnxContext) -> Var:
     return b.apply("reciprocal", b.add(sums, 1.0))
 
 
+# -- convolutions and normalisation ---------------------------------------------------------------------
+def _spatial_attrs(node: OnnxNode, w: np.ndarray) -> dict[str, tuple[int, ...]]:
+    """Strides, symmetric pads and dilations of a Conv / ConvTranspose (explicit pads only)."""
+    rank = w.ndim - 2
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    if auto_pad not in ("NOTSET", "VALID"):
+        raise Unsupported(f"{node.op_type} auto_pad={auto_pad!r} (explicit pads only)")
+    pads = [int(p) for p in node.attrs.get("pads", [0] * (2 * rank))]
+    if auto_pad == "VALID":
+        pads = [0] * (2 * rank)
+    if pads[:rank] != pads[rank:]:
+        raise Unsupported(f"{node.op_type} with asymmetric pads {pads}")
+    kernel = [int(k) for k in node.attrs.get("kernel_shape", w.shape[2:])]
+    if tuple(kernel) != tuple(w.shape[2:]):
+        raise Unsupported(f"{node.op_type} kernel_shape {kernel} differs from the weight's {w.shape[2:]}")
+    return {
+        "stride": tuple(int(v) for v in node.attrs.get("strides", [1] * rank)),
+        "padding": tuple(pads[:rank]),
+        "dilation": tuple(int(v) for v in node.attrs.get("dilations", [1] * rank)),
+    }
+
+
+def _conv_operands(node: OnnxNode, x: Value, w: Value, bias: Value) -> tuple[np.ndarray, np.ndarray | None]:
+    if not isinstance(x, Traced) or isinstance(w, Traced) or isinstance(bias, Traced):
+        raise Unsupported(f"{node.op_type} needs a traced input and constant weights and bias")
+    if x.batch_axis != 0:
+        raise Unsupported(f"{node.op_type} of a tensor whose batch dim is not first")
+    weight = as_float(w)
+    if weight.ndim - 2 not in (1, 2, 3):
+        raise Unsupported(f"{node.op_type} with a weight of rank {weight.ndim} (1-D to 3-D convolutions)")
+    return weight, None if bias is None else as_float(bias).reshape(-1)
+
+
+def _conv(ctx: OnnxContext, node: OnnxNode, x: Value, w: Value, bias: Value = None) -> Traced:
+    """An exact linear ``conv`` node (`gridverify.ops.conv`)."""
+    weight, b = _conv_operands(node, x, w, bias)
+    params = _spatial_attrs(node, weight)
+    var = ctx.builder.apply(
+        "conv",
+        x.var,
+        name=node.name,
+        weight=Const(weight),
+        bias=None if b is None else Const(b),
+        groups=int(node.attrs.get("group", 1)),
+        in_spatial=tuple(x.var.shape[1:]),
+        **params,
+    )
+    return Traced(var, 0)
+
+
+def _conv_transpose(ctx: OnnxContext, node: OnnxNode, x: Value, w: Value, bias: Value = None) -> Traced:
+    """An exact linear ``conv_transpose`` node; ``output_shape`` is not translated (give pads)."""
+    weight, b = _conv_operands(node, x, w, bias)
+    if node.attrs.get("output_shape"):
+        raise Unsupported("ConvTranspose with output_shape (explicit pads and output_padding only)")
+    params = _spatial_attrs(node, weight)
+    rank = weight.ndim - 2
+    out_pad = tuple(int(v) for v in node.attrs.get("output_padding", [0] * rank))
+    var = ctx.builder.apply(
+        "conv_transpose",
+        x.var,
+        name=node.name,
+        weight=Const(weight),
+        bias=None if b is None else Const(b),
+        output_padding=out_pad,
+        groups=int(node.attrs.get("group", 1)),
+        **params,
+    )
+    return Traced(var, 0)
+
+
+def _batch_norm(
+    ctx: OnnxContext, node: OnnxNode, x: Value, scale: Value, b: Value, mean: Value, var: Value
+) -> Traced:
+    """Inference-mode ``y = s * x + t`` per channel (ONNX axis 1), ``s = scale / sqrt(var + eps)``,
+    ``t = b - mean * s``: folded into the weights of a preceding conv, conv_transpose or linear node that
+    acts on the channel axis, else a per-channel scale and shift."""
+    if not isinstance(x, Traced) or any(isinstance(v, Traced) for v in (scale, b, mean, var)):
+        raise Unsupported("BatchNormalization needs a traced input and constant statistics")
+    if node.n_outputs > 1 or node.attrs.get("training_mode", 0):
+        raise Unsupported("BatchNormalization in training mode")
+    eps = float(node.attrs.get("epsilon", 1e-5))
+    s = as_float(scale).reshape(-1) / np.sqrt(as_float(var).reshape(-1) + eps)
+    t = as_float(b).reshape(-1) - as_float(mean).reshape(-1) * s
+    folded = _fold_affine(ctx, x, s, t)
+    if folded is not None:
+        return folded
+    shape = [1] * x.rank
+    shape[1] = s.size
+    scaled = _binary(GraphBuilder.mul)(ctx, node, x, s.reshape(shape))
+    return _binary(GraphBuilder.add)(ctx, node, scaled, t.reshape(shape))
+
+
+def _fold_affine(ctx: OnnxContext, x: Traced, s: np.ndarray, t: np.ndarray) -> Traced | None:
+    """``s * x + t`` per channel as one new linear node, when ``x`` is produced by a conv (channels
+    first, batch first) or a linear map on a (batch, channel) tensor; None otherwise."""
+    node = x.var.node
+    if x.batch_axis != 0 or node.op not in ("conv", "conv_transpose", "linear") or x.var.shape[0] != s.size:
+        return None
+    if node.op == "linear" and len(x.var.shape) != 1:
+        return None
+    kw = node.kwargs
+    w = kw["weight"].tensor
+    if w.is_sparse:
+        return None
+    bias = torch.zeros(s.size, dtype=torch.float64) if kw["bias"] is None else kw["bias"].tensor
+    st = torch.from_numpy(s)
+    if node.op == "conv_transpose":
+        if kw["groups"] != 1:
+            return None
+        w = w * st.reshape(1, -1, *(1,) * (w.ndim - 2))
+    else:
+        w = w * st.reshape(-1, *(1,) * (w.ndim - 1))
+    params = {**kw, "weight": Const(w), "bias": Const(bias * st + torch.from_numpy(t))}
+    source = Var(ctx.builder, node.inputs[0])
+    return Traced(ctx.builder.apply(node.op, source, name=node.name, **params), 0)
+
+
+def _upsample(ctx: OnnxContext, node: OnnxNode, x: Value, scales: Value = None) -> Traced:
+    """Nearest-neighbour upsampling by integer factors (``Upsample``, opset 7-9): a gather."""
+    if not isinstance(x, Traced) or isinstance(scales, Traced):
+        raise Unsupported("Upsample needs a traced input and constant scales")
+    if node.attrs.get("mode", "nearest") != "nearest":
+        raise Unsupported(f"Upsample mode {node.attrs['mode']!r} (nearest only)")
+    factors = np.asarray(node.attrs.get("scales") if scales is None else scales, dtype=np.float64).reshape(-1)
+    if factors.size != x.rank or np.any(factors != np.round(factors)) or np.any(factors < 1):
+        raise Unsupported(f"Upsample scales {factors.tolist()} (positive integers only)")
+    shape = x.onnx_shape(ctx.batch_size)
+    picks = {
+        a: np.arange(int(shape[a] * f)) // int(f)
+        for a, f in enumerate(factors)
+        if f != 1 and a != x.batch_axis
+    }
+    if factors[x.batch_axis] != 1:
+        raise Unsupported("Upsample along the batch dim")
+    return take(ctx, x, picks)
+
+
+def _leaky_relu(ctx: OnnxContext, node: OnnxNode, x: Traced) -> Traced:
+    slope = float(node.attrs.get("alpha", 0.01))
+    return Traced(ctx.builder.apply("leaky_relu", x.var, name=node.name, negative_slope=slope), x.batch_axis)
+
+
 def _split_pieces(ctx: OnnxContext, node: OnnxNode, x: Traced, split: Value = None) -> tuple[Traced, ...]:
     """Sizes from the ``split`` input (opset 13+) or attribute, else equal pieces (the last one smaller)."""
     if isinstance(split, Traced):
@@ -323,6 +467,11 @@ def _handlers() -> dict[str, Handler]:
         "ReduceMean": _reduce_mean,
         "Softmax": _softmax,
         "Split": _split_pieces,
+        "Conv": _conv,
+        "ConvTranspose": _conv_transpose,
+        "BatchNormalization": _batch_norm,
+        "Upsample": _upsample,
+        "LeakyRelu": _leaky_relu,
         **SHAPE_HANDLERS,
     }
 

@@ -367,5 +367,26 @@ SHAPE_HANDLERS: Mapping[str, Callable[..., Any]] = MappingProxyType(
     }
 )
 
-FOLDERS: Mapping[str, Callable[..., tuple[np.ndarray, ...]]] = MappingProxyType({"Slice": fold_slice})
+
+def _fold_unsqueeze(node: OnnxNode, data: np.ndarray, axes: Value = None) -> tuple[np.ndarray]:
+    """Unsqueeze of a constant, axes from the attribute (opset < 13) or the input (ONNX 1.23's reference
+    implementation rejects the attribute form)."""
+    given = node.attrs.get("axes") if axes is None else np.asarray(axes).reshape(-1).tolist()
+    rank = np.ndim(data) + len(given)
+    source = iter(np.shape(data))
+    new = {int(a) % rank for a in given}
+    shape = [1 if i in new else next(source) for i in range(rank)]
+    return (np.reshape(data, shape),)
+
+
+def _fold_squeeze(node: OnnxNode, data: np.ndarray, axes: Value = None) -> tuple[np.ndarray]:
+    given = node.attrs.get("axes") if axes is None else np.asarray(axes).reshape(-1).tolist()
+    if not given:
+        return (np.squeeze(data),)
+    return (np.squeeze(data, axis=tuple(int(a) % np.ndim(data) for a in given)),)
+
+
+FOLDERS: Mapping[str, Callable[..., tuple[np.ndarray, ...]]] = MappingProxyType(
+    {"Slice": fold_slice, "Unsqueeze": _fold_unsqueeze, "Squeeze": _fold_squeeze}
+)
 """Constant folding that must not use ONNX's reference implementation, by op type."""
