@@ -372,7 +372,7 @@ def _batch_norm(
         raise Unsupported("BatchNormalization needs a traced input and constant statistics")
     if node.n_outputs > 1 or node.attrs.get("training_mode", 0):
         raise Unsupported("BatchNormalization in training mode")
-    eps = float(node.attrs.get("epsilon", 1e-5))
+    eps = float(node.attrs.get("epsilon", np.float32(1e-5)))  # ONNX attributes are float32
     s = as_float(scale).reshape(-1) / np.sqrt(as_float(var).reshape(-1) + eps)
     t = as_float(b).reshape(-1) - as_float(mean).reshape(-1) * s
     folded = _fold_affine(ctx, x, s, t)
@@ -430,7 +430,7 @@ def _upsample(ctx: OnnxContext, node: OnnxNode, x: Value, scales: Value = None) 
 
 
 def _leaky_relu(ctx: OnnxContext, node: OnnxNode, x: Traced) -> Traced:
-    slope = float(node.attrs.get("alpha", 0.01))
+    slope = float(node.attrs.get("alpha", np.float32(0.01)))  # ONNX attributes are float32
     return Traced(ctx.builder.apply("leaky_relu", x.var, name=node.name, negative_slope=slope), x.batch_axis)
 
 
