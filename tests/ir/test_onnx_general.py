@@ -44,7 +44,8 @@ CASES = [
     pytest.param("ConvTranspose", ["x", "w"], {"w": W_CONVT[:, :, :3, :2]}, {}, id="convT_plain"),
     pytest.param(
         "BatchNormalization", ["x", "s", "b", "m", "v"],
-        {"s": np.array([2.0, -1]), "b": np.array([0.5, 0]), "m": np.array([1, -3.0]), "v": np.array([4, 0.1])},
+        {"s": np.array([2, -1.0]), "b": np.array([0.5, 0]),
+         "m": np.array([1, -3.0]), "v": np.array([4, 0.1])},
         {"epsilon": 0.01}, id="batchnorm",
     ),
     pytest.param("LeakyRelu", ["x"], {}, {"alpha": 0.2}, id="leaky"),
