@@ -349,8 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "study":
         return args.handler(args)
     if args.command == "demo":
-        if args.radius < 0:
-            print("gridverify demo: --radius must be >= 0", file=sys.stderr)
+        if not (math.isfinite(args.radius) and args.radius >= 0):
+            print(f"gridverify demo: --radius must be finite and >= 0, got {args.radius}", file=sys.stderr)
             return 2
         rows = demo.run_demo(args.radius)
         print("active power flow p_from (pu) over the load box, certified bounds vs samples:")

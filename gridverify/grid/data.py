@@ -42,11 +42,13 @@ __all__ = [
     "ElementIds",
     "Generators",
     "GridData",
+    "GridError",
     "Loads",
     "OperatingPoint",
     "branch_flows",
     "from_matpower",
     "from_pandapower",
+    "grid_problems",
     "matpower_net",
     "operating_point",
     "pandapower_ids",
@@ -61,6 +63,11 @@ _BRANCH_RESULTS = {  # element table -> (from-side columns, to-side columns, fro
     "trafo": (("p_hv_mw", "q_hv_mvar"), ("p_lv_mw", "q_lv_mvar"), ("hv_bus", "lv_bus")),
     "impedance": (("p_from_mw", "q_from_mvar"), ("p_to_mw", "q_to_mvar"), ("from_bus", "to_bus")),
 }
+
+
+class GridError(ValueError):
+    """A grid file or net that cannot be read or is outside the model: the message names the source and
+    every problem found (see `grid_problems`)."""
 
 
 class _Record:
@@ -187,6 +194,9 @@ class _Arrays:
 
 # -- the core: MATPOWER arrays -> GridData ---------------------------------------------------------------
 def _grid_from_arrays(name: str, a: _Arrays, ids: ElementIds, pandapower: ElementIds | None) -> GridData:
+    problems = grid_problems(a, ids)
+    if problems:
+        raise GridError(f"{name}: " + "; ".join(problems))
     position = {int(b): i for i, b in enumerate(a.bus[:, idx_bus.BUS_I])}
     return GridData(
         name=name,
@@ -198,6 +208,68 @@ def _grid_from_arrays(name: str, a: _Arrays, ids: ElementIds, pandapower: Elemen
         ids=ids,
         pandapower=pandapower,
     )
+
+
+def grid_problems(a: _Arrays, ids: ElementIds) -> list[str]:
+    """Why the in-service part of a case cannot be verified (empty: it can). MATPOWER's conventions hold:
+    ``rate_a = 0`` means no limit and is fine, a negative rating is an error; a branch needs a nonzero
+    impedance ``r + jx`` (its admittance ``1/(r + jx)`` would be infinite); every bus must be connected to
+    a reference bus by in-service branches (an island has no angle reference and no slack); the case
+    needs a reference bus; numbers must be finite. Several generators on one bus are fine (their
+    injections add up)."""
+    problems = (
+        [] if a.base_mva > 0 and np.isfinite(a.base_mva) else [f"baseMVA must be > 0, got {a.base_mva}"]
+    )
+    br, bus = a.branch, a.bus
+    rate = br[:, idx_brch.RATE_A]
+    negative = "negative rate_a (a thermal rating must be >= 0; 0 means unlimited)"
+    problems += _rows(negative, rate < 0, ids.branch, "branch")
+    zero = (br[:, idx_brch.BR_R] == 0) & (br[:, idx_brch.BR_X] == 0)
+    problems += _rows("zero impedance (r = x = 0; merge the two buses instead)", zero, ids.branch, "branch")
+    for what, values, rows, kind in (
+        ("non-finite r, x or b", br[:, [idx_brch.BR_R, idx_brch.BR_X, idx_brch.BR_B]], ids.branch, "branch"),
+        (
+            "non-finite demand or shunt",
+            bus[:, [idx_bus.PD, idx_bus.QD, idx_bus.GS, idx_bus.BS]],
+            ids.bus,
+            "bus",
+        ),
+    ):
+        problems += _rows(what, ~np.all(np.isfinite(values), axis=1), rows, kind)
+    ref = bus[:, idx_bus.BUS_TYPE] == idx_bus.REF
+    if not ref.any():
+        problems.append("no reference (slack) bus: give one bus type 3")
+    else:
+        problems += _rows("islanded: not connected to a reference bus by in-service branches",
+                          ~_reached(bus, br, ref), ids.bus, "bus")  # fmt: skip
+    return problems
+
+
+def _rows(what: str, bad: Array, ids: Array, kind: str) -> list[str]:
+    if not np.any(bad):
+        return []
+    named = [str(int(i)) for i in np.asarray(ids)[bad][:10]]
+    more = f" and {int(np.sum(bad)) - 10} more" if np.sum(bad) > 10 else ""
+    return [f"{kind} {', '.join(named)}{more}: {what}"]
+
+
+def _reached(bus: Array, branch: Array, start: Array) -> Array:
+    """Which buses are connected to a ``start`` bus (N,) bool, over the branches with nonzero status."""
+    position = {int(b): i for i, b in enumerate(bus[:, idx_bus.BUS_I])}
+    neighbours: list[list[int]] = [[] for _ in range(len(bus))]
+    for row in branch[branch[:, idx_brch.BR_STATUS] != 0]:
+        f, t = position.get(int(row[idx_brch.F_BUS])), position.get(int(row[idx_brch.T_BUS]))
+        if f is not None and t is not None:
+            neighbours[f].append(t)
+            neighbours[t].append(f)
+    reached = np.array(start, dtype=bool)
+    frontier = list(np.flatnonzero(reached))
+    while frontier:
+        for j in neighbours[frontier.pop()]:
+            if not reached[j]:
+                reached[j] = True
+                frontier.append(j)
+    return reached
 
 
 def _buses(a: _Arrays) -> Buses:
@@ -281,8 +353,17 @@ def _angle_limit(degrees: Array, unlimited: float) -> Array:
 # -- MATPOWER / PGLib .m files -------------------------------------------------------------------------
 def from_matpower(path: str | Path) -> GridData:
     """A MATPOWER / PGLib-OPF ``.m`` case with MATPOWER's semantics (see the module docstring)."""
-    arrays, ids = _read_matpower(Path(path))
-    return _grid_from_arrays(Path(path).stem, arrays, ids, _pandapower_ids_of_mpc(matpower_net(path), ids))
+    path = Path(path)
+    arrays, ids = _read_matpower(path)
+    try:
+        return _grid_from_arrays(path.stem, arrays, ids, _pandapower_ids_of_mpc(matpower_net(path), ids))
+    except GridError as err:
+        raise GridError(f"{path}: {str(err).removeprefix(path.stem + ': ')}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 def matpower_net(path: str | Path) -> Any:
@@ -302,8 +383,25 @@ def matpower_net(path: str | Path) -> Any:
 
 
 def _read_matpower(path: Path) -> tuple[_Arrays, ElementIds]:
-    mpc = CaseFrames(str(path)).to_mpc()
-    bus, gen, branch = (np.asarray(mpc[k], dtype=np.float64) for k in ("bus", "gen", "branch"))
+    if not path.is_file():
+        raise GridError(f"{path}: no such file")
+    try:
+        mpc = CaseFrames(str(path)).to_mpc()
+        bus, gen, branch = (np.asarray(mpc[k], dtype=np.float64) for k in ("bus", "gen", "branch"))
+        float(mpc["baseMVA"])
+    except Exception as err:  # matpowercaseframes fails on bad files with any kind of error
+        detail = "empty file" if path.stat().st_size == 0 else f"{type(err).__name__}: {_first_line(err)}"
+        raise GridError(f"{path}: not a readable MATPOWER case ({detail})") from None
+    if bus.ndim != 2 or gen.ndim != 2 or branch.ndim != 2 or min(len(bus), len(gen), len(branch)) == 0:
+        raise GridError(f"{path}: not a readable MATPOWER case (empty or malformed bus, gen or branch table)")
+    widths = {
+        "bus": (bus, idx_bus.VMIN + 1),
+        "gen": (gen, idx_gen.PMIN + 1),
+        "branch": (branch, idx_brch.ANGMAX + 1),
+    }
+    short = [k for k, (table, width) in widths.items() if table.shape[1] < width]
+    if short:
+        raise GridError(f"{path}: not a readable MATPOWER case (too few columns in {', '.join(short)})")
     live = {int(b) for b in bus[bus[:, idx_bus.BUS_TYPE] != idx_bus.NONE, idx_bus.BUS_I]}
     bus_on = np.isin(bus[:, idx_bus.BUS_I], list(live))
     gen_on = (gen[:, idx_gen.GEN_STATUS] > 0) & np.isin(gen[:, idx_gen.GEN_BUS], list(live))
@@ -344,12 +442,27 @@ def from_pandapower(net: Any, name: str = "") -> GridData:
     has_limits = "max_vm_pu" in work.bus.columns and "min_vm_pu" in work.bus.columns
     ppci = to_ppc(work, init="flat", calculate_voltage_angles=True, trafo_model="t",
                   take_slack_vm_limits=not has_limits)  # fmt: skip
+    dropped = _dropped_buses(work, len(ppci["bus"]))
+    if dropped:
+        listed = ", ".join(map(str, dropped[:10])) + (
+            f" and {len(dropped) - 10} more" if len(dropped) > 10 else ""
+        )
+        raise GridError(
+            f"{name or 'pandapower net'}: bus {listed}: islanded (no path to a slack; pandapower drops it)"
+        )
     ids = _pandapower_ids(work, ppci)
     real = {k: np.real(ppci[k]) for k in ("bus", "gen", "branch")}
     if not has_limits:  # pandapower's stand-ins 0 and 2 pu
         real["bus"][:, [idx_bus.VMIN, idx_bus.VMAX]] = np.nan
     arrays = _Arrays(float(ppci["baseMVA"]), **real, gencost=ppci.get("gencost"), branch_g=_branch_g(ppci))
     return _grid_from_arrays(name or str(getattr(net, "name", "") or "pandapower net"), arrays, ids, ids)
+
+
+def _dropped_buses(net: Any, n: int) -> list[int]:
+    """In-service pandapower buses that ``to_ppc`` left out of its ``n`` buses (islands without a slack)."""
+    lookup = np.asarray(net._pd2ppc_lookups["bus"])
+    on = net.bus.index[net.bus.in_service.astype(bool)]
+    return [int(b) for b in on if not (b < len(lookup) and 0 <= lookup[b] < n)]
 
 
 def _check_supported(net: Any) -> None:

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,12 +63,13 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 def study_command(args: argparse.Namespace) -> int:
     """Run the parsed ``study`` command: 0 when every job has a certificate, 1 when some failed, 2 on a bad
-    study file or option."""
+    study file, option or results folder (found before anything is written)."""
     from gridverify.study.runner import RunConfig, run_study
     from gridverify.study.spec import StudyError, load_study
 
-    if args.workers < 1 or args.retries < 0:
-        print("gridverify study: --workers must be >= 1 and --retries >= 0", file=sys.stderr)
+    problem = _option_problem(args)
+    if problem is not None:
+        print(f"gridverify study: {problem}", file=sys.stderr)
         return 2
     try:
         if args.check:
@@ -75,10 +78,13 @@ def study_command(args: argparse.Namespace) -> int:
             args.workers, args.scheduler, args.retries, not args.no_progress, args.connect_timeout
         )
         outcome = run_study(args.study, _out(args), config)
-    except (StudyError, FileNotFoundError) as err:
-        print(f"gridverify study: {err}", file=sys.stderr)
+    except (StudyError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as err:
+        print(f"gridverify study: {_one_line(err)}", file=sys.stderr)
         return 2
-    except OSError as err:  # the scheduler cannot be reached (distributed raises OSError on timeout)
+    except OSError as err:
+        if args.scheduler is None:  # no scheduler: a file system problem
+            print(f"gridverify study: {err}", file=sys.stderr)
+            return 2
         print(f"gridverify study: cannot reach the scheduler {args.scheduler}: {err}", file=sys.stderr)
         return 2
     print(
@@ -89,6 +95,41 @@ def study_command(args: argparse.Namespace) -> int:
     for job_id, message in outcome.failed.items():
         print(f"  failed {job_id}: {message}", file=sys.stderr)
     return 0 if outcome.complete else 1
+
+
+def _one_line(err: BaseException) -> str:
+    """A `StudyError` keeps its one problem per line; anything else is cut to its first line."""
+    from gridverify.study.spec import StudyError
+
+    text = str(err)
+    return text if isinstance(err, StudyError) else (text.splitlines() or [type(err).__name__])[0]
+
+
+def _option_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options or the results folder (None: nothing); creates nothing."""
+    if args.workers < 1 or args.retries < 0:
+        return "--workers must be >= 1 and --retries >= 0"
+    if not (math.isfinite(args.connect_timeout) and args.connect_timeout > 0):
+        return f"--connect-timeout must be a positive number of seconds, got {args.connect_timeout}"
+    if not args.study.is_file():
+        return f"study file {args.study} {'is a folder' if args.study.is_dir() else 'does not exist'}"
+    if args.check:
+        return None
+    return _out_problem(_out(args))
+
+
+def _out_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be (or be created as) a writable results folder, or None."""
+    if folder.exists() and not folder.is_dir():
+        return f"--out {folder} is a file, not a folder"
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"--out {folder} cannot be created: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"--out {folder} is not writable: no write permission in {existing}"
+    return None
 
 
 def _out(args: argparse.Namespace) -> Path:

@@ -3,16 +3,18 @@
 Layout of ``OUT`` (all JSON unless said otherwise)::
 
     OUT/jobs.json                   the study's jobs (id -> job), rewritten at each start
-    OUT/certificates/<id>.json      the job's `Certificate`; its presence is what "finished" means
+    OUT/certificates/<id>.json      the job's `Certificate`; a valid one is what "finished" means
+    OUT/certificates/<id>.json.invalid  a certificate that failed its checks, moved aside (job re-run)
     OUT/runs/<id>.json              where and how long the job ran (host, pid, seconds, attempt)
     OUT/failures/<id>.json          the last error of a job that raised (removed once it succeeds)
     OUT/events.jsonl                append-only log: start, submitted, done, failed, lost (one JSON a line)
     OUT/report/                     the study report (`gridverify.study.report`)
 
 A certificate is written with a temporary file and `os.replace`, so a study killed at any moment leaves
-each certificate either whole or absent: re-running recomputes exactly the jobs without one. Results come
-back to the process that runs the study and are written there, so workers on other machines need no
-shared file system.
+each certificate either whole or absent: re-running recomputes exactly the jobs without one. A certificate
+damaged afterwards (or contradicting its own verdicts) fails `Certificate.load`'s checks and is recomputed.
+Results come back to the process that runs the study and are written there, so workers on other machines
+need no shared file system.
 """
 
 from __future__ import annotations
@@ -79,11 +81,36 @@ class JobStore:
         return self.root / "certificates" / f"{job_id}.json"
 
     def is_done(self, job_id: str) -> bool:
-        return self.certificate_path(job_id).exists()
+        """Whether the job has a certificate that reads back and passes its own checks (a corrupted or
+        contradictory one does not count: `Certificate.load` validates every record's verdict rule)."""
+        return self.certificate_problem(job_id) is None
+
+    def certificate_problem(self, job_id: str) -> str | None:
+        """Why the job's certificate does not count as its result ("absent", or what is wrong), or None."""
+        from gridverify.verify.certificate import CertificateError
+
+        if not self.certificate_path(job_id).exists():
+            return "absent"
+        try:
+            self.certificate(job_id)
+        except CertificateError as err:
+            return str(err)
+        return None
 
     def pending(self, jobs: Iterable[Job]) -> list[Job]:
-        """The jobs without a certificate, in order."""
-        return [j for j in jobs if not self.is_done(j.id)]
+        """The jobs without a valid certificate, in order. An invalid certificate is moved aside (to
+        ``certificates/<id>.json.invalid``, logged as ``invalid``) so the job is computed again."""
+        out = []
+        for job in jobs:
+            problem = self.certificate_problem(job.id)
+            if problem is None:
+                continue
+            if problem != "absent":
+                path = self.certificate_path(job.id)
+                os.replace(path, path.with_name(path.name + ".invalid"))
+                self.log("invalid", job=job.id, error=problem)
+            out.append(job)
+        return out
 
     def save(self, job: Job, result: JobResult, attempt: int) -> Certificate:
         """Check the returned certificate; write its run record, then the certificate (which marks done)."""

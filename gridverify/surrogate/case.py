@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from gridverify.grid.acopf import AcopfProblem, build_acopf
-from gridverify.grid.data import GridData, from_matpower, matpower_net
+from gridverify.grid.data import GridData, GridError, from_matpower, matpower_net
 from gridverify.ir.graph import Graph
 from gridverify.surrogate.compose import compose
 from gridverify.surrogate.model import AcopfSurrogate, Layout
@@ -35,7 +36,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["CASES_DIR", "Case", "CaseDefinition", "available_cases", "load_case", "read_surrogate"]
+__all__ = [
+    "CASES_DIR",
+    "Case",
+    "CaseDefinition",
+    "SurrogateError",
+    "available_cases",
+    "load_case",
+    "read_surrogate",
+]
 
 CASES_DIR = Path(__file__).resolve().parents[2] / "cases"  # the repository's cases/ (editable installs)
 DEFINITION = "case.toml"
@@ -56,17 +65,23 @@ class CaseDefinition:
 
     @classmethod
     def read(cls, path: Path) -> CaseDefinition:
-        raw = tomllib.loads(path.read_text())
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not valid TOML ({err})") from None
         missing = [k for k in ("name", "source", "region") if k not in raw]
         if missing:
             raise ValueError(f"{path}: missing keys {missing}")
         unknown = sorted(set(raw) - {"name", "source", "region", "seed", "architecture", "data", "training"})
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}")
-        return cls(
-            str(raw["name"]), str(raw["source"]), str(raw["region"]), int(raw.get("seed", 0)),
-            dict(raw.get("architecture", {})), dict(raw.get("data", {})), dict(raw.get("training", {})),
-        )  # fmt: skip
+        try:
+            return cls(
+                str(raw["name"]), str(raw["source"]), str(raw["region"]), int(raw.get("seed", 0)),
+                dict(raw.get("architecture", {})), dict(raw.get("data", {})), dict(raw.get("training", {})),
+            )  # fmt: skip
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: a key has the wrong type ({err})") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,8 +115,14 @@ class Case:
 
     @cached_property
     def region(self) -> Region:
-        """The default region: the one the surrogate was trained on."""
-        return Region.parse(self.definition.region, self.data)
+        """The default region: the one the surrogate was trained on (a ValueError naming ``case.toml`` when
+        its text does not parse)."""
+        try:
+            return Region.parse(self.definition.region, self.data)
+        except GridError:
+            raise
+        except ValueError as err:
+            raise ValueError(f"{self.folder / DEFINITION}: {err}") from None
 
     @cached_property
     def surrogate(self) -> AcopfSurrogate:
@@ -121,14 +142,53 @@ class Case:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
+class SurrogateError(ValueError):
+    """A surrogate file that cannot be used; the message names the file and what is wrong with it."""
+
+
 def read_surrogate(path: Path, data: GridData | None = None) -> AcopfSurrogate:
-    """A saved surrogate (float64, eval mode), its layout checked against ``data`` when given."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    config = saved["config"]
-    layout = Layout.from_dict(config["layout"])
-    if data is not None:
-        layout.check(data)
-    return AcopfSurrogate.from_state_dict(saved["state_dict"], layout, config["activation"])
+    """A saved surrogate (float64, eval mode), its layout checked against ``data`` when given. A file that
+    is not one (text, truncated, a pickle torch refuses, missing keys, wrong shapes, non-finite weights, a
+    zero-width normalisation) raises `SurrogateError` naming the file."""
+    saved = _load_weights(path)
+    try:
+        config = saved["config"]
+        layout = Layout.from_dict(config["layout"])
+        if data is not None:
+            layout.check(data)
+        model = AcopfSurrogate.from_state_dict(saved["state_dict"], layout, config["activation"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+        raise SurrogateError(f"{path}: not a usable surrogate: {_first_line(err)}") from None
+    problem = model.problem()
+    if problem is not None:
+        raise SurrogateError(f"{path}: {problem}")
+    return model
+
+
+def _load_weights(path: Path) -> Any:
+    """``torch.load`` of ``path`` (weights only), every failure as a `SurrogateError`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's note on the pickle protocol of a foreign file
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SurrogateError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SurrogateError(f"{path}: is a directory, not a surrogate file") from None
+    except Exception as err:  # torch raises many kinds (EOFError, UnpicklingError, RuntimeError, ...)
+        if path.is_file() and path.stat().st_size == 0:
+            raise SurrogateError(f"{path}: empty file, not a surrogate") from None
+        detail = f"{type(err).__name__}: {_first_line(err)}"
+        raise SurrogateError(f"{path}: not a torch weights file, or a truncated one ({detail})") from None
+    if not isinstance(saved, dict):
+        raise SurrogateError(f"{path}: not a surrogate file (holds a {type(saved).__name__}, not a dict)")
+    return saved
+
+
+def _first_line(err: BaseException) -> str:
+    """The first sentence of an error's message (torch's run on for lines)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text.split(". ")[0].rstrip(".")[:200]
 
 
 def available_cases() -> tuple[str, ...]:

@@ -152,6 +152,20 @@ class AcopfSurrogate(nn.Module):
         for name, value in (("center", center), ("radius", radius), ("lower", lower), ("upper", upper)):
             getattr(self, name).copy_(torch.as_tensor(np.asarray(value, dtype=np.float64)))
 
+    def problem(self) -> str | None:
+        """What makes this surrogate unusable, or None: non-finite weights or buffers, a zero-width (or
+        negative) input normalisation ``radius``, an output range with ``lower > upper``."""
+        bad = [name for name, value in self.state_dict().items() if not torch.isfinite(value).all()]
+        if bad:
+            return f"non-finite (NaN or inf) values in {', '.join(bad)}"
+        flat = torch.flatten(self.radius <= 0).nonzero().flatten().tolist()
+        if flat:
+            return f"zero-width input normalisation: radius <= 0 at input entries {flat[:10]}"
+        crossed = torch.flatten(self.lower > self.upper).nonzero().flatten().tolist()
+        if crossed:
+            return f"output range with lower > upper at output entries {crossed[:10]}"
+        return None
+
     def fingerprint(self) -> str:
         """sha256 (hex) of the layout, architecture and every weight and buffer (float64 bytes)."""
         h = hashlib.sha256(repr((self.layout.to_dict(), self.hidden, self.activation)).encode())

@@ -68,24 +68,59 @@ class ConstraintRecord:
             raise CertificateError(f"record {d.get('name', '?')!r} lacks {', '.join(missing)}")
         if d["verdict"] not in VERDICTS:
             raise CertificateError(f"record {d['name']!r}: verdict {d['verdict']!r} is not one of {VERDICTS}")
-        kind, idx = d["element"]
-        witness = d.get("witness")
-        return cls(
-            name=d["name"],
-            family=d["family"],
-            kind=d["kind"],
-            element=(str(kind), int(idx)),
-            unit=d["unit"],
-            tolerance=float(d["tolerance"]),
-            verdict=d["verdict"],
-            bound=_number(d["bound"]),
-            worst=_number(d["worst"]),
-            witness=None if witness is None else tuple(float(v) for v in witness),
-            seconds=float(d["seconds"]),
-            domains=int(d["domains"]),
-            history=tuple((float(s), _number(u)) for s, u in d.get("history", ())),
-            replay=d.get("replay"),
-        )
+        try:
+            kind, idx = d["element"]
+            witness = d.get("witness")
+            record = cls(
+                name=str(d["name"]),
+                family=str(d["family"]),
+                kind=str(d["kind"]),
+                element=(str(kind), int(idx)),
+                unit=str(d["unit"]),
+                tolerance=float(d["tolerance"]),
+                verdict=d["verdict"],
+                bound=_number(d["bound"]),
+                worst=_number(d["worst"]),
+                witness=None if witness is None else tuple(float(v) for v in witness),
+                seconds=float(d["seconds"]),
+                domains=int(d["domains"]),
+                history=tuple((float(s), _number(u)) for s, u in d.get("history", ())),
+                replay=d.get("replay"),
+            )
+        except (TypeError, ValueError) as err:
+            raise CertificateError(
+                f"record {d.get('name', '?')!r}: a field has the wrong type ({err})"
+            ) from None
+        problem = record.problem()
+        if problem is not None:
+            raise CertificateError(f"record {record.name!r}: {problem}")
+        return record
+
+    def problem(self) -> str | None:
+        """Why this record contradicts its own verdict rule (None: it does not). Every number is finite
+        except ``bound`` (may be +inf) and ``worst`` (may be -inf); ``worst <= bound`` (the largest violation
+        found cannot exceed the certified bound); *verified* needs ``bound <= tolerance``; *violated* needs
+        ``worst > tolerance`` and a witness."""
+        numbers = {"tolerance": self.tolerance, "seconds": self.seconds, "bound": self.bound,
+                   "worst": self.worst}  # fmt: skip
+        nan = [k for k, v in numbers.items() if math.isnan(v)]
+        if nan or any(math.isnan(v) for v in self.witness or ()):
+            return f"NaN in {', '.join(nan) or 'witness'}"
+        infinite = [k for k in ("tolerance", "seconds") if math.isinf(numbers[k])]
+        infinite += ["bound"] * (self.bound == -math.inf) + ["worst"] * (self.worst == math.inf)
+        if infinite or any(math.isinf(v) for v in self.witness or ()):
+            return f"infinite {', '.join(infinite) or 'witness'}"
+        if self.tolerance < 0 or self.seconds < 0 or self.domains < 0:
+            return "negative tolerance, seconds or domains"
+        if self.worst > self.bound + 1e-9 * max(1.0, abs(self.bound)):
+            return f"worst found {self.worst:g} exceeds the certified bound {self.bound:g}"
+        if self.verdict == "verified" and not self.bound <= self.tolerance:
+            return f"verified, but its bound {self.bound:g} exceeds its tolerance {self.tolerance:g}"
+        if self.verdict == "violated" and not self.worst > self.tolerance:
+            return f"violated, but its worst {self.worst:g} does not exceed its tolerance {self.tolerance:g}"
+        if self.verdict == "violated" and not self.witness:
+            return "violated, but it has no witness load"
+        return None
 
 
 @dataclass(frozen=True)
@@ -157,18 +192,46 @@ class Certificate:
         missing = [k for k in keys if k not in d]
         if missing:
             raise CertificateError(f"missing fields: {', '.join(missing)}")
-        return cls(
-            case=d["case"],
-            surrogate=d["surrogate"],
-            region=d["region"],
-            settings=d["settings"],
-            records=tuple(ConstraintRecord.from_dict(r) for r in d["records"]),
-            seconds=float(d["seconds"]),
-            created=d["created"],
-            gridverify=d["gridverify"],
-            complete=True,
-            input_names=tuple(d.get("input_names", ())),
-        )
+        if not isinstance(d["records"], list) or not all(isinstance(r, Mapping) for r in d["records"]):
+            raise CertificateError("records must be a list of objects")
+        try:
+            cert = cls(
+                case=str(d["case"]),
+                surrogate=str(d["surrogate"]),
+                region=dict(d["region"]),
+                settings=dict(d["settings"]),
+                records=tuple(ConstraintRecord.from_dict(r) for r in d["records"]),
+                seconds=float(d["seconds"]),
+                created=str(d["created"]),
+                gridverify=str(d["gridverify"]),
+                complete=True,
+                input_names=tuple(str(n) for n in d.get("input_names", ())),
+            )
+        except (TypeError, ValueError) as err:
+            if isinstance(err, CertificateError):
+                raise
+            raise CertificateError(f"a field has the wrong type ({err})") from None
+        problem = cert.problem(d.get("counts"))
+        if problem is not None:
+            raise CertificateError(problem)
+        return cert
+
+    def problem(self, counts: Any = None) -> str | None:
+        """Why the certificate as a whole does not hold together (None: it does): a non-finite or negative
+        ``seconds``, a witness of the wrong length, ``counts`` (as written) that disagree with the records."""
+        if not (math.isfinite(self.seconds) and self.seconds >= 0):
+            return f"seconds must be finite and >= 0, got {self.seconds}"
+        if self.input_names:
+            wrong = [
+                r.name
+                for r in self.records
+                if r.witness is not None and len(r.witness) != len(self.input_names)
+            ]
+            if wrong:
+                return f"record {wrong[0]!r}: its witness does not have {len(self.input_names)} entries"
+        if counts is not None and counts != self.counts():
+            return f"counts {counts} disagree with the records ({self.counts()})"
+        return None
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (a temporary file in the same folder, then `os.replace`)."""
@@ -181,8 +244,12 @@ class Certificate:
             d = json.loads(path.read_text())
         except FileNotFoundError:
             raise CertificateError(f"{path}: no such file") from None
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise CertificateError(f"{path}: not JSON ({err})") from None
+        except OSError as err:
+            raise CertificateError(f"{path}: cannot be read ({err.strerror or err})") from None
+        if not isinstance(d, dict):
+            raise CertificateError(f"{path}: not a certificate (a JSON {type(d).__name__}, not an object)")
         try:
             return cls.from_dict(d)
         except CertificateError as err:

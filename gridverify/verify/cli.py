@@ -8,6 +8,8 @@ end, so a run that fails or is killed leaves no certificate that looks complete.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import tempfile
 import warnings
@@ -15,8 +17,9 @@ from pathlib import Path
 
 import torch
 
+from gridverify.grid.data import GridError
 from gridverify.surrogate import Region
-from gridverify.surrogate.case import Case, load_case
+from gridverify.surrogate.case import Case, SurrogateError, load_case
 from gridverify.verify.certificate import VERDICTS, Certificate, CertificateError
 from gridverify.verify.report import write_report
 from gridverify.verify.run import RegionWarning, VerifyConfig, verify
@@ -31,9 +34,12 @@ class InputError(ValueError):
 
 def run_verify(args: argparse.Namespace) -> int:
     try:
-        case, region = _case_and_region(args.case, args.region, args.surrogate)
-        out = _writable(args.out or Path("reports") / case.name)
+        if args.out is not None:
+            _check_out(args.out)
         config = _config(args)
+        case, region = _case_and_region(args.case, args.region, args.surrogate)
+        out = args.out or Path("reports") / case.name
+        _check_out(out)
     except InputError as err:
         print(f"gridverify verify: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -45,6 +51,22 @@ def run_verify(args: argparse.Namespace) -> int:
         cert = verify(case, region, args.constraints, config, progress=not args.quiet)
     for w in caught:
         print(f"gridverify verify: warning: {w.message}", file=sys.stderr)
+    undefined = [r.name for r in cert.records if math.isnan(r.bound) or math.isnan(r.worst)]
+    if undefined:
+        print(
+            f"gridverify verify: case {case.name}: {len(undefined)} constraint(s) have NaN bounds (e.g. "
+            f"{undefined[0]}): the grid or surrogate gives undefined numbers; nothing written",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(
+            f"gridverify verify: output folder {out} cannot be created: {err.strerror or err}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     path = cert.save(out / "certificate.json")
     report = write_report(cert, out, case)
     print(summary_table(cert))
@@ -55,20 +77,39 @@ def run_verify(args: argparse.Namespace) -> int:
 def _case_and_region(
     name: str, region_text: str | None, surrogate: Path | None
 ) -> tuple[Case | FileCase, Region]:
+    """The case, its grid, surrogate and region, each read now: a problem with any is bad input, named by
+    the file it is in (a grid file's problem is never blamed on the surrogate)."""
     try:
         case = open_case(name, surrogate)
     except ValueError as err:
         raise InputError(str(err)) from None
     try:
+        case.data  # noqa: B018 - read now: a broken grid file is bad input
+    except GridError as err:
+        raise InputError(f"grid: {err}") from None
+    try:
         case.surrogate  # noqa: B018 - read now: a missing or broken surrogate is bad input
+    except SurrogateError as err:
+        raise InputError(f"surrogate: {err}") from None
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as err:
         raise InputError(f"case {case.name}: surrogate cannot be read: {err}") from None
-    if region_text is None:
-        return case, case.region
     try:
-        return case, Region.parse(region_text, case.data)
+        return case, case.region if region_text is None else Region.parse(region_text, case.data)
     except ValueError as err:
-        raise InputError(f"--region {region_text!r}: {err}") from None
+        raise InputError(str(err) if region_text is None else f"--region {region_text!r}: {err}") from None
+
+
+def _check_out(folder: Path) -> None:
+    """Raise `InputError` unless ``folder`` is, or can be created as, a writable folder; creates nothing."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"output folder {folder} is not writable: it is a file")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"output folder {folder} is not writable: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {folder} is not writable: no write permission in {existing}")
 
 
 def _writable(folder: Path) -> Path:
@@ -82,14 +123,11 @@ def _writable(folder: Path) -> Path:
 
 
 def _config(args: argparse.Namespace) -> VerifyConfig:
-    if not args.timeout > 0:
-        raise InputError(f"--timeout must be > 0, got {args.timeout}")
-    if not args.tolerance >= 0:
-        raise InputError(f"--tolerance must be >= 0, got {args.tolerance}")
-    try:
-        torch.empty(1, device=args.device)
-    except (RuntimeError, AssertionError) as err:
-        raise InputError(f"--device {args.device!r} is not available: {err}") from None
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise InputError(f"--timeout must be > 0 and finite (wall seconds), got {args.timeout}")
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise InputError(f"--tolerance must be >= 0 and finite, got {args.tolerance}")
+    _check_device(args.device)
     try:
         return VerifyConfig(
             tolerance=args.tolerance,
@@ -100,6 +138,19 @@ def _config(args: argparse.Namespace) -> VerifyConfig:
         )
     except ValueError as err:
         raise InputError(str(err)) from None
+
+
+def _check_device(device: str) -> None:
+    """Raise `InputError` unless torch can compute on ``device`` and read the result back (``meta`` holds
+    no numbers, an absent accelerator fails here)."""
+    try:
+        probe = torch.ones(2, dtype=torch.float64, device=device)
+        value = float((probe * 2).sum().cpu().item())
+    except Exception as err:  # torch raises RuntimeError, NotImplementedError, AssertionError, ...
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"--device {device!r} is not available: {message}") from None
+    if value != 4.0:
+        raise InputError(f"--device {device!r} is not available: it does not compute (2 * 2 gave {value})")
 
 
 def _family_tolerances(items: list[str]) -> dict[str, float]:

@@ -14,6 +14,7 @@ from typing import Any
 import pandapower as pp
 
 from gridverify.grid import AcopfProblem, GridData, build_acopf, from_matpower, from_pandapower, matpower_net
+from gridverify.grid.data import GridError
 from gridverify.ir import Graph
 from gridverify.surrogate import AcopfSurrogate, Region, compose
 from gridverify.surrogate.case import Case, load_case, read_surrogate
@@ -49,15 +50,20 @@ class FileCase:
     def net(self) -> Any:
         if self.grid.suffix == ".m":
             return matpower_net(self.grid)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return pp.from_json(str(self.grid))
+        return read_net(self.grid)
 
     @cached_property
     def data(self) -> GridData:
+        """The grid; a file that cannot be read or is outside the model raises `GridError` naming it."""
         if self.grid.suffix == ".m":
             return from_matpower(self.grid)
-        return from_pandapower(self.net, self.grid.stem)
+        net = read_net(self.grid)
+        try:
+            return from_pandapower(net, self.grid.stem)
+        except GridError as err:
+            raise GridError(f"{self.grid}: {str(err).removeprefix(self.grid.stem + ': ')}") from None
+        except (NotImplementedError, ValueError, KeyError, IndexError, AttributeError, TypeError) as err:
+            raise GridError(f"{self.grid}: pandapower net not supported ({_first_line(err)})") from None
 
     @cached_property
     def problem(self) -> AcopfProblem:
@@ -79,6 +85,25 @@ class FileCase:
     @property
     def metrics(self) -> dict[str, Any]:
         return {}
+
+
+def read_net(path: Path) -> Any:
+    """The pandapower net saved at ``path`` (``pandapower.to_json``); `GridError` naming the file when it is
+    not one (not JSON, another JSON document, an empty net)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = pp.from_json(str(path))
+    except Exception as err:  # pandapower raises UserWarning, AttributeError, KeyError, ... on bad files
+        raise GridError(f"{path}: not a pandapower net ({type(err).__name__}: {_first_line(err)})") from None
+    if not isinstance(net, pp.pandapowerNet) or "bus" not in net or len(net.bus) == 0:
+        raise GridError(f"{path}: not a pandapower net with buses")
+    return net
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 def open_case(name: str | Path, surrogate: str | Path | None = None) -> Case | FileCase:
