@@ -3,11 +3,13 @@ run pandapower's own power flow (``runpp``), and compare with what the compiled 
 surrogate's point.
 
 The set-points are what a dispatcher would send: active power ``pg`` of every PV generator and voltage
-magnitude ``vm`` at every generator bus (and the slack's ``vm`` and reference angle); ``runpp`` then decides
-the slack's pg, every qg, and the voltages of the other buses. Where the surrogate's dispatch is power-flow
-feasible (zero balance residual) the replayed state is the surrogate's, and the graph's branch flows equal
-pandapower's; where it is not, `Replay` reports by how much they differ. ``model_error_pu`` checks the
-graph itself: its flows at the replayed state against pandapower's (a few 1e-9 pu when the models agree).
+magnitude ``vm`` at every generator bus (and the slack's ``vm`` and reference angle); units pandapower models
+as fixed injections (a static generator, e.g. the second unit on a MATPOWER bus) get the surrogate's ``pg``
+and ``qg``. ``runpp`` then decides the slack's pg, the PV units' qg, and the voltages of the other buses.
+Where the surrogate's dispatch is power-flow feasible (zero balance residual) the replayed state is the
+surrogate's, and the graph's branch flows equal pandapower's; where it is not, `Replay` reports by how much
+they differ. ``model_error_pu`` checks the graph itself: its flows at the replayed state against
+pandapower's (a few 1e-9 pu when the models agree).
 """
 
 from __future__ import annotations
@@ -83,22 +85,31 @@ def _split(load: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def write_loads(data: GridData, net: Any, load: np.ndarray) -> None:
     """Write ``load`` (2D,) pu into ``net`` (modified in place: pass a copy): each case load (one per bus)
-    onto that bus's first in-service pandapower load, the others set to 0."""
+    onto that bus's first in-service pandapower load (one is created where the bus has none), the others
+    set to 0. Static generators that are not dispatchable units of ``data`` are fixed injections the case
+    already nets out of its bus demand, so they are set to 0 too (no double counting)."""
     pd, qd = _split(load)
     buses = pandapower_ids(data).bus[data.loads.bus]
     net.load[["p_mw", "q_mvar"]] = 0.0
     for bus, p, q in zip(buses, pd, qd):
         rows = net.load.index[(net.load.bus == bus) & net.load.in_service]
-        if len(rows) == 0:
-            raise ValueError(f"{data.name}: no in-service pandapower load at bus {bus}")
-        net.load.loc[rows[0], ["p_mw", "q_mvar"]] = p * data.base_mva, q * data.base_mva
-    if len(net.sgen):
-        raise NotImplementedError("replay does not handle static generators (fixed injections)")
+        row = rows[0] if len(rows) else pp.create_load(net, int(bus), 0.0, 0.0, name="gridverify demand")
+        net.load.loc[row, ["p_mw", "q_mvar"]] = p * data.base_mva, q * data.base_mva
+    ids = pandapower_ids(data)
+    units = {int(i) for k, i in zip(ids.gen_kinds, ids.gen) if k == "sgen"}
+    fixed = [i for i in net.sgen.index if i not in units]
+    net.sgen.loc[fixed, ["p_mw", "q_mvar"]] = 0.0
+
+
+# injection sign of each pandapower element kind that can be a dispatchable unit (loads consume)
+_INJECTION_SIGN = {"sgen": 1.0, "load": -1.0, "storage": -1.0}
 
 
 def write_setpoints(data: GridData, net: Any, dispatch: Mapping[str, np.ndarray]) -> None:
-    """Write the set-points of ``dispatch`` into ``net`` (in place): pg and vm of every ``gen``, vm and the
-    angle of every ``ext_grid`` (the slack); qg and the slack's pg are left to the power flow."""
+    """Write the set-points of ``dispatch`` into ``net`` (in place): vm and the angle of every ``ext_grid``
+    (the slack); pg and vm of every ``gen`` (PV); pg and qg of every other unit (``sgen``, controllable
+    ``load`` / ``storage``: fixed injections in a power flow). The slack's pg and the PV units' qg are
+    left to the power flow."""
     ids = pandapower_ids(data)
     for g, (kind, idx) in enumerate(zip(ids.gen_kinds, ids.gen)):
         bus = int(data.gens.bus[g])
@@ -108,6 +119,10 @@ def write_setpoints(data: GridData, net: Any, dispatch: Mapping[str, np.ndarray]
         elif kind == "gen":
             net.gen.at[idx, "p_mw"] = dispatch["pg_pu"][g] * data.base_mva
             net.gen.at[idx, "vm_pu"] = dispatch["vm_pu"][bus]
+        elif kind in _INJECTION_SIGN:
+            sign = _INJECTION_SIGN[kind]
+            net[kind].at[idx, "p_mw"] = sign * dispatch["pg_pu"][g] * data.base_mva
+            net[kind].at[idx, "q_mvar"] = sign * dispatch["qg_pu"][g] * data.base_mva
         else:
             raise NotImplementedError(f"replay of {kind} generators is not supported")
 

@@ -11,6 +11,12 @@ output, i.e. what was verified) and the same constraints at pandapower's solved 
 constraint the replay records both, pandapower's own result columns for the element
 (``res_line.loading_percent``, ``res_bus.vm_pu``, ``res_gen.p_mw`` ...) and whether pandapower's state
 violates it too (``confirmed``). A surrogate whose dispatch is power-flow feasible gives equal values.
+
+Beside those, `consequences` reads pandapower's solved state as an engineer would: the slack's power
+against the surrogate's, generators outside their P or Q limits (units sharing a bus are checked together
+for Q, as the power flow's split between them is arbitrary), bus voltages outside their limits, and branch
+ends whose apparent power (MVA, from pandapower's flows) exceeds the case's own ``rate_a``; each with the
+surrogate's predicted value beside it. A limit is exceeded when by more than `PHYSICAL_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -26,13 +32,17 @@ import pandapower as pp
 import torch
 
 from gridverify.grid import GridData, compile_acopf, operating_point, pandapower_ids
+from gridverify.grid.data import branch_flows
 from gridverify.ir import Graph
 from gridverify.surrogate.case import Case
 from gridverify.surrogate.replay import graph_values, surrogate_point, write_loads, write_setpoints
 from gridverify.verify.certificate import ConstraintRecord
 from gridverify.verify.sources import FileCase
 
-RESULT_COLUMNS = {  # pandapower element kind -> its res_* columns worth showing
+# pandapower element kind -> its res_* columns kept in the certificate. ``loading_percent`` is against
+# pandapower's own rating (max_i_ka at the solved voltage, a transformer's sn_mva), not the case's rate_a:
+# the report shows ``s_from_mva`` / ``s_to_mva`` against ``rate_a_mva`` instead (`element_results`).
+RESULT_COLUMNS = {
     "bus": ("vm_pu", "va_degree", "p_mw", "q_mvar"),
     "line": ("loading_percent", "p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar", "i_ka"),
     "trafo": ("loading_percent", "p_hv_mw", "q_hv_mvar", "p_lv_mw", "q_lv_mvar"),
@@ -47,12 +57,13 @@ RESULT_COLUMNS = {  # pandapower element kind -> its res_* columns worth showing
 class PowerFlow:
     """pandapower's answer at one load vector: the solved net and, per family, constraint values (n,) at
     the surrogate's output (``surrogate``) and at pandapower's solved state (``pandapower``, None if the
-    power flow did not converge)."""
+    power flow did not converge); ``dispatch``: the surrogate's output (`_dispatch`)."""
 
     net: Any
     converged: bool
     surrogate: Mapping[str, np.ndarray]
     pandapower: Mapping[str, np.ndarray] | None
+    dispatch: Mapping[str, np.ndarray]
 
 
 def _dispatch(case: Case | FileCase, load: np.ndarray) -> dict[str, np.ndarray]:
@@ -60,6 +71,9 @@ def _dispatch(case: Case | FileCase, load: np.ndarray) -> dict[str, np.ndarray]:
     with torch.no_grad():
         out = case.surrogate.dispatch(torch.tensor(load, dtype=torch.float64).reshape(1, -1))
     return {k: v.reshape(-1).double().numpy() for k, v in out.items()}
+
+
+PHYSICAL_TOLERANCE = 1e-4  # pu for P, Q and vm; relative (0.01 %) for branch loading
 
 
 def power_flow(
@@ -79,18 +93,27 @@ def power_flow(
             warnings.simplefilter("ignore", FutureWarning)
             pp.runpp(net, numba=False, calculate_voltage_angles=True, init="dc", max_iteration=30)
     except pp.LoadflowNotConverged:
-        return PowerFlow(net, False, at_surrogate, None)
+        return PowerFlow(net, False, at_surrogate, None, dispatch)
     d = len(case.data.loads.bus)
     solved = replace(operating_point(case.data, net), pd_pu=load[:d], qd_pu=load[d:])
-    return PowerFlow(net, True, at_surrogate, graph_values(physics, solved))
+    return PowerFlow(net, True, at_surrogate, graph_values(physics, solved), dispatch)
 
 
 def element_results(net: Any, data: GridData, record: ConstraintRecord) -> dict[str, float]:
-    """pandapower's own result columns for the record's element (see `RESULT_COLUMNS`)."""
+    """pandapower's own result columns for the record's element (see `RESULT_COLUMNS`); for a branch also
+    its apparent power at both ends (MVA, the case's from/to ends) and the case's ``rate_a`` (MVA)."""
     kind, idx = _pandapower_element(data, record)
     table = net[f"res_{kind}"]
     cols = [c for c in RESULT_COLUMNS.get(kind, ()) if c in table.columns]
-    return {f"res_{kind}.{c}": float(table.at[idx, c]) for c in cols}
+    out = {f"res_{kind}.{c}": float(table.at[idx, c]) for c in cols}
+    if record.family.startswith(("thermal", "angle")):
+        k = list(zip(data.ids.branch_kinds, data.ids.branch.tolist())).index(tuple(record.element))
+        flows, base = branch_flows(data, net), data.base_mva
+        out["s_from_mva"] = float(np.hypot(flows["p_from"][k], flows["q_from"][k]) * base)
+        out["s_to_mva"] = float(np.hypot(flows["p_to"][k], flows["q_to"][k]) * base)
+        if np.isfinite(data.branches.rate_a_pu[k]):
+            out["rate_a_mva"] = float(data.branches.rate_a_pu[k] * base)
+    return out
 
 
 def _pandapower_element(data: GridData, record: ConstraintRecord) -> tuple[str, int]:
@@ -142,8 +165,105 @@ def _replay_entry(case: Case | FileCase, flow: PowerFlow, r: ConstraintRecord, k
         "confirmed": theirs > r.tolerance,
         "difference": theirs - ours,
         "results": element_results(flow.net, case.data, r),
+        "consequences": consequences(case.data, flow),
     }
 
 
 def _violation(value: float, kind: str) -> float:
     return abs(value) if kind == "equality" else value
+
+
+# -- what pandapower's state means physically -----------------------------------------------------------
+def consequences(data: GridData, flow: PowerFlow) -> dict[str, Any]:
+    """The physical state of a converged replay (see the module docstring), as JSON-ready lists:
+    ``slack`` (per slack unit: MW and MVAr, pandapower's and the surrogate's) and ``findings``, one per
+    exceeded limit: ``what`` (``overload``, ``voltage``, ``p_limit``, ``q_limit``), ``element``, ``unit``,
+    ``pandapower``, ``limit``, ``surrogate``, ``percent`` (of the limit). Empty for a failed power flow."""
+    if flow.pandapower is None:
+        return {"slack": [], "findings": []}
+    state, ours = operating_point(data, flow.net), flow.dispatch
+    findings = _overloads(data, branch_flows(data, flow.net), flow.surrogate)
+    findings += _voltages(data, state.vm_pu, ours["vm_pu"])
+    findings += _generator_limits(data, state.pg_pu, state.qg_pu, ours)
+    return {"slack": _slack(data, state.pg_pu, state.qg_pu, ours), "findings": findings}
+
+
+def _overloads(data: GridData, flows: Mapping[str, np.ndarray], ours: Mapping[str, np.ndarray]) -> list:
+    base, rate = data.base_mva, data.branches.rate_a_pu * data.base_mva
+    out = []
+    for end in ("from", "to"):
+        s_mva = np.hypot(flows[f"p_{end}"], flows[f"q_{end}"]) * base
+        s_ours = np.hypot(ours[f"p_{end}"], ours[f"q_{end}"]) * base
+        for k in np.flatnonzero(np.isfinite(rate) & (s_mva > rate * (1 + PHYSICAL_TOLERANCE))):
+            out.append(_finding("overload", f"{_branch_label(data, k)} ({end} end)", "MVA",
+                                s_mva[k], rate[k], s_ours[k]))  # fmt: skip
+    return out
+
+
+def _voltages(data: GridData, vm: np.ndarray, vm_ours: np.ndarray) -> list:
+    out = []
+    for limit, sign in ((data.buses.vmax_pu, 1.0), (data.buses.vmin_pu, -1.0)):
+        for i in np.flatnonzero(np.isfinite(limit) & (sign * (vm - limit) > PHYSICAL_TOLERANCE)):
+            out.append(_finding("voltage", f"bus {data.ids.bus[i]}", "pu", vm[i], limit[i], vm_ours[i]))
+    return out
+
+
+def _generator_limits(
+    data: GridData, pg: np.ndarray, qg: np.ndarray, ours: Mapping[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    """P per unit; Q per bus (the units at one bus share their Q limits)."""
+    base, gens, out = data.base_mva, data.gens, []
+    pg_ours, qg_ours = ours["pg_pu"], ours["qg_pu"]
+    for g in range(len(pg)):
+        for limit, upper in ((gens.pmax_pu[g], True), (gens.pmin_pu[g], False)):
+            if _outside(pg[g], limit, upper):
+                out.append(_finding("p_limit", _gen_label(data, [g]), "MW", pg[g] * base, limit * base,
+                                    pg_ours[g] * base))  # fmt: skip
+    for bus in np.unique(gens.bus):
+        at = np.flatnonzero(gens.bus == bus)
+        q, q_ours = qg[at].sum(), qg_ours[at].sum()
+        for limit, upper in ((gens.qmax_pu[at].sum(), True), (gens.qmin_pu[at].sum(), False)):
+            if _outside(q, limit, upper):
+                out.append(_finding("q_limit", _gen_label(data, at), "MVAr", q * base, limit * base,
+                                    q_ours * base))  # fmt: skip
+    return out
+
+
+def _outside(value: float, limit: float, upper: bool) -> bool:
+    excess = value - limit if upper else limit - value
+    return bool(np.isfinite(limit) and excess > PHYSICAL_TOLERANCE)
+
+
+def _slack(data: GridData, pg: np.ndarray, qg: np.ndarray, ours: Mapping[str, np.ndarray]) -> list:
+    """Per slack unit (pandapower ``ext_grid``): its MW and MVAr after the power flow and the surrogate's."""
+    kinds, base = pandapower_ids(data).gen_kinds, data.base_mva
+    pg_ours, qg_ours = ours["pg_pu"], ours["qg_pu"]
+    slack = [g for g, kind in enumerate(kinds) if kind == "ext_grid"]
+    return [
+        {"element": _gen_label(data, [g]),
+         "p_mw": _json(pg[g] * base), "p_mw_surrogate": _json(pg_ours[g] * base),
+         "q_mvar": _json(qg[g] * base), "q_mvar_surrogate": _json(qg_ours[g] * base)}
+        for g in slack
+    ]  # fmt: skip
+
+
+def _finding(what: str, element: str, unit: str, value: float, limit: float, ours: float) -> dict[str, Any]:
+    """One exceeded limit; ``percent``: loading in % of the rating (overloads only)."""
+    percent = 100.0 * value / limit if what == "overload" and limit > 0 else None
+    return {"what": what, "element": element, "unit": unit, "pandapower": _json(value),
+            "limit": _json(limit), "surrogate": _json(ours), "percent": _json(percent)}  # fmt: skip
+
+
+def _branch_label(data: GridData, k: int) -> str:
+    kind, idx = data.ids.branch_kinds[k], int(data.ids.branch[k])
+    f, t = data.ids.bus[data.branches.from_bus[k]], data.ids.bus[data.branches.to_bus[k]]
+    return f"{kind} {idx}: {f}-{t}"
+
+
+def _gen_label(data: GridData, units: Sequence[int] | np.ndarray) -> str:
+    names = ", ".join(f"{data.ids.gen_kinds[g]} {int(data.ids.gen[g])}" for g in units)
+    return f"{names} at bus {data.ids.bus[data.gens.bus[units[0]]]}"
+
+
+def _json(v: float | None) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
