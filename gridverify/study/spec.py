@@ -72,7 +72,10 @@ class StudyError(ValueError):
     def __init__(self, source: str, problems: Sequence[str]) -> None:
         self.source = source
         self.problems = tuple(problems)
-        super().__init__(f"{source}: {len(self.problems)} problem(s)\n" + "\n".join(self.problems))
+        if len(self.problems) == 1:  # one problem: one line
+            super().__init__(f"{source}: {self.problems[0]}")
+        else:
+            super().__init__(f"{source}: {len(self.problems)} problems\n" + "\n".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -245,10 +248,12 @@ def _family_problems(families: Sequence[str]) -> list[str]:
 def _device_problems(device: str) -> list[str]:
     import torch
 
-    try:
-        torch.device(device)
-    except RuntimeError as err:
-        return [f"device {device!r}: {err}"]
+    try:  # compute and read back: ``meta`` holds no numbers, an absent accelerator fails here
+        probe = torch.ones(2, dtype=torch.float64, device=device)
+        float((probe * 2).sum().cpu().item())
+    except Exception as err:  # torch raises RuntimeError, NotImplementedError, AssertionError, ...
+        message = " ".join(str(err).split()) or type(err).__name__
+        return [f"device {device!r} is not available: {message[:200]}"]
     return []
 
 
