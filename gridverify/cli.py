@@ -1,10 +1,18 @@
-"""The `gridverify` command line."""
+"""The `gridverify` command line.
+
+Start-up is kept light: building the parser imports nothing heavy (no torch, pandapower, sympy), so that
+``gridverify --help`` and ``gridverify COMMAND --help`` answer at once (``bench/cli.py`` times them). A
+command's own modules are imported when it runs; ``train`` and ``study`` register their full parsers only
+when named (the others see a one-line stub for the command list).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import gzip
+import importlib.util
 import math
 import os
 import re
@@ -17,9 +25,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
-from gridverify import demo
 from gridverify.deadline import process_start
 
 if TYPE_CHECKING:
@@ -34,6 +39,24 @@ alpha-CROWN) on one nonlinear computation graph.
 
 
 LIGHT = ("demo", "vnnlib")  # commands that need neither pandapower nor the grid packages
+# the constraint families of `gridverify.grid.FAMILIES`, named here so that `verify --help` imports no grid
+# code; `_verify` checks --constraints against the real list
+VERIFY_FAMILIES = (
+    "p_balance", "q_balance", "ref_angle", "thermal_from", "thermal_to", "angle_min", "angle_max",
+    "vm_min", "vm_max", "pg_min", "pg_max", "qg_min", "qg_max",
+)  # fmt: skip
+STUBS = {  # command -> its one-line help, for the command list when another command (or none) is named
+    "train": "train a case's ACOPF surrogate from its case.toml (PYPOWER AC-OPF data, cached)",
+    "study": "run a study (cases x surrogates x families x regions) resumably, locally or on Dask",
+}
+
+
+def _docstring(module: str) -> str | None:
+    """A module's docstring, read from its source without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    return ast.get_docstring(ast.parse(Path(spec.origin).read_text()))
 
 
 def _command(argv: Sequence[str]) -> str | None:
@@ -66,18 +89,14 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     d = sub.add_parser(
         "demo",
         help="bound a line's power flow behind a small network with IBP, CROWN and alpha-CROWN",
-        description=demo.__doc__,
+        description=_docstring("gridverify.demo"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d.add_argument("--radius", type=float, default=0.1, help="half-width of the load box in pu (default 0.1)")
     if command not in LIGHT:
-        from gridverify.study.cli import add_study_parser
-        from gridverify.surrogate.cli import add_train_parser
-
         _add_verify(sub)
         _add_report(sub)
-        add_train_parser(sub)
-        add_study_parser(sub)
+        _add_heavy(sub, command)
     v = sub.add_parser(
         "vnnlib",
         help="decide a VNN-COMP instance (ONNX model + VNN-LIB property) and write the result file",
@@ -107,6 +126,21 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_heavy(sub: argparse._SubParsersAction, command: str | None) -> None:
+    """``train`` and ``study``: the real parser for the command named, a stub for the other."""
+    for name, help_line in STUBS.items():
+        if name != command:
+            sub.add_parser(name, help=help_line, add_help=False)
+        elif name == "train":
+            from gridverify.surrogate.cli import add_train_parser
+
+            add_train_parser(sub)
+        else:
+            from gridverify.study.cli import add_study_parser
+
+            add_study_parser(sub)
+
+
 def _default_memory_gb() -> float:
     """Half the machine's memory, at most 8 GB."""
     try:
@@ -131,8 +165,6 @@ Exit codes: 0 every constraint verified; 1 some constraint violated; 3 none viol
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:
-    from gridverify.grid import FAMILIES
-
     p = sub.add_parser(
         "verify",
         help="verify a case's surrogate against every AC power-flow constraint over a load region",
@@ -156,8 +188,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         "--constraints",
         nargs="+",
         metavar="FAMILY",
-        choices=[f for f, _ in FAMILIES],
-        help="constraint families to verify (default: all): " + ", ".join(f for f, _ in FAMILIES),
+        help="constraint families to verify (default: all): " + ", ".join(VERIFY_FAMILIES),
     )
     p.add_argument("--tolerance", type=float, default=1e-4, help="violation tolerance in each family's unit")
     p.add_argument(
@@ -186,8 +217,15 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from gridverify.grid import FAMILIES
     from gridverify.verify.cli import run_verify
 
+    known = [f for f, _ in FAMILIES]
+    unknown = [f for f in args.constraints or () if f not in known]
+    if unknown:
+        print(f"gridverify verify: --constraints: unknown family {', '.join(map(repr, unknown))} "
+              f"(choose from {', '.join(known)})", file=sys.stderr)  # fmt: skip
+        return 2
     return run_verify(args)
 
 
@@ -325,6 +363,16 @@ def _mapped_bytes() -> int:
     return 0
 
 
+def _no_bars_off_terminal(args: argparse.Namespace) -> None:
+    """Progress bars only on a terminal: written to a log file, every redraw would be a line."""
+    if sys.stderr.isatty():
+        return
+    if args.command == "verify":
+        args.quiet = True
+    elif args.command == "study":
+        args.no_progress = True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line. With ``argv`` None (the command itself), ``gridverify vnnlib --timeout`` counts
     from process start and the watchdog ends the process at the deadline; with ``argv`` given (a caller in
@@ -337,7 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads < 1:
         print("gridverify: --threads must be >= 1", file=sys.stderr)
         return 2
+    import torch
+
     torch.set_num_threads(args.threads)
+    _no_bars_off_terminal(args)
     if args.command == "vnnlib":
         return _vnnlib(args, started, own_process)
     if args.command == "verify":
@@ -352,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (math.isfinite(args.radius) and args.radius >= 0):
             print(f"gridverify demo: --radius must be finite and >= 0, got {args.radius}", file=sys.stderr)
             return 2
+        from gridverify import demo
+
         rows = demo.run_demo(args.radius)
         print("active power flow p_from (pu) over the load box, certified bounds vs samples:")
         print(demo.format_rows(rows))
