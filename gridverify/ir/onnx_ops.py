@@ -367,7 +367,9 @@ def _batch_norm(
 ) -> Traced:
     """Inference-mode ``y = s * x + t`` per channel (ONNX axis 1), ``s = scale / sqrt(var + eps)``,
     ``t = b - mean * s``: folded into the weights of a preceding conv, conv_transpose or linear node that
-    acts on the channel axis, else a per-channel scale and shift."""
+    produces the channels (also through a reshape of a linear node's output into channels), else a
+    depthwise 1x1 ``conv`` on a channels-first tensor (one exact linear node, which bound propagation
+    treats as elementwise: no back-substituted bounds of its own), else a per-channel scale and shift."""
     if not isinstance(x, Traced) or any(isinstance(v, Traced) for v in (scale, b, mean, var)):
         raise Unsupported("BatchNormalization needs a traced input and constant statistics")
     if node.n_outputs > 1 or node.attrs.get("training_mode", 0):
@@ -378,6 +380,15 @@ def _batch_norm(
     folded = _fold_affine(ctx, x, s, t)
     if folded is not None:
         return folded
+    if x.batch_axis == 0 and 2 <= len(x.var.shape) <= 4:
+        rank = len(x.var.shape) - 1
+        weight = Const(s.reshape(-1, 1, *(1,) * rank))
+        params = {"stride": (1,) * rank, "padding": (0,) * rank, "dilation": (1,) * rank}
+        var = ctx.builder.apply(
+            "conv", x.var, name=node.name, weight=weight, bias=Const(t), groups=s.size,
+            in_spatial=tuple(x.var.shape[1:]), **params,
+        )  # fmt: skip
+        return Traced(var, 0)
     shape = [1] * x.rank
     shape[1] = s.size
     scaled = _binary(GraphBuilder.mul)(ctx, node, x, s.reshape(shape))
@@ -385,28 +396,33 @@ def _batch_norm(
 
 
 def _fold_affine(ctx: OnnxContext, x: Traced, s: np.ndarray, t: np.ndarray) -> Traced | None:
-    """``s * x + t`` per channel as one new linear node, when ``x`` is produced by a conv (channels
-    first, batch first) or a linear map on a (batch, channel) tensor; None otherwise."""
-    node = x.var.node
-    if x.batch_axis != 0 or node.op not in ("conv", "conv_transpose", "linear") or x.var.shape[0] != s.size:
+    """``s * x + t`` per channel as one new linear node, when ``x`` (batch first, channels first) is
+    produced by a conv, or by a linear map on a 1-D tensor (reshaped into channels or not); else None."""
+    b, var = ctx.builder, x.var
+    if x.batch_axis != 0 or var.shape[0] != s.size:
         return None
-    if node.op == "linear" and len(x.var.shape) != 1:
+    node = var.node
+    if node.op == "reshape" and var.builder.nodes[node.inputs[0]].op == "linear":
+        inner = Var(b, node.inputs[0])
+        per_channel = inner.shape[-1] // s.size if len(inner.shape) == 1 else 0
+        if per_channel * s.size != math.prod(var.shape):
+            return None
+        folded = _fold_affine(ctx, Traced(inner, 0), np.repeat(s, per_channel), np.repeat(t, per_channel))
+        return None if folded is None else Traced(b.reshape(folded.var, var.shape), 0)
+    if node.op not in ("conv", "conv_transpose", "linear") or (node.op == "linear" and len(var.shape) != 1):
         return None
     kw = node.kwargs
     w = kw["weight"].tensor
-    if w.is_sparse:
+    if w.is_sparse or (node.op == "conv_transpose" and kw["groups"] != 1):
         return None
     bias = torch.zeros(s.size, dtype=torch.float64) if kw["bias"] is None else kw["bias"].tensor
     st = torch.from_numpy(s)
     if node.op == "conv_transpose":
-        if kw["groups"] != 1:
-            return None
         w = w * st.reshape(1, -1, *(1,) * (w.ndim - 2))
     else:
         w = w * st.reshape(-1, *(1,) * (w.ndim - 1))
     params = {**kw, "weight": Const(w), "bias": Const(bias * st + torch.from_numpy(t))}
-    source = Var(ctx.builder, node.inputs[0])
-    return Traced(ctx.builder.apply(node.op, source, name=node.name, **params), 0)
+    return Traced(b.apply(node.op, Var(b, node.inputs[0]), name=node.name, **params), 0)
 
 
 def _upsample(ctx: OnnxContext, node: OnnxNode, x: Value, scales: Value = None) -> Traced:

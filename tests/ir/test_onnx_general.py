@@ -173,3 +173,31 @@ def test_shared_models_load_and_match_onnxruntime(name: str) -> None:
     (want,) = run_onnxruntime(model, feeds32, per_sample=False)  # float32: no float64 convolutions
     out = model.graph.output[0].name
     assert np.allclose(got[out].numpy().reshape(-1), want.reshape(-1), rtol=1e-4, atol=1e-4)
+
+
+def _bn_after(first: list, consts: dict, shape: tuple) -> onnx.ModelProto:
+    bn = helper.make_node("BatchNormalization", ["h", "s", "b", "m", "v"], ["y"], epsilon=0.5)
+    stats = {
+        "s": np.array([2.0, -1]),
+        "b": np.array([0.5, 0]),
+        "m": np.array([1.0, -3]),
+        "v": np.array([4, 0.1]),
+    }
+    return make_model([*first, bn], shape, {**consts, **stats}, 17)
+
+
+def test_batchnorm_after_relu_is_a_depthwise_conv() -> None:
+    model = _bn_after([helper.make_node("Relu", ["x"], ["h"])], {}, ("N", 2, 3, 4))
+    assert [n.op for n in from_onnx(model).nodes] == ["input", "relu", "conv"]
+    _assert_matches(model, (3, 2, 3, 4))
+
+
+def test_batchnorm_folds_through_a_reshape_of_a_linear_map() -> None:
+    nodes = [
+        helper.make_node("Gemm", ["x", "g"], ["l"]),
+        helper.make_node("Reshape", ["l", "shape"], ["h"]),
+    ]
+    consts = {"g": RNG.normal(size=(3, 8)), "shape": np.array([-1, 2, 2, 2])}
+    model = _bn_after(nodes, consts, ("N", 3))
+    assert [n.op for n in from_onnx(model).nodes] == ["input", "linear", "reshape"]
+    _assert_matches(model, (4, 3))
