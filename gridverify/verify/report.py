@@ -6,8 +6,9 @@ slack's power against the surrogate's), then the limit constraints the surrogate
 the surrogate's self-consistency (its balance residuals: how far its dispatch can be from a power-flow
 solution anywhere in the region), then the summary per family, the undecided constraints and the witness.
 
-A folder holds one run: figures of an earlier report that this one does not draw are removed, and a lock
-file (``.report.lock``, holding the writer's pid) keeps two writers apart.
+A folder holds one run: figures of an earlier run that this report does not draw are removed (those newer
+than the folder's ``certificate.json`` are this run's and stay), and a lock file (``.report.lock``, holding
+the writer's pid) keeps two writers apart.
 """
 
 from __future__ import annotations
@@ -49,12 +50,23 @@ def write_report(cert: Certificate, folder: str | Path, case: Any | None = None)
     with report_lock(folder):
         from gridverify.verify import figures  # matplotlib: only when drawing
 
-        written = figures.draw_all(cert, folder, case)
-        for name in set(FIGURES) - {p.name for p in written}:
+        drawn = {p.name for p in figures.draw_all(cert, folder, case)}
+        kept = {n for n in set(FIGURES) - drawn if _same_run(folder / n, folder / "certificate.json")}
+        for name in set(FIGURES) - drawn - kept:
             (folder / name).unlink(missing_ok=True)
         path = folder / "report.md"
-        path.write_text(render_markdown(cert, [p.name for p in written]))
+        path.write_text(render_markdown(cert, [n for n in FIGURES if n in drawn | kept]))
     return path
+
+
+def _same_run(figure: Path, certificate: Path) -> bool:
+    """A figure this call did not draw belongs to the folder's run when it is newer than the folder's
+    certificate (e.g. ``grid.png`` of `gridverify verify`, re-rendered by `gridverify report` without
+    the case); an older one is a previous run's and is removed."""
+    try:
+        return figure.stat().st_mtime >= certificate.stat().st_mtime
+    except FileNotFoundError:
+        return False
 
 
 @contextlib.contextmanager

@@ -9,7 +9,14 @@ import os
 import pytest
 
 from gridverify.verify import Certificate, ConstraintRecord
-from gridverify.verify.report import ReportLockedError, physical_findings, render_markdown, write_report
+from gridverify.verify.report import (
+    LOCK,
+    ReportLockedError,
+    physical_findings,
+    render_markdown,
+    report_lock,
+    write_report,
+)
 
 WITNESS = (0.2, 0.1)
 OVERLOAD = {  # case30's overload as the issue reports it: 143.5 MVA on branch 1 (1-2), rate_a 138 MVA
@@ -92,10 +99,24 @@ def test_folder_holds_one_run(cert, tmp_path):
     stale.write_bytes(b"old")
     write_report(cert, tmp_path)
     assert not stale.exists()
-    assert (tmp_path / "intervals_branch.png").is_file() and not (tmp_path / ".report.lock").exists()
-    (tmp_path / ".report.lock").write_text(str(os.getppid()))  # a live process holds the folder
+    assert (tmp_path / "intervals_branch.png").is_file() and not (tmp_path / LOCK).exists()
+
+
+def test_re_rendering_without_the_case_keeps_this_run_s_grid(cert, tmp_path):
+    cert.save(tmp_path / "certificate.json")
+    grid = tmp_path / "grid.png"  # drawn by `gridverify verify` (with the case) after the certificate
+    grid.write_bytes(b"png")
+    os.utime(grid, (grid.stat().st_atime, (tmp_path / "certificate.json").stat().st_mtime + 1))
+    write_report(cert, tmp_path)  # `gridverify report` of a case that is not shipped: no case at hand
+    assert grid.is_file() and "![grid.png](grid.png)" in (tmp_path / "report.md").read_text()
+
+
+def test_a_live_writer_locks_the_folder_and_a_dead_one_does_not(cert, tmp_path):
+    (tmp_path / LOCK).write_text(str(os.getppid()))  # a live process holds the folder
     with pytest.raises(ReportLockedError, match="is writing a report there"):
         write_report(cert, tmp_path)
-    (tmp_path / ".report.lock").write_text("999999999")  # a lock left by a process that is gone
-    write_report(cert, tmp_path)
-    assert not (tmp_path / ".report.lock").exists()
+    assert not (tmp_path / "report.md").exists()  # refused before writing anything
+    (tmp_path / LOCK).write_text("999999999")  # a lock left by a process that is gone
+    with report_lock(tmp_path):
+        assert (tmp_path / LOCK).read_text() == str(os.getpid())
+    assert not (tmp_path / LOCK).exists()
