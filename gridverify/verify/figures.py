@@ -71,12 +71,13 @@ def intervals_figure(
             _loading_panel(ax, recs, fam, rates)
         else:
             _interval_panel(ax, recs, fam)
-        ax.set_xticks(np.arange(len(recs)), [tick_label(r) for r in recs], fontsize=6, rotation=90)
+        ticks = [tick_label(r) for r in recs]
+        ax.set_xticks(np.arange(len(recs)), ticks, fontsize=6, rotation=90 if max(map(len, ticks)) > 2 else 0)
         ax.set_xlim(-0.7, len(recs) - 0.3)
     axes[-1, 0].set_xlabel(xlabel)
     fig.suptitle(title)
     _legend(fig, axes[:, 0])
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.36 / fig.get_figheight()), h_pad=0.6)
     return fig
 
 
