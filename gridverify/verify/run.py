@@ -286,9 +286,10 @@ def screen(
     ``config.samples`` uniform loads, and per row the corner of the box that maximises its CROWN lower
     line) evaluated in float64 gives each row a first worst value; then the falsifier
     (`gridverify.bab.attack`) climbs every row CROWN does not prove, started from that row's best
-    ``config.pool_starts`` loads of the pool (neighbouring rows share their worst loads this way), until
-    ``until`` (perf_counter); every row is then evaluated at every row's new point. Rows CROWN proves are
-    verified, rows a load violates are violated."""
+    ``config.pool_starts`` loads of the pool (neighbouring rows share their worst loads this way) and its
+    worst load so far, in two passes (a quick one that reaches every row, then ``config.attack``) until
+    ``until`` (perf_counter); after each, every row is evaluated at every row's new point. Rows CROWN
+    proves are verified, rows a load violates are violated."""
     start = time.perf_counter()
     bounds = crown(graph, box, output=OUTPUT, spec=spec)
     upper = bounds.upper[0].cpu().to(torch.float64)
@@ -299,25 +300,17 @@ def screen(
     witness = x[at]
     thr = thresholds.to(torch.float64)
     open_rows = torch.nonzero(upper > thr).squeeze(1)
-    if open_rows.numel() and config.attack.steps > 0:
-        k = min(config.pool_starts, x.shape[0])
-        starts = x[values[:, open_rows].topk(k, dim=0).indices.T]  # (R_open, k, n)
-        n = open_rows.numel()
-        dev = box[0].device
-        found, _ = attack(
-            graph,
-            OUTPUT,
-            spec[open_rows.to(dev)],
-            box[0].expand(n, -1),
-            box[1].expand(n, -1),
-            config.attack,
-            starts=starts.to(dev, box[0].dtype),
-            deadline=until,
-        )
+    k = min(config.pool_starts, x.shape[0])
+    pool_starts = x[values[:, open_rows].topk(k, dim=0).indices.T] if open_rows.numel() else None
+    # a quick pass gives every open row its turn before the full search spends what time is left
+    quick = replace(config.attack, restarts=4, corners=2, steps=20, rounds=1)
+    for cfg in (quick, config.attack) if open_rows.numel() and config.attack.steps > 0 else ():
+        if until is not None and time.perf_counter() >= until:
+            break
+        starts = torch.cat([pool_starts, witness[open_rows].unsqueeze(1)], 1)  # type: ignore[list-item]
+        found = _falsify_rows(graph, box, spec[open_rows.to(box[0].device)], starts, cfg, until)
         # every row at every row's new point: neighbouring rows often share their worst loads
-        found = found.cpu().to(torch.float64)
-        shared = _values(graph, found, spec)  # (R_open, R)
-        best, at = shared.max(0)
+        best, at = _values(graph, found, spec).max(0)  # (R,) over the open rows' points
         better = best > worst
         worst, witness = torch.where(better, best, worst), torch.where(better[:, None], found[at], witness)
     seconds = time.perf_counter() - start
@@ -326,6 +319,21 @@ def screen(
         verdict = Verdict.VERIFIED if u <= t else Verdict.VIOLATED if w > t else Verdict.UNKNOWN
         out.append(SpecResult(i, verdict, max(u, w), w, witness[i], 0, seconds, ((seconds, max(u, w)),)))
     return out
+
+
+def _falsify_rows(
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    spec: Tensor,
+    starts: Tensor,
+    cfg: AttackConfig,
+    until: float | None,
+) -> Tensor:
+    """(R, n) float64 CPU: the falsifier's best point per row of ``spec`` over the box."""
+    n = spec.shape[0]
+    lo, hi = box[0].expand(n, -1), box[1].expand(n, -1)
+    found, _ = attack(graph, OUTPUT, spec, lo, hi, cfg, starts=starts.to(lo.device, lo.dtype), deadline=until)
+    return found.cpu().to(torch.float64)
 
 
 def _pool(lo: Tensor, hi: Tensor, samples: int) -> Tensor:
