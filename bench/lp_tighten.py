@@ -66,6 +66,18 @@ def stats(name: str, lo: torch.Tensor, hi: torch.Tensor, ref: torch.Tensor, seco
     )
 
 
+def unstable(graph, root, base) -> str:
+    """Per relu node: how many inputs straddle 0 under CROWN's intervals and under the LP's."""
+    parts = []
+    for node in graph.nodes:
+        z = node.inputs[0] if node.op == "relu" else None
+        if z is None or root[z] is None:
+            continue
+        count = [int(((iv[0] < 0) & (iv[1] > 0)).sum()) for iv in (root[z], (base or root)[z] or root[z])]
+        parts.append(f"node {z}: {count[0]} -> {count[1]}")
+    return ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,6 +100,7 @@ def main() -> None:
     start = time.perf_counter()
     base = lp_base(graph, box, spec, output, budget_s=args.budget)
     lp_s = time.perf_counter() - start
+    print(f"unstable relu inputs, CROWN -> LP: {unstable(g, root, base)}")
     print("| method | seconds | median width | total width | median width / falsifier's |")
     print("|---|---|---|---|---|")
     for z, rows in targets.items():
