@@ -13,10 +13,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandapower as pp
+import pandapower.networks as pn
 import pytest
 import torch
 
-from gridverify.grid import build_acopf, from_matpower, matpower_net, operating_point
+from gridverify.grid import build_acopf, from_matpower, from_pandapower, matpower_net, operating_point
 from gridverify.grid.data import branch_flows
 from gridverify.verify.replay import PHYSICAL_TOLERANCE, consequences, power_flow
 
@@ -100,3 +101,21 @@ def test_an_unbalanced_dispatch_moves_the_slack_and_limits_show_in_mva(solved):
         assert f["percent"] == pytest.approx(100 * s_mva / (rate[0] * tight.base_mva))
         assert f["pandapower"] > f["limit"] * (1 + PHYSICAL_TOLERANCE)
         assert f["unit"] == "MVA" and f["surrogate"] is not None
+
+
+def test_fixed_static_generators_are_not_counted_twice():
+    """A pandapower net's uncontrollable sgens are netted out of the case's bus demand (one at a bus with no
+    load, one at a load bus): the replay of pandapower's own solution reproduces it."""
+    net = pn.case9()
+    pp.create_sgen(net, 7, p_mw=20.0, q_mvar=5.0)
+    pp.create_sgen(net, 4, p_mw=10.0, q_mvar=0.0)
+    data = from_pandapower(net, "case9 with fixed sgens")
+    assert "sgen" not in data.pandapower.gen_kinds and -0.2 in data.loads.p_pu  # bus 7: demand -20 MW
+    work = copy.deepcopy(net)
+    pp.runpp(work, numba=False, calculate_voltage_angles=True, init="dc", tolerance_mva=1e-10)
+    point = operating_point(data, work)
+    dispatch = {"pg_pu": point.pg_pu, "qg_pu": point.qg_pu, "vm_pu": point.vm_pu, "va_rad": point.va_rad}
+    flow = power_flow(_case(data, net, dispatch), np.concatenate([data.loads.p_pu, data.loads.q_pu]))
+    np.testing.assert_allclose(operating_point(data, flow.net).pg_pu, point.pg_pu, atol=1e-8)
+    assert np.abs(flow.pandapower["p_balance"]).max() < 1e-8
+    assert consequences(data, flow)["findings"] == []
