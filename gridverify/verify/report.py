@@ -71,8 +71,12 @@ def _same_run(figure: Path, certificate: Path) -> bool:
 
 @contextlib.contextmanager
 def report_lock(folder: Path) -> Iterator[None]:
-    """Hold ``folder/.report.lock`` while writing; a lock whose process is gone is taken over."""
+    """Hold ``folder/.report.lock`` while writing; a lock whose process is gone is taken over, and one this
+    process holds already is reentered (a caller may hold it around the certificate and the report)."""
     lock = folder / LOCK
+    if _lock_holder(lock) == os.getpid():
+        yield
+        return
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -100,8 +104,6 @@ def _lock_holder(lock: Path) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

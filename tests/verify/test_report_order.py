@@ -119,4 +119,7 @@ def test_a_live_writer_locks_the_folder_and_a_dead_one_does_not(cert, tmp_path):
     (tmp_path / LOCK).write_text("999999999")  # a lock left by a process that is gone
     with report_lock(tmp_path):
         assert (tmp_path / LOCK).read_text() == str(os.getpid())
+        with report_lock(tmp_path):  # reentered by its holder (a run holding it around cert and report)
+            pass
+        assert (tmp_path / LOCK).exists()
     assert not (tmp_path / LOCK).exists()
