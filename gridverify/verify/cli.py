@@ -21,7 +21,7 @@ from gridverify.grid.data import GridError
 from gridverify.surrogate import Region
 from gridverify.surrogate.case import Case, SurrogateError, load_case
 from gridverify.verify.certificate import VERDICTS, Certificate, CertificateError
-from gridverify.verify.report import write_report
+from gridverify.verify.report import ReportLockedError, report_lock, write_report
 from gridverify.verify.run import RegionWarning, VerifyConfig, verify
 from gridverify.verify.sources import FileCase, open_case
 
@@ -67,8 +67,13 @@ def run_verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    path = cert.save(out / "certificate.json")
-    report = write_report(cert, out, case)
+    try:
+        with report_lock(out):  # one run per folder: the certificate and its report together
+            path = cert.save(out / "certificate.json")
+            report = write_report(cert, out, case)
+    except ReportLockedError as err:
+        print(f"gridverify verify: {err}; nothing written", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(summary_table(cert))
     print(f"certificate: {path}\nreport:      {report}")
     return exit_code(cert)
