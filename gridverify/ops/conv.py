@@ -28,13 +28,30 @@ def _rank(weight: Any) -> int:
     return len(weight.shape) - 2
 
 
+def _channel_scale(w: Tensor, stride: tuple, padding: tuple, groups: int, out_pad: tuple = ()) -> bool:
+    """A depthwise 1x1 convolution (a batch norm): both the conv and its transpose scale each channel,
+    computed as a product (torch's grouped convolutions are slow on the CPU)."""
+    return (
+        groups == w.shape[0]
+        and w.shape[1] == 1
+        and all(k == 1 for k in w.shape[2:])
+        and all(v == 1 for v in stride)
+        and not any(padding)
+        and not any(out_pad)
+    )
+
+
 def _conv(x: Tensor, w: Tensor, stride: tuple, padding: tuple, dilation: tuple, groups: int) -> Tensor:
+    if _channel_scale(w, stride, padding, groups):
+        return x * w.reshape(1, -1, *(1,) * (w.ndim - 2))
     return _CONV[w.ndim - 2](x, w, None, stride, padding, dilation, groups)
 
 
 def _conv_t(
     x: Tensor, w: Tensor, stride: tuple, padding: tuple, out_pad: tuple, dilation: tuple, groups: int
 ) -> Tensor:
+    if _channel_scale(w, stride, padding, groups, out_pad):
+        return x * w.reshape(1, -1, *(1,) * (w.ndim - 2))
     return _CONV_T[w.ndim - 2](x, w, None, stride, padding, out_pad, groups, dilation)
 
 

@@ -35,6 +35,16 @@ CONV_CASES = [
     ),
     _case("conv", (3, 9), (2, 3, 4), "conv1d", stride=(3,), padding=(2,), dilation=(1,), groups=1),
     _case(
+        "conv",
+        (3, 2, 5),
+        (3, 1, 1, 1),
+        "depthwise_1x1",
+        stride=(1, 1),
+        padding=(0, 0),
+        dilation=(1, 1),
+        groups=3,
+    ),
+    _case(
         "conv_transpose",
         (3, 4, 5),
         (3, 2, 4, 4),
