@@ -2,16 +2,20 @@
 
 Each case runs in this process after one warm-up import; budgets are per case (all constraints together).
 The screening stage (one CROWN pass + sampled loads) is timed separately, so its share of the decisions
-and of the time is visible next to the branch-and-bound stage.
+and of the time is visible next to the branch-and-bound stage. With ``--compare``, each case also runs
+without LP tightening of the surrogate's boundary neurons (``tighten_share=0``), and both runs' unknown
+counts and the median over balance rows of (certified bound / worst found) are printed side by side.
 
-    python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT]
+    python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--compare]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
+import numpy as np
 import torch
 
 from gridverify.surrogate.case import available_cases, load_case
@@ -32,6 +36,23 @@ def screening(case, config: VerifyConfig) -> tuple[int, int, int, float]:
     return verdicts.count("verified"), verdicts.count("violated"), len(screened), seconds
 
 
+def balance_ratio(cert) -> float:
+    """Median over balance rows (p and q) of certified bound / worst found (1: closed; nan: none)."""
+    ratios = [
+        r.bound / r.worst for r in cert.records if r.family in ("p_balance", "q_balance") and r.worst > 0
+    ]
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def line(label: str, cert, wall: float) -> str:
+    counts = cert.counts()
+    thermal = sum(1 for r in cert.records if r.family.startswith("thermal") and r.verdict == "unknown")
+    return (
+        f"| {label} | {counts['verified']} | {counts['violated']} | {counts['unknown']} | {thermal} "
+        f"| {balance_ratio(cert):.4g} | {wall:.1f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -39,6 +60,7 @@ def main() -> None:
     parser.add_argument("cases", nargs="*", help="shipped case names (default: all shipped)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case (default 120)")
     parser.add_argument("--region", help="load region (default: each case's training region)")
+    parser.add_argument("--compare", action="store_true", help="also run without LP tightening")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.cases or available_cases():
@@ -52,6 +74,14 @@ def main() -> None:
         screen_text = f"the screen proves {proved} rows and finds {violated} violated in {screen_s:.1f} s"
         print(f"\n== {head}; {screen_text}; verify wall {wall:.1f} s (budget {args.timeout:g} s)")
         print(summary_table(cert))
+        if args.compare:
+            start = time.perf_counter()
+            old = verify(case, args.region, config=replace(config, tighten_share=0.0))
+            old_wall = time.perf_counter() - start
+            print("| run | verified | violated | unknown | thermal unknown | balance bound/found | wall s |")
+            print("|---|---|---|---|---|---|---|")
+            print(line("no tightening", old, old_wall))
+            print(line(f"LP tightening ({config.tighten_share:g} of budget)", cert, wall))
 
 
 if __name__ == "__main__":

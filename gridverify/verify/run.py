@@ -14,6 +14,11 @@ families are concatenated into one output ``violation`` and each constraint beco
 2. *narrow* (violated rows, worst first, no threshold): their certified intervals ``[worst found, bound]``
    are narrowed with what is left.
 
+Before the screen, `tightened_base` bounds the surrogate's boundary neurons (pre-sigmoid outputs, and the
+relu layers above them) over the whole region by LP, within ``tighten_share`` of the budget and cached per
+surrogate, region and settings (`gridverify.bab.lp_tighten`); the screen's CROWN pass and every chunk's
+search start from those intervals (``base``).
+
 Branch and bound runs on ``VerifyConfig.chunk`` rows at a time, each chunk with an equal share of its
 stage's time left; rows that no time is left for keep the screen's answer (on large cases with tight
 budgets many rows end there, with CROWN's bound as their certified bound).
@@ -37,6 +42,8 @@ import torch
 from torch import Tensor
 
 from gridverify.bab import AttackConfig, SearchConfig, SpecResult, Verdict, attack, maximise
+from gridverify.bab.lp_tighten import DEFAULT_CACHE as TIGHTEN_CACHE
+from gridverify.bab.lp_tighten import Base, lp_base
 from gridverify.bounds import crown
 from gridverify.grid import FAMILIES, Constraint, Kind
 from gridverify.ir import Graph
@@ -78,6 +85,9 @@ class VerifyConfig:
     attack_share: float = 0.15  # of the budget, at most, for the screen's falsifier
     pool_starts: int = 4  # per row, the best loads of the screen's pool (any row's) start its falsifier
     replay: bool = True
+    # LP tightening of the surrogate's boundary neurons before the screen (`tightened_base`)
+    tighten_share: float = 0.2  # of the budget, at most (0: off)
+    tighten_cache: Path | None = TIGHTEN_CACHE  # tightened intervals kept between runs (None: memory only)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.tolerances) - set(UNITS))
@@ -105,6 +115,7 @@ class VerifyConfig:
             "dtype": str(self.dtype).removeprefix("torch."),
             "batch": self.search.batch,
             "branching": self.search.branching.value,
+            "tighten_share": self.tighten_share,
         }
 
 
@@ -230,16 +241,36 @@ def _search(
     """Screen every row, decide the undecided ones, then narrow the violated ones (module docstring);
     ``thresholds`` (R,): each row's tolerance."""
     start = time.perf_counter()
-    until = start + config.attack_share * config.timeout_s
-    results = screen(graph, box, spec, thresholds, config, until)
+    base = tightened_base(graph, box, spec, config)
+    until = time.perf_counter() + config.attack_share * config.timeout_s
+    results = screen(graph, box, spec, thresholds, config, until, base=base)
     undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN]
     decide_until = start + config.timeout_s * (1.0 - config.narrow_share)
-    _in_chunks(graph, box, spec, results, undecided, thresholds, decide_until, config, progress, start)
+    _in_chunks(graph, box, spec, results, undecided, thresholds, decide_until, config, progress, start, base)
     violated = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper > r.worst]
     violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
     narrowed = list(results)
-    _in_chunks(graph, box, spec, narrowed, violated, None, start + config.timeout_s, config, progress, start)
+    _in_chunks(
+        graph, box, spec, narrowed, violated, None, start + config.timeout_s, config, progress, start, base
+    )
     return [r if n is r else _narrowed(r, n) for r, n in zip(results, narrowed)]
+
+
+def tightened_base(
+    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, config: VerifyConfig
+) -> Base | None:
+    """Intervals over the whole region of the surrogate's boundary neurons (its pre-sigmoid outputs and the
+    linear functions of them the constraints read) and of the relu layers above them, by LP
+    (`gridverify.bab.lp_tighten`) within ``config.tighten_share`` of the budget, shared by the screen and
+    every chunk's search (``base``), and cached; None when off or without highspy."""
+    if config.tighten_share <= 0:
+        return None
+    try:
+        import highspy  # noqa: F401
+    except ImportError:
+        return None
+    budget = config.tighten_share * config.timeout_s
+    return lp_base(graph, box, spec, OUTPUT, budget_s=budget, cache_dir=config.tighten_cache)
 
 
 def _in_chunks(
@@ -253,6 +284,7 @@ def _in_chunks(
     config: VerifyConfig,
     progress: bool,
     start: float,
+    base: Base | None = None,
 ) -> None:
     """Branch and bound on ``rows``, ``config.chunk`` at a time, each chunk with an equal share of the time
     left before ``until`` (perf_counter); rows of chunks that no time is left for keep their results.
@@ -267,7 +299,9 @@ def _in_chunks(
         search = replace(config.search, timeout_s=share, root=root, progress=progress)
         offset = time.perf_counter() - start
         threshold = None if thresholds is None else thresholds[chunk]
-        found = maximise(graph, box, spec[chunk], threshold=threshold, output=OUTPUT, config=search)
+        found = maximise(
+            graph, box, spec[chunk], threshold=threshold, output=OUTPUT, config=search, base=base
+        )
         for i, r in zip(chunk, found):
             verdict = results[i].verdict if threshold is None else r.verdict
             history = tuple((offset + t, u) for t, u in r.history)
@@ -281,6 +315,7 @@ def screen(
     thresholds: Tensor,
     config: VerifyConfig = VerifyConfig(),
     until: float | None = None,
+    base: Base | None = None,
 ) -> list[SpecResult]:
     """Every row's first interval: one CROWN pass bounds it; a pool of loads (the box centre,
     ``config.samples`` uniform loads, and per row the corner of the box that maximises its CROWN lower
@@ -291,7 +326,7 @@ def screen(
     ``until`` (perf_counter); after each, every row is evaluated at every row's new point. Rows CROWN
     proves are verified, rows a load violates are violated."""
     start = time.perf_counter()
-    bounds = crown(graph, box, output=OUTPUT, spec=spec)
+    bounds = crown(graph, box, output=OUTPUT, spec=spec, base=base)
     upper = bounds.upper[0].cpu().to(torch.float64)
     lo, hi = (t.cpu().to(torch.float64) for t in box)
     x = torch.cat([_pool(lo, hi, config.samples), _line_corners(bounds, graph, lo, hi)])
