@@ -9,11 +9,15 @@ case file's bytes, the region and the generation settings, so a changed case or 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import multiprocessing
+import os
+import signal
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from tqdm import tqdm
 from gridverify.grid.data import GridData, from_matpower
 from gridverify.surrogate.region import Region
 
-__all__ = ["Dataset", "DatasetConfig", "generate", "solve_opf"]
+__all__ = ["Dataset", "DatasetConfig", "Interrupted", "generate", "solve_opf"]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "gridverify" / "datasets"
 
@@ -124,34 +128,113 @@ def _solve_chunk(solver: _Solver, loads: np.ndarray) -> list[np.ndarray | None]:
 
 # -- many samples --------------------------------------------------------------------------------------
 def generate(path: Path, region: Region, config: DatasetConfig = DatasetConfig()) -> Dataset:
-    """``config.samples`` loads drawn uniformly in ``region``, solved (cached when ``cache_dir`` is set)."""
+    """``config.samples`` loads drawn uniformly in ``region``, solved (cached when ``cache_dir`` is set).
+
+    With a cache, solved labels are also kept in ``<key>.partial.npz`` as they come (at most every
+    `SAVE_EVERY_S` seconds, and when the run is interrupted: Ctrl-C, or SIGTERM turned into
+    ``KeyboardInterrupt`` by the caller), and a later call with the same key resumes after them."""
     cache = None if config.cache_dir is None else config.cache_dir / f"{_key(path, region, config)}.npz"
     if cache is not None and cache.exists():
         return Dataset.read(cache)
     data = from_matpower(path)
     loads = region.sample(config.samples, np.random.default_rng(config.seed))
-    dataset = _solve_all(_Solver.of(path, data), loads, data, config)
+    partial = None if cache is None else cache.with_name(cache.stem + ".partial.npz")
+    dataset = _solve_all(_Solver.of(path, data), loads, data, config, partial)
     if cache is not None:
         dataset.save(cache)
+    if partial is not None:
+        partial.unlink(missing_ok=True)
     return dataset
 
 
-def _solve_all(solver: _Solver, loads: np.ndarray, data: GridData, config: DatasetConfig) -> Dataset:
+SAVE_EVERY_S = 10.0  # how often labels in progress are written to the partial file
+
+
+class Interrupted(KeyboardInterrupt):
+    """Label generation stopped by an interrupt: ``kept`` labels are saved in ``partial`` (None: nowhere)."""
+
+    def __init__(self, kept: int, total: int, partial: Path | None) -> None:
+        super().__init__(f"{kept} of {total} labels kept")
+        self.kept, self.total, self.partial = kept, total, partial
+
+
+def _solve_all(
+    solver: _Solver, loads: np.ndarray, data: GridData, config: DatasetConfig, partial: Path | None = None
+) -> Dataset:
     start = time.perf_counter()
-    chunks = [loads[i : i + config.chunk] for i in range(0, len(loads), config.chunk)]
-    bar = tqdm(total=len(loads), desc=f"AC-OPF {data.name}", disable=not config.progress, unit="opf")
-    results: list[np.ndarray | None] = []
-    if config.workers <= 1:
-        for chunk in chunks:
-            results += [solve_opf(solver, x) for x in chunk]
-            bar.update(len(chunk))
-    else:
-        with multiprocessing.get_context("fork").Pool(config.workers) as pool:
-            for solved in pool.imap(functools.partial(_solve_chunk, solver), chunks):
+    results, seconds = _resume(partial, loads)
+    todo = loads[len(results) :]
+    chunks = [todo[i : i + config.chunk] for i in range(0, len(todo), config.chunk)]
+    bar = tqdm(total=len(loads), initial=len(results), desc=f"AC-OPF {data.name}", unit="opf",
+               disable=not config.progress)  # fmt: skip
+    saved_at = time.perf_counter()
+    try:
+        with contextlib.closing(_solved_chunks(solver, chunks, config.workers)) as each:
+            for solved in each:
                 results += solved
                 bar.update(len(solved))
+                if partial is not None and time.perf_counter() - saved_at > SAVE_EVERY_S:
+                    _save_partial(partial, loads, results, seconds + time.perf_counter() - start)
+                    saved_at = time.perf_counter()
+    except KeyboardInterrupt:
+        bar.close()
+        if partial is not None:
+            _save_partial(partial, loads, results, seconds + time.perf_counter() - start)
+        raise Interrupted(len(results), len(loads), partial) from None
     bar.close()
-    return _assemble(loads, results, data, time.perf_counter() - start)
+    return _assemble(loads, results, data, seconds + time.perf_counter() - start)
+
+
+def _solved_chunks(
+    solver: _Solver, chunks: list[np.ndarray], workers: int
+) -> Iterator[list[np.ndarray | None]]:
+    """Each chunk's solutions in order; worker processes ignore SIGINT and die at once on SIGTERM, so an
+    interrupt reaches only this process, which ends the pool."""
+    if workers <= 1:
+        for chunk in chunks:
+            yield [solve_opf(solver, x) for x in chunk]
+        return
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_quiet_worker)
+    try:
+        yield from pool.imap(functools.partial(_solve_chunk, solver), chunks)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _quiet_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _resume(partial: Path | None, loads: np.ndarray) -> tuple[list[np.ndarray | None], float]:
+    """The labels a previous interrupted run kept for these same ``loads`` (rows of NaN: not converged)."""
+    if partial is None or not partial.exists():
+        return [], 0.0
+    try:
+        with np.load(partial) as z:
+            if not np.array_equal(z["loads"], loads):
+                return [], 0.0
+            rows, seconds = z["solved"], float(z["seconds"])
+    except (OSError, ValueError, KeyError):  # a damaged partial file: start again
+        return [], 0.0
+    return [None if np.isnan(r).all() else r for r in rows], seconds
+
+
+def _save_partial(partial: Path, loads: np.ndarray, results: list[np.ndarray | None], seconds: float) -> None:
+    """Write the labels so far atomically (a temporary file, then `os.replace`)."""
+    if not results:
+        return
+    width = next((len(r) for r in results if r is not None), 1)
+    rows = np.array([np.full(width, np.nan) if r is None else r for r in results]).reshape(
+        len(results), width
+    )
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial.with_name(f".{partial.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        np.savez(f, loads=loads, solved=rows, seconds=seconds)
+    os.replace(tmp, partial)
 
 
 def _assemble(loads: np.ndarray, results: list[np.ndarray | None], data: GridData, seconds: float) -> Dataset:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -209,10 +211,27 @@ def train_case(name_or_path: str | Path, data_config: DatasetConfig | None = Non
     data_config = DatasetConfig(**{**base.__dict__, **case.definition.data, "seed": case.definition.seed})
     dataset = generate(case.source, case.region, data_config)
     model, metrics = train_surrogate(case, dataset, config)
-    torch.save({"config": model.config(), "state_dict": model.state_dict()}, case.folder / "surrogate.pt")
-    (case.folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (case.folder / "README.md").write_text(_readme(case, metrics, config))
+    weights = {"config": model.config(), "state_dict": model.state_dict()}
+    _write_atomic(case.folder / "surrogate.pt", lambda f: torch.save(weights, f))
+    _write_atomic(
+        case.folder / "metrics.json", lambda f: f.write((json.dumps(metrics, indent=2) + "\n").encode())
+    )
+    _write_atomic(case.folder / "README.md", lambda f: f.write(_readme(case, metrics, config).encode()))
     return metrics
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write`` into a temporary file beside ``path``, then rename: an interrupted run leaves the old file
+    whole, never half of the new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _readme(case: Case, m: dict[str, Any], config: TrainConfig) -> str:
