@@ -9,7 +9,7 @@ from gridverify.cli import main
 
 @pytest.mark.parametrize("radius", ["nan", "inf", "-inf", "-0.1"])
 def test_a_bad_radius_is_refused(radius, capsys):
-    assert main(["demo", "--radius", radius]) == 2
+    assert main(["demo", f"--radius={radius}"]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert err.startswith("gridverify demo: --radius must be finite and >= 0") and radius in err, err
