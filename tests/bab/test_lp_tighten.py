@@ -173,3 +173,27 @@ def test_lp_base_search_uses_it_soundly() -> None:
     (r,) = maximise(graph, BOX, SPEC, config=SearchConfig(timeout_s=2.0), base=base)
     values = graph.forward(BOX[0] + (BOX[1] - BOX[0]) * torch.rand(5000, N_IN, dtype=F64))["y"]
     assert r.upper >= float(values.max())
+
+
+def test_verify_screen_with_tightened_base_is_sound_and_no_looser(tmp_path) -> None:
+    """On case14's composed graph (surrogate + AC power flow): the base `verify` computes narrows CROWN's
+    bound of every row and stays above every sampled value."""
+    from gridverify.surrogate.case import load_case
+    from gridverify.verify.run import OUTPUT, VerifyConfig, prepare, tightened_base
+
+    case = load_case("case14")
+    _, graph, rows = prepare(case, ("thermal_from", "p_balance"))
+    box = case.region.box()
+    config = VerifyConfig(timeout_s=10.0, tighten_share=0.3, tighten_cache=tmp_path)
+    base = tightened_base(graph, box, rows.spec, config)
+    assert base is not None
+    assert tightened_base(graph, box, rows.spec, replace(config, tighten_share=0.0)) is None
+    plain = crown(graph, box, OUTPUT, rows.spec).upper[0]
+    tight = crown(graph, box, OUTPUT, rows.spec, base=base).upper[0]
+    assert bool((tight <= plain + 1e-12).all()) and bool((tight < plain - 1e-6).any())
+    lo, hi = box
+    x = lo + (hi - lo) * torch.rand(
+        10_000, lo.shape[1], generator=torch.Generator().manual_seed(2), dtype=F64
+    )
+    values = graph.forward(x)[OUTPUT].reshape(x.shape[0], -1) @ rows.spec.T
+    assert bool((values.max(0).values <= tight).all())
