@@ -11,7 +11,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -117,16 +116,6 @@ def _check_out(folder: Path) -> None:
         raise InputError(f"output folder {folder} is not writable: no write permission in {existing}")
 
 
-def _writable(folder: Path) -> Path:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe"):
-            pass
-    except OSError as err:
-        raise InputError(f"output folder {folder} is not writable: {err.strerror or err}") from None
-    return folder
-
-
 def _config(args: argparse.Namespace) -> VerifyConfig:
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise InputError(f"--timeout must be > 0 and finite (wall seconds), got {args.timeout}")
@@ -197,12 +186,17 @@ def exit_code(cert: Certificate) -> int:
 def run_report(args: argparse.Namespace) -> int:
     try:
         cert = Certificate.load(args.certificate)
-        out = _writable(args.out or args.certificate.parent)
+        out = args.out or args.certificate.parent
+        _check_out(out)
     except (CertificateError, InputError) as err:
         print(f"gridverify report: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     case = _case_if_shipped(cert.case)
-    path = write_report(cert, out, case)
+    try:
+        path = write_report(cert, out, case)
+    except (ReportLockedError, OSError) as err:
+        print(f"gridverify report: {err}; report not written", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(summary_table(cert))
     print(f"report: {path}")
     return 0
