@@ -270,7 +270,11 @@ def tightened_base(
     except ImportError:
         return None
     budget = config.tighten_share * config.timeout_s
-    return lp_base(graph, box, spec, OUTPUT, budget_s=budget, cache_dir=config.tighten_cache)
+    try:
+        return lp_base(graph, box, spec, OUTPUT, budget_s=budget, cache_dir=config.tighten_cache)
+    except (RuntimeError, ValueError, MemoryError) as err:  # an optional speed-up: the run goes on without
+        warnings.warn(f"LP tightening skipped: {err}", RuntimeWarning, stacklevel=2)
+        return None
 
 
 def _in_chunks(
