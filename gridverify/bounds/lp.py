@@ -48,7 +48,7 @@ class LpConfig:
     """How `lp_intervals` spends its time."""
 
     refine: bool = True  # LP-tighten the unstable inputs of relu / abs nodes before the targets
-    refine_share: float = 0.5  # of the budget at most for that refinement
+    refine_share: float = 0.5  # of the budget for that refinement (more when the targets are few)
     solve_s: float = 20.0  # time limit of one LP (a time-limited solve still gives a sound, looser bound)
 
 
@@ -323,15 +323,13 @@ def lp_intervals(
     start = time.perf_counter()
     out = list(intervals)
     if config.refine:
-        until = start + config.refine_share * budget_s
         order, free = program_nodes(graph, set(targets))
-        for i in order:
-            node = graph.nodes[i]
-            if node.op not in PIECEWISE or i in free:
-                continue
-            z = node.inputs[0]
-            rows = _unstable(out[z], node.op)
-            if rows.size and _has_kink_above(graph, z) and time.perf_counter() < until:
+        kinks = [graph.nodes[i].inputs[0] for i in order if graph.nodes[i].op in PIECEWISE and i not in free]
+        kinks = [z for z in kinks if _has_kink_above(graph, z)]
+        until = start + _refine_share(config, kinks, out, targets) * budget_s
+        for z in kinks:
+            rows = _unstable(out[z])
+            if rows.size and time.perf_counter() < until:
                 out[z] = _narrow(graph, out, z, rows, until, config.solve_s)
     for z in sorted(targets):
         if time.perf_counter() - start >= budget_s:
@@ -365,7 +363,17 @@ def _narrow(
     return new_lo.reshape(shape), new_hi.reshape(shape)
 
 
-def _unstable(iv: Interval | None, op: str) -> np.ndarray:
+def _refine_share(
+    config: LpConfig, kinks: list[int], intervals: list[Interval | None], targets: dict[int, Tensor]
+) -> float:
+    """The budget's share for refinement: ``config.refine_share``, or more when the targets are few next
+    to the neurons to refine (each target's program is the largest: counted twice)."""
+    refine = sum(int(_unstable(intervals[z]).size) for z in kinks)
+    wanted = 2 * sum(int(r.numel()) for r in targets.values())
+    return max(config.refine_share, refine / max(refine + wanted, 1))
+
+
+def _unstable(iv: Interval | None) -> np.ndarray:
     """Flat neurons whose interval straddles the kink at 0."""
     if iv is None:
         return np.zeros(0, dtype=np.int64)
