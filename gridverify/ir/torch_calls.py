@@ -324,6 +324,20 @@ def _mean(b: GraphBuilder, x: Var, dim: Any = None, keepdim: bool = False) -> Va
     return b.mul(_sum(b, x, dim, keepdim), 1.0 / count)
 
 
+def _softmax(b: GraphBuilder, x: Var, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Var:
+    """Over one axis, as the ONNX front end computes it (`gridverify.ir.onnx_ops.softmax_last`)."""
+    from gridverify.ir.onnx_ops import OnnxContext, move_back, move_last, softmax_last
+
+    if dim is None:
+        raise Unsupported("softmax without dim")
+    moved, order = move_last(b, x, _axis(x, dim))
+    return move_back(b, softmax_last(b, moved, OnnxContext(b)), order)
+
+
+def _leaky_relu(b: GraphBuilder, x: Var, negative_slope: float = 0.01, inplace: bool = False) -> Var:
+    return b.apply("leaky_relu", x, negative_slope=float(negative_slope))
+
+
 def _handlers() -> dict[str, tuple[Callable[..., Any] | None, tuple[Any, ...]]]:
     """Handler per name (None: the registered op, elementwise), with targets the registry does not list."""
     return {
@@ -352,6 +366,8 @@ def _handlers() -> dict[str, tuple[Callable[..., Any] | None, tuple[Any, ...]]]:
         "concat": (_concat, ()),
         "sum": (_sum, ()),
         "mean": (_mean, (torch.mean, "mean")),
+        "softmax": (_softmax, (torch.softmax, F.softmax, "softmax", nn.Softmax)),
+        "leaky_relu": (_leaky_relu, (F.leaky_relu, "leaky_relu", nn.LeakyReLU)),
     }
 
 
@@ -373,4 +389,8 @@ def module_arguments(module: nn.Module) -> tuple[tuple[Any, ...], dict[str, Any]
         return (), {"min": module.min_val, "max": module.max_val}
     if isinstance(module, nn.Dropout):
         return (module.p, module.training), {}
+    if isinstance(module, nn.Softmax):
+        return (module.dim,), {}
+    if isinstance(module, nn.LeakyReLU):
+        return (module.negative_slope,), {}
     return (), {}

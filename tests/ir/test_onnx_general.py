@@ -201,3 +201,30 @@ def test_batchnorm_folds_through_a_reshape_of_a_linear_map() -> None:
     model = _bn_after(nodes, consts, ("N", 3))
     assert [n.op for n in from_onnx(model).nodes] == ["input", "linear", "reshape"]
     _assert_matches(model, (4, 3))
+
+
+class _AttentionLeaky(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+        self.act = torch.nn.LeakyReLU(0.2)
+        self.norm = torch.nn.Softmax(dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.reshape(x.shape[0], 4, 3)
+        att = torch.softmax(self.q(t) @ self.k(t).transpose(1, 2), dim=-1)
+        return self.norm(torch.nn.functional.leaky_relu(att @ t, 0.3) + self.act(t))
+
+
+def test_torch_softmax_and_leaky_relu() -> None:
+    from gridverify.ir.from_torch import from_torch
+
+    torch.manual_seed(0)
+    model = _AttentionLeaky().double().eval()
+    graph = from_torch(model, (12,))
+    x = torch.randn(5, 12, dtype=torch.float64)
+    assert torch.allclose(graph.forward(x)["y"], model(x), rtol=1e-12, atol=1e-12)
+    result = crown(graph, (x[:1] - 0.05, x[:1] + 0.05))
+    samples = graph.forward(x[:1] - 0.05 + 0.1 * torch.rand(500, 12, dtype=torch.float64))["y"]
+    flat = samples.reshape(500, -1)
+    assert bool(((flat >= result.lower) & (flat <= result.upper)).all())
