@@ -6,9 +6,9 @@ the domain's last bound, the relaxation of neuron j passes ``L+ lw + L- uw`` to 
 ``L+ lb + L- ub``; the input's root linear bounds (``W_L x + b_L <= z <= W_U x + b_U``, from the root CROWN
 pass) carry it to the graph input. Summing over the neurons gives an estimate ``E`` of the bound; replacing
 neuron j's terms by those of its relaxation on one branch gives ``E'_jk``; the score is ``min_k E'_jk - E``.
-Split points: 0 for relu and abs inputs whose interval contains 0; otherwise the pre-optimised point of the
-consumer's table (`gridverify.bab.split_points`; for products the midpoint, see `split_point`) or the
-midpoint.
+Split points: 0 for relu, leaky relu and abs inputs whose interval contains 0; otherwise the pre-optimised
+point of the consumer's table (`gridverify.bab.split_points`; for products the midpoint, see `split_point`)
+or the midpoint.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from gridverify.bab.domains import Problem
 from gridverify.bounds.core import Interval
 from gridverify.ops import Relaxation, get_op
 
-KINKED_AT_ZERO = frozenset({"relu", "abs"})
+KINKED_AT_ZERO = frozenset({"relu", "leaky_relu", "abs"})
 """Piecewise-linear ops with one kink at 0: exact (nothing to gain by a split) where the input's interval
 does not contain 0."""
 
