@@ -366,11 +366,12 @@ def _narrow(
 def _refine_share(
     config: LpConfig, kinks: list[int], intervals: list[Interval | None], targets: dict[int, Tensor]
 ) -> float:
-    """The budget's share for refinement: ``config.refine_share``, or more when the targets are few next
-    to the neurons to refine (each target's program is the largest: counted twice)."""
+    """The budget's share for refinement: ``config.refine_share``, or more (up to 0.8: the targets keep a
+    fifth) when the targets are few next to the neurons to refine (a target's program is the largest:
+    counted twice)."""
     refine = sum(int(_unstable(intervals[z]).size) for z in kinks)
     wanted = 2 * sum(int(r.numel()) for r in targets.values())
-    return max(config.refine_share, refine / max(refine + wanted, 1))
+    return min(max(config.refine_share, refine / max(refine + wanted, 1)), 0.8)
 
 
 def _unstable(iv: Interval | None) -> np.ndarray:
