@@ -11,6 +11,7 @@ import argparse
 import math
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"gridverify verify: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(
-        f"verifying {case.name} over {region.describe()} ({config.timeout_s:g} s budget) ...", file=sys.stderr
+        f"verifying {case.name} over {region.describe()} ({args.timeout:g} s wall budget) ...",
+        file=sys.stderr,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RegionWarning)
@@ -126,12 +128,21 @@ def _config(args: argparse.Namespace) -> VerifyConfig:
         return VerifyConfig(
             tolerance=args.tolerance,
             tolerances=_family_tolerances(args.family_tolerance),
-            timeout_s=args.timeout,
+            timeout_s=_verify_budget(args.timeout),
             device=args.device,
             replay=not args.no_replay,
         )
     except ValueError as err:
         raise InputError(str(err)) from None
+
+
+def _verify_budget(timeout_s: float) -> float:
+    """``--timeout`` is wall seconds for the whole command from process start: `verify` gets what is left
+    after start-up, less 10 % (at most 10 s) for writing the certificate, the report and its figures."""
+    from gridverify.deadline import process_start
+
+    left = timeout_s - (time.monotonic() - process_start())
+    return max(left - min(10.0, 0.1 * timeout_s), 1.0)
 
 
 def _check_device(device: str) -> None:

@@ -22,6 +22,7 @@ surrogate's predicted value beside it. A limit is exceeded when by more than `PH
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -129,19 +130,31 @@ def _pandapower_element(data: GridData, record: ConstraintRecord) -> tuple[str, 
     return pp_ids.branch_kinds[k], int(pp_ids.branch[k])
 
 
-def replay_records(case: Case | FileCase, records: Sequence[ConstraintRecord]) -> list[ConstraintRecord]:
-    """Attach a replay to every violated record (one power flow per distinct witness)."""
+BALANCE = ("p_balance", "q_balance")
+
+
+def replay_records(
+    case: Case | FileCase, records: Sequence[ConstraintRecord], deadline: float | None = None
+) -> list[ConstraintRecord]:
+    """Attach a replay to every violated record (one power flow per distinct witness), physical limits
+    first and the worst violations first within them. Past ``deadline`` (`time.perf_counter`) only each
+    family's worst violation is still replayed (at most one power flow per family); the others keep no
+    replay."""
     flows: dict[tuple[float, ...], PowerFlow] = {}
     index, physics, base_net = _family_index(case), compile_acopf(case.problem), case.net
-    out = []
-    for r in records:
-        if r.verdict != "violated" or r.witness is None:
-            out.append(r)
-            continue
+    out = list(records)
+    todo = [k for k, r in enumerate(records) if r.verdict == "violated" and r.witness is not None]
+    todo.sort(key=lambda k: (records[k].family in BALANCE, -records[k].worst))
+    seen: set[str] = set()
+    for k in todo:
+        r = records[k]
+        first = r.family not in seen
+        seen.add(r.family)
         if r.witness not in flows:
+            if deadline is not None and time.perf_counter() >= deadline and not first:
+                continue
             flows[r.witness] = power_flow(case, np.array(r.witness), physics, base_net)
-        flow = flows[r.witness]
-        out.append(replace(r, replay=_replay_entry(case, flow, r, index[r.name])))
+        out[k] = replace(r, replay=_replay_entry(case, flows[r.witness], r, index[r.name]))
     return out
 
 

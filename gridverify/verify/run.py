@@ -68,7 +68,8 @@ class RegionWarning(UserWarning):
 
 @dataclass(frozen=True)
 class VerifyConfig:
-    """Budget and settings of one verification run (seconds are wall time for all constraints together)."""
+    """Budget and settings of one verification run: ``timeout_s`` is wall time for the whole `verify` call
+    (loading, tightening, search and replay; violations the replay does not reach in time keep no replay)."""
 
     tolerance: float = 1e-4  # in each family's unit (`UNITS`), for families not in `tolerances`
     tolerances: Mapping[str, float] = field(default_factory=dict)  # family -> its own tolerance
@@ -85,6 +86,7 @@ class VerifyConfig:
     attack_share: float = 0.15  # of the budget, at most, for the screen's falsifier
     pool_starts: int = 4  # per row, the best loads of the screen's pool (any row's) start its falsifier
     replay: bool = True
+    replay_share: float = 0.1  # of the budget kept for pandapower's power flows at the witnesses
     # LP tightening of the surrogate's boundary neurons before the screen (`tightened_base`)
     tighten_share: float = 0.2  # of the budget, at most (0: off)
     tighten_cache: Path | None = TIGHTEN_CACHE  # tightened intervals kept between runs (None: memory only)
@@ -141,14 +143,17 @@ def verify(
     constraints, graph, rows = prepare(case, families)
     box = tuple(t.to(config.device) for t in region.box(config.dtype))
     thresholds = torch.tensor([config.tolerance_of(constraints[k].family) for k in rows.owner])
-    results = _search(graph, box, rows.spec.to(config.device), thresholds, config, progress)
+    search = replace(config, timeout_s=max(config.timeout_s - (time.perf_counter() - start), 0.0))
+    if config.replay:  # the power flows of the replay come out of the same budget
+        search = replace(search, timeout_s=search.timeout_s * (1.0 - config.replay_share))
+    results = _search(graph, box, rows.spec.to(config.device), thresholds, search, progress)
     records = [
         _record(c, [results[i] for i in np.flatnonzero(rows.owner == k)], config.tolerance_of(c.family))
         for k, c in enumerate(constraints)
     ]
     records = [_confirmed(graph, region, r, k) for k, r in enumerate(records)]
     if config.replay:
-        records = replay_records(case, records)
+        records = replay_records(case, records, deadline=start + config.timeout_s)
     return Certificate(
         case=case.name,
         surrogate=case.surrogate.fingerprint(),
