@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -43,6 +44,7 @@ def run_verify(args: argparse.Namespace) -> int:
     except InputError as err:
         print(f"gridverify verify: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    config = replace(config, timeout_s=_verify_budget(args.timeout))  # after reading the case: it counts too
     print(
         f"verifying {case.name} over {region.describe()} ({args.timeout:g} s wall budget) ...",
         file=sys.stderr,
