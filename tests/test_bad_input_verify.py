@@ -98,17 +98,40 @@ def test_a_broken_grid_file_is_named_and_not_blamed_on_the_surrogate(grid, probl
     assert str(grids[grid]) in err and "surrogate" not in err
 
 
-def test_a_pandapower_island_is_refused_not_dropped(tmp_path, capsys):
+def _no_slack(net: object) -> None:
+    net.ext_grid.drop(net.ext_grid.index, inplace=True)
+
+
+def _zero_line(net: object) -> None:
+    net.line.loc[0, ["r_ohm_per_km", "x_ohm_per_km"]] = 0.0
+
+
+def _negative_rating(net: object) -> None:
+    net.line.loc[0, "max_i_ka"] = -1.0
+
+
+def _island(net: object) -> None:
+    net.trafo.loc[(net.trafo.hv_bus == 6) & (net.trafo.lv_bus == 7), "in_service"] = False  # bus 7 alone
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (_island, "bus 7: islanded"),
+        (_no_slack, "No reference bus"),
+        (_zero_line, "branch 0: zero impedance"),
+        (_negative_rating, "branch 0: negative rate_a"),
+    ],
+)
+def test_a_pandapower_net_outside_the_model_is_refused(edit, problem, tmp_path, capsys):
     import pandapower as pp
     import pandapower.networks as pn
 
     net = pn.case14()
-    net.trafo.loc[(net.trafo.hv_bus == 6) & (net.trafo.lv_bus == 7), "in_service"] = False  # bus 7 alone
-    path = tmp_path / "island.json"
+    edit(net)
+    path = tmp_path / "net.json"
     pp.to_json(net, str(path))
-    _refused(
-        [str(path), "--surrogate", str(SURROGATE)], tmp_path / "out", capsys, str(path), "bus 7: islanded"
-    )
+    _refused([str(path), "--surrogate", str(SURROGATE)], tmp_path / "out", capsys, str(path), problem)
 
 
 def test_rate_a_zero_means_unlimited(grids):

@@ -62,7 +62,16 @@ class FileCase:
             return from_pandapower(net, self.grid.stem)
         except GridError as err:
             raise GridError(f"{self.grid}: {str(err).removeprefix(self.grid.stem + ': ')}") from None
-        except (NotImplementedError, ValueError, KeyError, IndexError, AttributeError, TypeError) as err:
+        except (
+            NotImplementedError,
+            ValueError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            TypeError,
+            UserWarning,
+        ) as err:
+            # pandapower raises UserWarning for a net without a slack (no ext_grid, no slack gen)
             raise GridError(f"{self.grid}: pandapower net not supported ({_first_line(err)})") from None
 
     @cached_property
