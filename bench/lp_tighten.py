@@ -118,7 +118,8 @@ def main() -> None:
         ref = found[:k] + found[k:]
         c_lo, c_hi = (t.reshape(-1)[rows] for t in root[z])  # type: ignore[index]
         print(stats(f"CROWN (node {z})", c_lo, c_hi, ref, crown_s))
-        l_lo, l_hi = (t.reshape(-1)[rows] for t in (base[z] if base and base[z] is not None else root[z]))  # type: ignore[index]
+        tight = base[z] if base is not None and base[z] is not None else root[z]
+        l_lo, l_hi = (t.reshape(-1)[rows] for t in tight)  # type: ignore[union-attr]
         print(stats(f"LP (node {z})", l_lo, l_hi, ref, lp_s))
         start = time.perf_counter()
         cfg = SearchConfig(timeout_s=lp_s, refresh_intermediate=True)

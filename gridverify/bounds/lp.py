@@ -40,6 +40,8 @@ from gridverify.ir.graph import Graph
 from gridverify.ops import get_op
 
 PIECEWISE = frozenset({"relu", "abs"})
+RowBlock = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Rows of a program: (row ids, column ids, values, row lower bounds, row upper bounds)."""
 _EPS = 2.0**-53  # unit roundoff of float64
 
 
@@ -97,7 +99,7 @@ def relu_program(graph: Graph, targets: set[int], intervals: list[Interval | Non
         lower.append(lo)
         upper.append(hi)
     col_lower, col_upper = np.concatenate(lower), np.concatenate(upper)
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    rows: list[RowBlock] = []
     for i in order:
         node = graph.nodes[i]
         if i in free or node.op in ("input", "const"):
@@ -125,32 +127,41 @@ def _flat_interval(graph: Graph, i: int, intervals: list[Interval | None]) -> tu
     return lo.copy(), hi.copy()
 
 
-def _linear_rows(graph: Graph, i: int, columns: dict[int, int]):
-    """``y - sum_k J_k x_k = b``: (row ids, column ids, values, row lower, row upper) of node i."""
+def _linear_rows(graph: Graph, i: int, columns: dict[int, int], block: int = 512) -> RowBlock:
+    """``y - sum_k J_k x_k = b``: (row ids, column ids, values, row lower, row upper) of node i; ``J_k``
+    row by row from vector-Jacobian products with one-hot cotangents (exact: one product per entry),
+    ``block`` rows at a time."""
     node = graph.nodes[i]
     op, kw = get_op(node.op), node.kwargs
     size = node.size
     shapes = [graph.nodes[j].shape for j in node.inputs]
-    with torch.enable_grad():
-        primals = [torch.zeros((size, *s), dtype=torch.float64, requires_grad=True) for s in shapes]
-        y = op.forward(*primals, **kw)
-        eye = torch.eye(size, dtype=torch.float64).reshape(size, *node.shape).expand_as(y)
-        grads = torch.autograd.grad(y, primals, grad_outputs=eye, allow_unused=True)
-        const = op.forward(*(torch.zeros((1, *s), dtype=torch.float64) for s in shapes), **kw)
+    const = op.forward(*(torch.zeros((1, *s), dtype=torch.float64) for s in shapes), **kw)
     b = const.detach().expand(1, *node.shape).reshape(-1).numpy()
     r, c, v = [np.arange(size)], [columns[i] + np.arange(size)], [np.ones(size)]
-    for j, g in zip(node.inputs, grads):
-        if g is None:
-            continue
-        jac = g.reshape(size, -1).numpy()
-        rr, cc = np.nonzero(jac)
-        r.append(rr)
-        c.append(columns[j] + cc)
-        v.append(-jac[rr, cc])
+    for first in range(0, size, block):
+        n = min(block, size - first)
+        with torch.enable_grad():
+            primals = [torch.zeros((n, *s), dtype=torch.float64, requires_grad=True) for s in shapes]
+            y = op.forward(*primals, **kw)
+            eye = torch.zeros(n, size, dtype=torch.float64)
+            eye[torch.arange(n), first + torch.arange(n)] = 1.0
+            grads = torch.autograd.grad(
+                y, primals, grad_outputs=eye.reshape(n, *node.shape), allow_unused=True
+            )
+        for j, g in zip(node.inputs, grads):
+            if g is None:
+                continue
+            jac = g.reshape(n, -1).numpy()
+            rr, cc = np.nonzero(jac)
+            r.append(first + rr)
+            c.append(columns[j] + cc)
+            v.append(-jac[rr, cc])
     return np.concatenate(r), np.concatenate(c), np.concatenate(v), b.copy(), b.copy()
 
 
-def _kink_rows(op: str, out: int, inp: int, col_lower: np.ndarray, col_upper: np.ndarray, i: int, graph):
+def _kink_rows(
+    op: str, out: int, inp: int, col_lower: np.ndarray, col_upper: np.ndarray, i: int, graph: Graph
+) -> RowBlock:
     """Rows of ``y = relu(x)`` or ``y = abs(x)`` (module docstring); narrows y's columns to what the
     input's interval implies."""
     size = graph.nodes[i].size
@@ -172,7 +183,7 @@ def _kink_rows(op: str, out: int, inp: int, col_lower: np.ndarray, col_upper: np
     s = (f(u[idx]) - f(l[idx])) / (u[idx] - l[idx])
     ends = np.maximum(f(l[idx]) - s * l[idx], f(u[idx]) - s * u[idx])
     h = ends + 4 * _EPS * (np.abs(f(l[idx])) + np.abs(s * l[idx]) + np.abs(f(u[idx])) + np.abs(s * u[idx]))
-    h = np.nextafter(h, np.inf)
+    h = np.where(np.isnan(h), np.inf, np.nextafter(h, np.inf))  # overflow: no chord
     pieces.append((idx, np.ones(idx.size), -s, np.full(idx.size, -np.inf), h))
     r, c, v, lo_all, hi_all = [], [], [], [], []
     row = 0
@@ -194,7 +205,9 @@ def _kink_rows(op: str, out: int, inp: int, col_lower: np.ndarray, col_upper: np
     )
 
 
-def _assemble(rows, n: int, col_lower: np.ndarray, col_upper: np.ndarray, columns: dict[int, int]):
+def _assemble(
+    rows: list[RowBlock], n: int, col_lower: np.ndarray, col_upper: np.ndarray, columns: dict[int, int]
+) -> LinearProgram:
     r_all, c_all, v_all, lo_all, hi_all = [], [], [], [], []
     offset = 0
     for r, c, v, lo, hi in rows:
@@ -341,25 +354,18 @@ def lp_intervals(
 
 def _narrow(
     graph: Graph, intervals: list[Interval | None], z: int, rows: np.ndarray, until: float, solve_s: float
-):
-    lp = relu_program(graph, {z}, intervals)
-    lo, hi = neuron_bounds(lp, z, rows, until, solve_s)
+) -> Interval:
+    """Node z's interval with the flat neurons ``rows`` intersected with their LP bounds, ``(1, *S)``."""
+    lo, hi = neuron_bounds(relu_program(graph, {z}, intervals), z, rows, until, solve_s)
+    shape = (1, *graph.nodes[z].shape)
     old = intervals[z]
-    like = old[0] if old is not None else torch.zeros(1, *graph.nodes[z].shape, dtype=torch.float64)
-    new_lo = (
-        like.detach().clone().reshape(1, -1)
-        if old is not None
-        else torch.full_like(like.reshape(1, -1), -np.inf)
-    )
-    new_hi = (
-        old[1].detach().clone().reshape(1, -1)
-        if old is not None
-        else torch.full_like(like.reshape(1, -1), np.inf)
-    )
+    if old is None:
+        inf = torch.full(shape, np.inf, dtype=torch.float64)
+        old = (-inf, inf)
+    new_lo, new_hi = (t[:1].detach().clone().reshape(1, -1) for t in old)
     idx = torch.as_tensor(rows, dtype=torch.long)
     new_lo[0, idx] = torch.maximum(new_lo[0, idx], torch.as_tensor(lo, dtype=new_lo.dtype))
     new_hi[0, idx] = torch.minimum(new_hi[0, idx], torch.as_tensor(hi, dtype=new_hi.dtype))
-    shape = (1, *graph.nodes[z].shape)
     return new_lo.reshape(shape), new_hi.reshape(shape)
 
 
