@@ -288,3 +288,22 @@ def test_out_onto_a_file_is_refused(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert str(out) in err and "is a file" in err and "\n" not in err, err  # --out is checked first
     assert blocker.read_text() == "keep me"
+
+
+def test_nan_bounds_are_refused_and_nothing_is_written(tmp_path, capsys, monkeypatch):
+    """Whatever slips past the checks: a run whose bounds come out NaN writes no certificate or report."""
+    import math
+
+    import gridverify.verify.cli as verify_cli
+    from gridverify.verify.certificate import Certificate, ConstraintRecord
+
+    record = ConstraintRecord("vm_max[bus 1]", "vm_max", "inequality", ("bus", 1), "pu", 1e-4, "unknown",
+                              math.nan, -math.inf, None, 0.1, 1)  # fmt: skip
+    cert = Certificate("case14", "x", {}, {}, (record,), 0.1, "now", "0")
+    monkeypatch.setattr(verify_cli, "verify", lambda *args, **kwargs: cert)
+    out = tmp_path / "out"
+    assert main(["verify", "case14", "--out", str(out), "--timeout", "5", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("verifying case14") and len(err) == 2 and "Traceback" not in err[1], err
+    assert "case case14: 1 constraint(s) have NaN bounds (e.g. vm_max[bus 1])" in err[1], err
+    assert not out.exists()
