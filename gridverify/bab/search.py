@@ -269,6 +269,12 @@ def _attack_round(
     falsifier.record(time.perf_counter() - began, bool((gain > config.tolerance).any()))
 
 
+def _shaped(starts: Tensor | None, problem: Problem) -> Tensor | None:
+    if starts is None:
+        return None
+    return starts.reshape(starts.shape[0], -1, *problem.lower.shape[1:]).to(problem.lower)
+
+
 def _drop(d: Domains, keep: Tensor, state: _State) -> Domains:
     """Drop domains with ``keep`` False, remembering their bounds per specification."""
     gone = ~keep
@@ -292,8 +298,12 @@ def maximise(
     config: SearchConfig = SearchConfig(),
     base: tuple[Interval | None, ...] | None = None,
     closed: bool = False,
+    starts: Tensor | None = None,
 ) -> list[SpecResult]:
     """Certified ``[worst, upper]`` of ``max c^T y`` per row c of ``spec`` over the box (see module doc).
+
+    ``starts`` (m, S, *S_in): points of the box the falsifier starts from for each row besides its own
+    (the worst points an earlier search found, say).
 
     ``closed``: the unsafe set of a threshold is ``c^T y >= threshold`` (a proof needs the bound strictly
     below it; `decide`), else ``c^T y > threshold``. ``base``: intervals known to hold over the whole box,
@@ -311,7 +321,7 @@ def maximise(
         count = sum(int(r.numel()) for r in boundary_neurons(problem, spec).values())
         plan = plan if 0 < count <= plan.max_neurons else None
     first = config.timeout_s if plan is None else min(plan.after_s, 0.2 * config.timeout_s)
-    results = _search(problem, spec, thr, replace(config, timeout_s=first), base, start, closed)
+    results = _search(problem, spec, thr, replace(config, timeout_s=first), base, start, closed, starts)
     if plan is None:
         return results
     round_s, intervals = plan.round_s, base
@@ -328,7 +338,8 @@ def maximise(
         until = min(time.perf_counter() - start + round_s, config.timeout_s)
         sub_thr = None if thr is None else thr[rows]
         cfg = replace(config, timeout_s=until)
-        more = _search(problem, spec[rows], sub_thr, cfg, intervals, start, closed)
+        best = torch.stack([results[k].witness for k in todo]).unsqueeze(1)
+        more = _search(problem, spec[rows], sub_thr, cfg, intervals, start, closed, best)
         for k, r in zip(todo, more):
             results[k] = _merge(results[k], r, None if thr is None else float(thr[k]), closed)
         round_s *= 2
@@ -365,6 +376,7 @@ def _search(
     base: tuple[Interval | None, ...] | None,
     start: float,
     closed: bool = False,
+    starts: Tensor | None = None,
 ) -> list[SpecResult]:
     """One branch-and-bound search until ``config.timeout_s`` seconds after ``start``."""
     dtype = problem.lower.dtype
@@ -378,7 +390,7 @@ def _search(
         [[] for _ in range(m)],
     )
     d, root_linear = _root_domains(problem, spec, config, base)
-    _attack(problem, d, state, config.attack)
+    _attack(problem, d, state, config.attack, _shaped(starts, problem))
     b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps))
     per_domain = max(_bytes_per_domain(b.domains), 1)
     cap = min(config.max_domains, int(config.memory_gb / 2 * 2**30 / per_domain))

@@ -308,8 +308,9 @@ def _in_chunks(
         search = replace(config.search, timeout_s=share, root=root, progress=progress)
         offset = time.perf_counter() - start
         threshold = None if thresholds is None else thresholds[chunk]
+        starts = torch.stack([results[i].witness for i in chunk]).unsqueeze(1)  # the screen's worst loads
         found = maximise(
-            graph, box, spec[chunk], threshold=threshold, output=OUTPUT, config=search, base=base
+            graph, box, spec[chunk], threshold, OUTPUT, search, base=base, starts=starts.to(box[0])
         )
         for i, r in zip(chunk, found):
             verdict = results[i].verdict if threshold is None else r.verdict
