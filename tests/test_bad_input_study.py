@@ -122,3 +122,20 @@ def test_a_corrupted_certificate_is_not_finished_and_is_recomputed(how, tmp_path
     assert store.is_done(bad) and store.certificate_path(bad).with_suffix(".json.invalid").exists()
     assert any(e["event"] == "invalid" and e["job"] == bad for e in store.events())
     assert len(summary_rows(store)) == len(jobs)  # one family per job: every job has its row again
+
+
+def test_a_second_study_into_the_same_folder_is_refused(tmp_path, capsys):
+    """Another live process holds the results folder's lock: nothing is run or written."""
+    import subprocess
+
+    study = write_study(tmp_path, STUDY)
+    out = tmp_path / "out"
+    out.mkdir()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (out / ".report.lock").write_text(str(other.pid))
+        _refused([str(study), "--out", str(out)], capsys, str(out), f"process {other.pid}", "another study")
+    finally:
+        other.kill()
+        other.wait()
+    assert sorted(p.name for p in out.iterdir()) == [".report.lock"]

@@ -66,6 +66,7 @@ def study_command(args: argparse.Namespace) -> int:
     study file, option or results folder (found before anything is written)."""
     from gridverify.study.runner import RunConfig, run_study
     from gridverify.study.spec import StudyError, load_study
+    from gridverify.verify.report import ReportLockedError
 
     problem = _option_problem(args)
     if problem is not None:
@@ -80,6 +81,9 @@ def study_command(args: argparse.Namespace) -> int:
         outcome = run_study(args.study, _out(args), config)
     except (StudyError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as err:
         print(f"gridverify study: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except ReportLockedError as err:
+        print(f"gridverify study: {err} (another study runs into this --out)", file=sys.stderr)
         return 2
     except OSError as err:
         if args.scheduler is None:  # no scheduler: a file system problem

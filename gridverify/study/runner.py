@@ -57,16 +57,20 @@ def run_study(
     path: str | Path, out: str | Path, config: RunConfig, job_fn: JobFn | None = None
 ) -> StudyOutcome:
     """Check the study file at ``path`` (raises `StudyError` before anything runs), run its jobs into the
-    store at ``out``, and write the report there."""
+    store at ``out``, and write the report there; the folder is locked while it runs (a second run into it
+    raises `gridverify.verify.report.ReportLockedError`)."""
     from gridverify.study.report import write_report
+    from gridverify.verify.report import report_lock
 
     path = Path(path)
     spec = parse_study(path.read_text(), str(path))
     jobs = expand(spec, str(path))
     store = JobStore(Path(out))
-    store.write_plan(jobs, spec.name or path.stem)
-    outcome = run_jobs(jobs, store, config, job_fn or run_verify_job)
-    write_report(store)
+    store.root.mkdir(parents=True, exist_ok=True)
+    with report_lock(store.root):  # one run per results folder: a second raises ReportLockedError
+        store.write_plan(jobs, spec.name or path.stem)
+        outcome = run_jobs(jobs, store, config, job_fn or run_verify_job)
+        write_report(store)
     return outcome
 
 
