@@ -8,7 +8,8 @@ and returns the narrowed intervals as a ``base`` for `crown` and `maximise`: eac
 
 Results are cached in memory and, with ``cache_dir``, on disk (one small ``.pt`` file per key), keyed by a
 sha256 of the part of the lowered graph the LP reads (ops, shapes and every constant's bytes), the box, the
-target neurons, the settings and the budget, so jobs of a study on the same case and region reuse them.
+target neurons and the settings (a result is reused when it had at least `REUSE` of the budget asked for),
+so jobs of a study on the same case and region reuse them.
 A cached result computed for other rows is still sound for these: every interval holds over the box.
 """
 
@@ -31,9 +32,10 @@ from gridverify.const import Const
 from gridverify.ir.graph import Graph
 
 DEFAULT_CACHE = Path.home() / ".cache" / "gridverify" / "tighten"
-_FORMAT = "lp-base-1"
-_MEMORY: OrderedDict[str, dict[int, Interval]] = OrderedDict()
+_FORMAT = "lp-base-2"
+_MEMORY: OrderedDict[str, tuple[float, dict[int, Interval]]] = OrderedDict()  # key -> (budget, result)
 _MEMORY_SIZE = 8
+REUSE = 0.8  # a cached result is reused when it had at least this share of the budget asked for
 
 Base = tuple[Interval | None, ...]
 DEFAULT_LP = LpConfig()
@@ -57,11 +59,11 @@ def lp_base(
     targets = {z: r.cpu() for z, r in boundary_neurons(problem, spec).items()}
     if not targets:
         return None
-    key = _key(problem, targets, config, budget_s)
-    found = _cached(key, cache_dir)
+    key = _key(problem, targets, config)
+    found = _cached(key, cache_dir, budget_s)
     if found is None:
         found = _compute(problem, spec, targets, config, budget_s - (time.perf_counter() - start))
-        _store(key, found, cache_dir)
+        _store(key, found, cache_dir, budget_s)
     if not found:
         return None
     like = problem.lower
@@ -109,23 +111,24 @@ def graph_fingerprint(graph: Graph, nodes: list[int] | None = None) -> str:
     return h.hexdigest()
 
 
-def _key(problem: Problem, targets: dict[int, Tensor], config: LpConfig, budget_s: float) -> str:
+def _key(problem: Problem, targets: dict[int, Tensor], config: LpConfig) -> str:
     """What the result depends on: the subgraph the LP reads (node ids included), the box, the target
-    neurons, the settings and the budget; not the rows or the graph below the targets, so runs on other
-    constraint families of the same surrogate and region share it."""
+    neurons and the settings; not the rows or the graph below the targets, so runs on other constraint
+    families of the same surrogate and region share it. The budget is stored with the result: a result
+    computed with at least `REUSE` of the budget asked for is reused."""
     h = hashlib.sha256(_FORMAT.encode())
     h.update(graph_fingerprint(problem.graph, program_nodes(problem.graph, set(targets))[0]).encode())
-    h.update(repr((config, round(float(budget_s), 3))).encode())
+    h.update(repr(config).encode())
     h.update(repr({z: r.tolist() for z, r in sorted(targets.items())}).encode())
     for t in (problem.lower, problem.upper):
         h.update(t.detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
-def _cached(key: str, cache_dir: Path | None) -> dict[int, Interval] | None:
-    if key in _MEMORY:
+def _cached(key: str, cache_dir: Path | None, budget_s: float) -> dict[int, Interval] | None:
+    if key in _MEMORY and _MEMORY[key][0] >= REUSE * budget_s:
         _MEMORY.move_to_end(key)
-        return _MEMORY[key]
+        return _MEMORY[key][1]
     if cache_dir is None:
         return None
     path = Path(cache_dir) / f"{key}.pt"
@@ -137,27 +140,29 @@ def _cached(key: str, cache_dir: Path | None) -> dict[int, Interval] | None:
         return None
     if not isinstance(stored, dict) or stored.get("key") != key:
         return None
+    if float(stored.get("budget_s", 0.0)) < REUSE * budget_s:
+        return None
     found = {int(i): (lo, hi) for i, (lo, hi) in stored["intervals"].items()}
-    _remember(key, found)
+    _remember(key, found, float(stored["budget_s"]))
     return found
 
 
-def _store(key: str, found: dict[int, Interval], cache_dir: Path | None) -> None:
-    _remember(key, found)
+def _store(key: str, found: dict[int, Interval], cache_dir: Path | None, budget_s: float) -> None:
+    _remember(key, found, budget_s)
     if cache_dir is None:
         return
     folder = Path(cache_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f"{key}.{time.time_ns()}.tmp"
-        torch.save({"key": key, "intervals": found}, tmp)
+        torch.save({"key": key, "budget_s": float(budget_s), "intervals": found}, tmp)
         tmp.replace(folder / f"{key}.pt")  # atomic: concurrent jobs never read half a file
     except OSError:
         pass  # a cache that cannot be written only costs time
 
 
-def _remember(key: str, found: dict[int, Interval]) -> None:
-    _MEMORY[key] = found
+def _remember(key: str, found: dict[int, Interval], budget_s: float) -> None:
+    _MEMORY[key] = (budget_s, found)
     _MEMORY.move_to_end(key)
     while len(_MEMORY) > _MEMORY_SIZE:
         _MEMORY.popitem(last=False)

@@ -27,8 +27,11 @@ node, each program built on the intervals tightened so far), then the requested 
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -265,7 +268,7 @@ class LpSolver:
         import highspy
 
         self.lp = lp
-        h = highspy.Highs()
+        h = _quiet_highs(highspy)
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
         h.setOptionValue("presolve", "off")  # only the cost changes between solves: warm starts instead
@@ -297,6 +300,30 @@ class LpSolver:
         zero = np.zeros(self.lp.a.shape[0])
         best = dual_bound(self.lp, cost, w) if w.shape == zero.shape else -np.inf
         return max(best, dual_bound(self.lp, cost, zero))
+
+
+_BANNER_SHOWN = False
+
+
+def _quiet_highs(highspy: Any) -> Any:
+    """A ``Highs`` instance; the first one of a process prints HiGHS's banner to the C-level stdout, which
+    is pointed at /dev/null while it is made (no option turns the banner off)."""
+    global _BANNER_SHOWN
+    if _BANNER_SHOWN:
+        return highspy.Highs()
+    _BANNER_SHOWN = True
+    try:
+        sys.stdout.flush()
+        saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return highspy.Highs()
+    try:
+        os.dup2(null, 1)
+        return highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(null)
+        os.close(saved)
 
 
 def neuron_bounds(

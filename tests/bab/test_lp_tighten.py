@@ -163,6 +163,8 @@ def test_lp_base_narrows_crown_and_is_cached(tmp_path) -> None:
         assert (a is None) == (b is None)
         if a is not None:
             assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    less = lp_base(graph, BOX, SPEC, budget_s=10.0, cache_dir=tmp_path)  # less budget: the same result
+    assert less is not None and all(a is b or a[0] is b[0] for a, b in zip(again, less))
     other = lp_base(graph, (BOX[0], BOX[1] * 0.5), SPEC, budget_s=20.0, cache_dir=tmp_path)  # another box
     assert len(list(tmp_path.glob("*.pt"))) == 2 and other is not None
 
