@@ -31,6 +31,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -220,11 +221,25 @@ def _assemble(
         lo_all.append(lo)
         hi_all.append(hi)
         offset += lo.size
-    a = sparse.csc_array(
-        (np.concatenate(v_all), (np.concatenate(r_all), np.concatenate(c_all))), shape=(offset, n)
-    )
-    a.sum_duplicates()
+    r, c = np.concatenate(r_all).astype(np.int64), np.concatenate(c_all).astype(np.int64)
+    keys, v = _exact_sums(r * n + c, np.concatenate(v_all))
+    a = sparse.csc_array((v, (keys // n, keys % n)), shape=(offset, n))
     return LinearProgram(a, np.concatenate(lo_all), np.concatenate(hi_all), col_lower, col_upper, columns)
+
+
+def _exact_sums(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys, their summed values). Entries of one (row, column) add up when an op reads one input
+    twice; a sum that float64 cannot hold exactly would make the row differ from the graph, so it is
+    refused (`ValueError`)."""
+    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    summed = np.zeros(unique.size)
+    np.add.at(summed, inverse, values)
+    for k in np.flatnonzero(counts > 1):
+        exact = sum(Fraction(float(x)) for x in values[inverse == k])
+        summed[k] = float(exact)
+        if Fraction(float(summed[k])) != exact:
+            raise ValueError("a linear op reads one input twice with coefficients whose sum rounds")
+    return unique, summed
 
 
 def dual_bound(lp: LinearProgram, cost: np.ndarray, row_dual: np.ndarray) -> float:

@@ -199,3 +199,26 @@ def test_verify_screen_with_tightened_base_is_sound_and_no_looser(tmp_path) -> N
     )
     values = graph.forward(x)[OUTPUT].reshape(x.shape[0], -1) @ rows.spec.T
     assert bool((values.max(0).values <= tight).all())
+
+
+def test_an_op_reading_one_input_twice_gets_exact_summed_rows() -> None:
+    """``z = r + r`` (r = relu(W x + b)): one entry of -2 per neuron, and the LP bounds of z hold."""
+    from gridverify.bounds.lp import neuron_bounds
+
+    gen = torch.Generator().manual_seed(9)
+    b = GraphBuilder()
+    x = b.input("x", (N_IN,))
+    r = b.relu(
+        b.linear(x, torch.randn(5, N_IN, generator=gen, dtype=F64), torch.randn(5, generator=gen, dtype=F64))
+    )
+    z = b.add(r, r)
+    graph = b.build({"y": b.sigmoid(z)})
+    zid = graph.nodes.index(next(n for n in graph.nodes if n.op == "add"))
+    rid = graph.nodes[zid].inputs[0]
+    lp = relu_program(graph, {zid}, list(crown(graph, BOX).intervals))
+    block = lp.a[:, lp.columns[rid] : lp.columns[rid] + 5].toarray()
+    rows_of_z = np.flatnonzero(lp.a[:, [lp.columns[zid]]].toarray()[:, 0])
+    assert np.allclose(block[rows_of_z[0]], np.eye(5)[0] * -2.0, atol=0)
+    lo, hi = neuron_bounds(lp, zid, np.arange(5), deadline=1e18, solve_s=10.0)
+    seen = _samples(graph)[zid]
+    assert (lo <= seen.min(0).values.numpy()).all() and (hi >= seen.max(0).values.numpy()).all()
