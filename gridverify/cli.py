@@ -196,13 +196,24 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="FAMILY=T",
-        help="a family's own tolerance, e.g. p_balance=0.01 (repeatable; units: pu, rad, pu^2 for thermal)",
+        help="a family's own tolerance, e.g. p_balance=0.05 (repeatable; units: pu, rad, pu^2 for thermal; "
+        "default 0.01 pu for p_balance and q_balance, --tolerance for the others)",
     )
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds for all constraints (default 120)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="wall seconds for the whole command from process start: search, replay, report (default 120)",
+    )
     p.add_argument("--device", default="cpu", help="torch device for the bounds (cpu, cuda; default cpu)")
     p.add_argument("--out", type=Path, help="output folder (default reports/<case>)")
     p.add_argument("--no-replay", action="store_true", help="skip the pandapower replay of violations")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit code counts the balance residuals too (by default only physical limits set it)",
+    )
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:

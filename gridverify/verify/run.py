@@ -51,7 +51,7 @@ from gridverify.ir.builder import rebuild
 from gridverify.surrogate import Region
 from gridverify.surrogate.case import Case, load_case
 from gridverify.verify.certificate import Certificate, ConstraintRecord
-from gridverify.verify.replay import replay_records
+from gridverify.verify.replay import BALANCE, replay_records
 from gridverify.verify.sources import FileCase
 
 UNITS = {
@@ -60,6 +60,9 @@ UNITS = {
     "qg_min": "pu", "qg_max": "pu",
 }  # fmt: skip
 OUTPUT = "violation"
+DEFAULT_TOLERANCES = dict.fromkeys(BALANCE, 0.01)
+"""Families whose default tolerance is not ``VerifyConfig.tolerance``: a surrogate never balances power
+exactly, so its balance residuals are judged at 0.01 pu (1 MW / 1 MVAr on a 100 MVA base)."""
 
 
 class RegionWarning(UserWarning):
@@ -72,7 +75,7 @@ class VerifyConfig:
     (loading, tightening, search and replay; violations the replay does not reach in time keep no replay)."""
 
     tolerance: float = 1e-4  # in each family's unit (`UNITS`), for families not in `tolerances`
-    tolerances: Mapping[str, float] = field(default_factory=dict)  # family -> its own tolerance
+    tolerances: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     timeout_s: float = 120.0
     narrow_share: float = 0.25  # of the budget kept for narrowing the bounds of violated constraints
     device: str = "cpu"
