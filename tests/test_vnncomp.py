@@ -140,3 +140,13 @@ def test_ml4acopf_300_bus_prop2_counterexample_in_seconds(ml4acopf: Path) -> Non
     r = verify_instance(model, prop, 30)
     assert r.status == "sat" and r.seconds < 10
     assert r.witness_y is not None and r.witness_y[2382] >= 0.99
+
+
+def test_property_without_output_constraint_is_sat_with_a_witness(tmp_path: Path) -> None:
+    """No output assertion: every input of the box is a counterexample; the answer carries one."""
+    model, prop = _one_input(tmp_path, "Identity", 0.0, 1.0, 0.0)
+    prop.write_text(
+        "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n"
+    )
+    r = verify_instance(model, prop, timeout_s=10)
+    assert r.status == "sat" and r.witness_x is not None and 0.0 <= r.witness_x[0] <= 1.0

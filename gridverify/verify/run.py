@@ -252,7 +252,8 @@ def _search(
     base = tightened_base(graph, box, spec, config)
     until = time.perf_counter() + config.attack_share * config.timeout_s
     results = screen(graph, box, spec, thresholds, config, until, base=base)
-    undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN]
+    # rows whose first bound is NaN (a grid or surrogate with undefined numbers) are not searched
+    undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN and r.upper == r.upper]
     decide_until = start + config.timeout_s * (1.0 - config.narrow_share)
     _in_chunks(graph, box, spec, results, undecided, thresholds, decide_until, config, progress, start, base)
     violated = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper > r.worst]
