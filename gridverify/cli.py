@@ -132,13 +132,39 @@ def _add_heavy(sub: argparse._SubParsersAction, command: str | None) -> None:
         if name != command:
             sub.add_parser(name, help=help_line, add_help=False)
         elif name == "train":
-            from gridverify.surrogate.cli import add_train_parser
-
-            add_train_parser(sub)
+            _add_train(sub)
         else:
             from gridverify.study.cli import add_study_parser
 
             add_study_parser(sub)
+
+
+TRAIN_HELP = """Train a case's surrogate from its case.toml (PYPOWER AC-OPF labels of loads drawn uniformly
+in the case's region, cached and resumable) and write surrogate.pt, metrics.json and README.md into the case
+folder (see gridverify.surrogate.train)."""
+
+
+def _add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``train CASE [--workers N] [--no-cache] [--cache-dir DIR]``, without importing the training code
+    (the package imports torch, pandapower and PYPOWER): ``--help`` stays fast."""
+    p = sub.add_parser("train", help=STUBS["train"], description=TRAIN_HELP)
+    p.add_argument("case", help="a shipped case name (e.g. case14) or a case folder with case.toml")
+    p.add_argument("--workers", type=int, default=2, help="AC-OPF processes (default 2)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the dataset cache")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "gridverify" / "datasets",
+        help="dataset cache folder (default ~/.cache/gridverify/datasets)",
+    )
+    p.set_defaults(func=_run_train)
+    return p
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from gridverify.surrogate.cli import run_train
+
+    return run_train(args)
 
 
 def _default_memory_gb() -> float:
@@ -159,8 +185,9 @@ a certified interval [worst found, bound] when the time budget ends first (unkno
 
 Writes DIR/certificate.json (versioned JSON, see docs/certificate.md) and DIR/report.md with figures.
 
-Exit codes: 0 every constraint verified; 1 some constraint violated; 3 none violated but some unknown;
-2 bad input (unknown case, malformed region, unwritable output folder, ...).
+Exit codes: 0 every physical limit verified; 1 some violated; 3 none violated but some unknown; 2 bad
+input (unknown case, malformed region, unwritable output folder, ...). The balance residuals (judged at
+0.01 pu by default) set the exit code only with --strict.
 """
 
 

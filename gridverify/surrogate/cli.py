@@ -9,23 +9,14 @@ import sys
 import threading
 from typing import Any
 
-from gridverify.surrogate import train
-from gridverify.surrogate.dataset import Interrupted
-
 __all__ = ["add_train_parser", "run_train"]
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``train CASE [--workers N] [--no-cache] [--cache-dir DIR]`` to ``subparsers``."""
-    parser = subparsers.add_parser(
-        "train",
-        help="train a case's ACOPF surrogate from its case.toml (PYPOWER AC-OPF data, cached)",
-        description=train.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    train.add_arguments(parser)
-    parser.set_defaults(func=run_train)
-    return parser
+    from gridverify.cli import _add_train
+
+    return _add_train(subparsers)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -40,6 +31,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
     try:
+        from gridverify.surrogate import train  # torch, pandapower, PYPOWER: only when training
+
         return train.run(args)
     except (ValueError, FileNotFoundError, NotImplementedError) as err:
         print(f"gridverify train: {err}", file=sys.stderr)
@@ -58,6 +51,8 @@ def _main_thread() -> bool:
 
 def _stopped(err: KeyboardInterrupt) -> str:
     """What an interrupt left behind, in one line."""
+    from gridverify.surrogate.dataset import Interrupted
+
     if isinstance(err, Interrupted):
         if err.kept == 0:
             return f"interrupted before any of {err.total} AC-OPF labels was solved"

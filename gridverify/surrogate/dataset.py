@@ -34,6 +34,7 @@ from gridverify.surrogate.region import Region
 
 __all__ = ["Dataset", "DatasetConfig", "Interrupted", "generate", "solve_opf"]
 
+# also the default of `gridverify train --cache-dir` (gridverify.cli)
 DEFAULT_CACHE = Path.home() / ".cache" / "gridverify" / "datasets"
 
 

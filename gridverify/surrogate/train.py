@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -284,19 +285,9 @@ Largest violation over the held-out samples, per inequality family (pu, or pu^2 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gridverify.surrogate.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from gridverify.cli import main as cli_main
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("case", help="a shipped case name (e.g. case14) or a case folder with case.toml")
-    parser.add_argument("--workers", type=int, default=2, help="AC-OPF processes (default 2)")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the dataset cache")
-    parser.add_argument(
-        "--cache-dir", type=Path, default=DatasetConfig().cache_dir, help="dataset cache folder"
-    )
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 def run(args: argparse.Namespace) -> int:
