@@ -51,7 +51,7 @@ def run_verify(args: argparse.Namespace) -> int:
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RegionWarning)
-        cert = verify(case, region, args.constraints, config, progress=not args.quiet)
+        cert = verify(case, region, args.constraints, config, progress=not args.quiet, log=_stage_line)
     for w in caught:
         print(f"gridverify verify: warning: {w.message}", file=sys.stderr)
     undefined = [r.name for r in cert.records if math.isnan(r.bound) or math.isnan(r.worst)]
@@ -187,6 +187,10 @@ def summary_table(cert: Certificate) -> str:
     rows.append(f"{len(cert.records)} constraints in {cert.seconds:.1f} s: " + ", ".join(
         f"{counts[v]} {v}" for v in VERDICTS))  # fmt: skip
     return "\n".join(rows)
+
+
+def _stage_line(line: str) -> None:
+    print(f"  {line}", file=sys.stderr, flush=True)
 
 
 def exit_code(cert: Certificate, strict: bool = False) -> int:

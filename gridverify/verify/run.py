@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
@@ -114,7 +114,7 @@ class VerifyConfig:
         return {
             "tolerance": self.tolerance,
             "tolerances": dict(self.tolerances),
-            "timeout_s": self.timeout_s,
+            "timeout_s": round(self.timeout_s, 1),
             "narrow_share": self.narrow_share,
             "device": self.device,
             "dtype": str(self.dtype).removeprefix("torch."),
@@ -138,8 +138,11 @@ def verify(
     families: Sequence[str] | None = None,
     config: VerifyConfig = VerifyConfig(),
     progress: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> Certificate:
-    """Verdicts, certified bounds and witnesses for every constraint of ``families`` (default: all)."""
+    """Verdicts, certified bounds and witnesses for every constraint of ``families`` (default: all);
+    ``log`` gets one line per stage (tightening, screen, decide, narrow, replay)."""
+    log = log or (lambda line: None)
     start = time.perf_counter()
     case = load_case(case) if isinstance(case, (str, Path)) else case
     region = resolve_region(case, region)
@@ -149,14 +152,18 @@ def verify(
     search = replace(config, timeout_s=max(config.timeout_s - (time.perf_counter() - start), 0.0))
     if config.replay:  # the power flows of the replay come out of the same budget
         search = replace(search, timeout_s=search.timeout_s * (1.0 - config.replay_share))
-    results = _search(graph, box, rows.spec.to(config.device), thresholds, search, progress)
+    results = _search(graph, box, rows.spec.to(config.device), thresholds, search, progress, log)
     records = [
         _record(c, [results[i] for i in np.flatnonzero(rows.owner == k)], config.tolerance_of(c.family))
         for k, c in enumerate(constraints)
     ]
     records = [_confirmed(graph, region, r, k) for k, r in enumerate(records)]
     if config.replay:
+        began = time.perf_counter()
         records = replay_records(case, records, deadline=start + config.timeout_s)
+        done = sum(r.replay is not None for r in records)
+        seconds = time.perf_counter() - began
+        log(f"replay: {done} violated constraints replayed in pandapower ({seconds:.1f} s)")
     return Certificate(
         case=case.name,
         surrogate=case.surrogate.fingerprint(),
@@ -245,24 +252,35 @@ def _search(
     thresholds: Tensor,
     config: VerifyConfig,
     progress: bool,
+    log: Callable[[str], None],
 ) -> list[SpecResult]:
     """Screen every row, decide the undecided ones, then narrow the violated ones (module docstring);
     ``thresholds`` (R,): each row's tolerance."""
     start = time.perf_counter()
     base = tightened_base(graph, box, spec, config)
+    what = "done" if base is not None else "nothing to tighten"
+    log(f"tightening: {what} ({time.perf_counter() - start:.1f} s)")
     until = time.perf_counter() + config.attack_share * config.timeout_s
     results = screen(graph, box, spec, thresholds, config, until, base=base)
+    log(f"screen: {_tally(results)} ({time.perf_counter() - start:.1f} s)")
     # rows whose first bound is NaN (a grid or surrogate with undefined numbers) are not searched
     undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN and r.upper == r.upper]
     decide_until = start + config.timeout_s * (1.0 - config.narrow_share)
     _in_chunks(graph, box, spec, results, undecided, thresholds, decide_until, config, progress, start, base)
+    log(f"decide: {len(undecided)} rows searched; {_tally(results)} ({time.perf_counter() - start:.1f} s)")
     violated = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper > r.worst]
     violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
     narrowed = list(results)
     _in_chunks(
         graph, box, spec, narrowed, violated, None, start + config.timeout_s, config, progress, start, base
     )
+    log(f"narrow: {len(violated)} violated rows ({time.perf_counter() - start:.1f} s)")
     return [r if n is r else _narrowed(r, n) for r, n in zip(results, narrowed)]
+
+
+def _tally(results: Sequence[SpecResult]) -> str:
+    verdicts = [r.verdict for r in results]
+    return ", ".join(f"{verdicts.count(v)} {v.value}" for v in Verdict) + " rows"
 
 
 def tightened_base(
