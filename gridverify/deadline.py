@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Deadline", "ResultFile", "Watchdog", "process_start", "unwritable"]
+__all__ = ["Deadline", "ResultFile", "Watchdog", "process_alive", "process_start", "unwritable"]
 
 _IMPORTED = time.monotonic()
 
@@ -180,3 +180,17 @@ class Watchdog:
                 self.before_exit()
         finally:
             os._exit(0)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (killed, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (not Linux): existence is all we know
+        return True

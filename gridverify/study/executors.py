@@ -23,8 +23,9 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from gridverify.deadline import process_alive
 
 __all__ = ["ExecutorPool", "LocalProcesses", "dask_pool", "local_pool"]
 
@@ -151,23 +152,9 @@ def _init_worker(study_pid: int) -> None:
 
 
 def _exit_without(study_pid: int, poll_s: float = 0.5) -> None:
-    while _running(study_pid):
+    while process_alive(study_pid):
         time.sleep(poll_s)
     os._exit(1)
-
-
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (killed, not yet reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):  # no /proc (not Linux): existence is all we know
-        return True
 
 
 # -- Dask distributed ---------------------------------------------------------------------------------

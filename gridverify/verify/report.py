@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from gridverify.deadline import process_alive
 from gridverify.verify.certificate import VERDICTS, Certificate, ConstraintRecord
 
 FIGURES = {
@@ -83,7 +84,7 @@ def report_lock(folder: Path) -> Iterator[None]:
             break
         except FileExistsError:
             holder = _lock_holder(lock)
-            if holder is not None and _alive(holder):
+            if holder is not None and process_alive(holder):
                 raise ReportLockedError(f"{folder}: process {holder} is writing a report there") from None
             lock.unlink(missing_ok=True)
     else:
@@ -101,16 +102,6 @@ def _lock_holder(lock: Path) -> int | None:
         return int(lock.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- report.md ---------------------------------------------------------------------------------------------
