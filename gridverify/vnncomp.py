@@ -166,7 +166,9 @@ def verify_instance(
         if sat is not None:
             return done(replace(sat, detail="falsifier, after branch and bound"))
     seconds = time.perf_counter() - start
-    return InstanceResult("timeout" if seconds >= timeout_s else "unknown", seconds)
+    why = sorted({r.stopped for k, r in zip(todo, results) if not proved[k]})
+    detail = f"branch and bound on the open rows ended by: {', '.join(why)}; then the falsifier"
+    return InstanceResult("timeout" if seconds >= timeout_s else "unknown", seconds, detail=detail)
 
 
 def _proves(upper: Tensor, thr: Tensor) -> np.ndarray:

@@ -100,6 +100,8 @@ class SpecResult:
     seconds: float  # when it was decided (or the search ended)
     # (elapsed seconds, certified upper bound), one point whenever the bound improved
     history: tuple[tuple[float, float], ...] = field(default=(), repr=False)
+    # why its search ended: "settled", "time" (the budget), "memory" (the domain cap of memory_gb)
+    stopped: str = "settled"
 
 
 @dataclass
@@ -365,6 +367,7 @@ def _merge(a: SpecResult, b: SpecResult, thr: float | None, closed: bool) -> Spe
         a.domains + b.domains,
         b.seconds,
         a.history + later,
+        b.stopped,
     )
 
 
@@ -404,6 +407,7 @@ def _search(
     falsifier = _Falsifier(*config.attack_share)
     bar = tqdm(total=None, disable=not config.progress, desc="branch and bound", unit="batch")
     it, batch_s = 0, 0.0  # the last batch's duration: no batch starts that would end past the budget
+    stopped = "settled"
     while True:
         began = time.perf_counter()
         open_ = _prune(open_, state, thr, config, start, closed)
@@ -412,11 +416,8 @@ def _search(
         bar.set_postfix(
             open=open_.size, undecided=int((state.done_at < 0).sum()), upper=f"{float(upper.max()):.4g}"
         )
-        if (
-            open_.size == 0
-            or time.perf_counter() - start + batch_s > config.timeout_s
-            or open_.size + config.batch > cap
-        ):
+        stopped = _stop_reason(open_.size, time.perf_counter() - start + batch_s, config, cap)
+        if stopped:
             break
         if falsifier.due(time.perf_counter() - start):
             _attack_round(problem, open_, state, config, falsifier, start + config.timeout_s)
@@ -439,7 +440,16 @@ def _search(
         bar.update(1)
         it, batch_s = it + 1, time.perf_counter() - began
     bar.close()
-    return _results(state, _upper(open_, state), thr, start, closed)
+    return _results(state, _upper(open_, state), thr, start, closed, stopped)
+
+
+def _stop_reason(open_domains: int, next_end_s: float, config: SearchConfig, cap: int) -> str:
+    """Why the search loop ends now ("" to go on): nothing open, no time for another batch, or no memory."""
+    if open_domains == 0:
+        return "settled"
+    if next_end_s > config.timeout_s:
+        return "time"
+    return "memory" if open_domains + config.batch > cap else ""
 
 
 def _prune(
@@ -479,7 +489,7 @@ def _record(state: _State, upper: Tensor, start: float) -> None:
 
 
 def _results(
-    state: _State, upper: Tensor, thr: Tensor | None, start: float, closed: bool
+    state: _State, upper: Tensor, thr: Tensor | None, start: float, closed: bool, stopped: str
 ) -> list[SpecResult]:
     out = []
     for s in range(upper.shape[0]):
@@ -496,6 +506,7 @@ def _results(
                 int(state.explored[s]),
                 seconds,
                 tuple(state.history[s]),
+                "settled" if state.done_at[s] >= 0 else stopped,
             )
         )
     return out

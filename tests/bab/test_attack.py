@@ -118,3 +118,18 @@ def test_decide_open_and_closed_unsafe_sets() -> None:
     assert decide(1.0, 1.0, 1.0, closed=True) is Verdict.VIOLATED
     assert decide(0.99, 0.5, 1.0, closed=True) is Verdict.VERIFIED
     assert decide(2.0, 1.5, 1.0) is Verdict.VIOLATED
+
+
+def test_search_says_why_it_stopped() -> None:
+    """A row the search cannot settle in its budget ends with "time"; a settled one with "settled"."""
+    from gridverify.bab import SearchConfig, maximise
+
+    lo, hi = -torch.ones(1, N, dtype=torch.float64), torch.ones(1, N, dtype=torch.float64)
+    spec = torch.eye(3, dtype=torch.float64)[:2]
+    r = maximise(GRAPH, (lo, hi), spec, threshold=torch.tensor([-1e6, 1e6]), config=SearchConfig(timeout_s=2))
+    assert r[0].verdict is Verdict.VIOLATED and r[0].stopped == "settled"
+    assert r[1].verdict is Verdict.VERIFIED and r[1].stopped == "settled"
+    tight = maximise(GRAPH, (lo, hi), spec[:1], threshold=r[0].worst + 1e-9, config=SearchConfig(timeout_s=1))
+    # just above the worst point found: unknown at the end of the budget (unless a better point turns up)
+    expected = ("time", "memory") if tight[0].verdict is Verdict.UNKNOWN else ("settled",)
+    assert tight[0].stopped in expected
