@@ -133,7 +133,8 @@ def verify_instance(
     if sat is not None:
         return done(replace(sat, detail="falsifier"))
     bounds = crown(graph, box, spec=rows.c)
-    proved = _proves(bounds.upper[0], rows.thr)
+    thr = _strict(rows.thr)
+    proved = (bounds.upper[0].to(thr) < thr).cpu().numpy()
     todo = np.flatnonzero(_open_rows(rows, proved) & ~proved)
     if todo.size == 0:
         return done(InstanceResult("unsat", 0.0, detail="CROWN"))
@@ -147,7 +148,7 @@ def verify_instance(
     if sat is not None:
         return done(replace(sat, detail="falsifier, from the CROWN lines"))
     cfg = replace(config, timeout_s=max(deadline - time.perf_counter(), 0.0))
-    results = maximise(graph, box, rows.c[todo], threshold=rows.thr[todo], config=cfg, closed=True)
+    results = maximise(graph, box, rows.c[todo], threshold=thr[todo], config=cfg, closed=True)
     witnesses = torch.zeros(rows.c.shape[0], *box[0].shape[1:], dtype=torch.float64)
     witnesses[:] = ((box[0] + box[1]) / 2)[0]
     for k, r in zip(todo, results):
@@ -171,10 +172,13 @@ def verify_instance(
     return InstanceResult("timeout" if seconds >= timeout_s else "unknown", seconds, detail=detail)
 
 
-def _proves(upper: Tensor, thr: Tensor) -> np.ndarray:
-    """Rows whose certified bound lies strictly below the threshold: the unsafe set ``c . y >= thr`` is
-    closed, so a bound equal to the threshold proves nothing."""
-    return (upper.to(torch.float64) < thr.to(torch.float64)).cpu().numpy()
+def _strict(thr: Tensor) -> Tensor:
+    """The thresholds a proof must stay strictly below: the unsafe sets ``c . y >= thr`` are closed, so a
+    bound equal to ``thr`` proves nothing, and the bound's last bits (CROWN's sums round to nearest) are
+    kept out by a margin of 1e-12 relative. A point found above the lowered threshold is still a
+    counterexample only once float64 and onnxruntime confirm it against the property itself."""
+    thr = thr.to(torch.float64)
+    return thr - 1e-12 * (1.0 + thr.abs())
 
 
 def _disjunct_rows(rows: _Rows, which: np.ndarray) -> Tensor:
