@@ -112,13 +112,23 @@ def _conv_shape(
     return (c_out, *spatial)
 
 
-def _conv_interval(
-    lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], weight: Any, bias: Any = None, **params: Any
+def _centre_radius(
+    forward: Any,
+    lows: tuple[Tensor, ...],
+    ups: tuple[Tensor, ...],
+    weight: Any,
+    bias: Any = None,
+    **params: Any,
 ) -> tuple[Tensor, Tensor]:
+    """Interval of a linear map (``forward``) over a box: its centre's image -+ ``|W|`` times the radius."""
     l, u = lows[0], ups[0]
-    centre = _conv_forward(0.5 * (l + u), weight, bias, **params)
-    radius = _conv_forward(0.5 * (u - l), weight, None, **params, w=weight.like(l).abs())
+    centre = forward(0.5 * (l + u), weight, bias, **params)
+    radius = forward(0.5 * (u - l), weight, None, **params, w=weight.like(l).abs())
     return centre - radius, centre + radius
+
+
+def _conv_interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], *args: Any, **params: Any):
+    return _centre_radius(_conv_forward, lows, ups, *args, **params)
 
 
 def _conv_adjoint(
@@ -195,13 +205,8 @@ def _conv_t_shape(
     return (c_out_g * groups, *spatial)
 
 
-def _conv_t_interval(
-    lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], weight: Any, bias: Any = None, **params: Any
-) -> tuple[Tensor, Tensor]:
-    l, u = lows[0], ups[0]
-    centre = _conv_t_forward(0.5 * (l + u), weight, bias, **params)
-    radius = _conv_t_forward(0.5 * (u - l), weight, None, **params, w=weight.like(l).abs())
-    return centre - radius, centre + radius
+def _conv_t_interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], *args: Any, **params: Any):
+    return _centre_radius(_conv_t_forward, lows, ups, *args, **params)
 
 
 def _conv_t_adjoint(
