@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gridverify.bab import AttackConfig, SearchConfig, TightenConfig, Verdict, attack, maximise
+from gridverify.bab import AttackConfig, SearchConfig, TightenConfig, Verdict, attack, line_corners, maximise
 from gridverify.bounds import crown
 from gridverify.ir import Graph, from_onnx
 from gridverify.specs import VnnlibSpec, read_vnnlib
@@ -141,7 +141,7 @@ def verify_instance(
     # the disjuncts CROWN leaves open, from the corners that maximise their rows' CROWN lower lines (each
     # corner guarantees at least its line's value)
     left = np.unique(rows.disjunct[todo])
-    corners = _lower_line_corners(bounds.linear, graph, box)
+    corners = line_corners(bounds.linear, graph, *box)
     until = min(deadline, time.perf_counter() + max(QUICK_S, 0.1 * (deadline - time.perf_counter())))
     rounds = replace(config.attack, rounds=max(config.attack.rounds, 2))
     sat = _falsify(graph, spec, Path(model), box, rows, left, rounds, corners, until)
@@ -218,13 +218,3 @@ def _falsify(
         if sat is not None:
             return sat
     return None
-
-
-def _lower_line_corners(linear, graph: Graph, box: tuple[Tensor, Tensor]) -> Tensor | None:
-    """(R, *S_in): per row, the corner of the box that maximises its CROWN lower line (coefficient 0: the
-    box centre)."""
-    if linear is None:
-        return None
-    a = linear.lower[graph.inputs[0][0]][0]  # (R, *S_in)
-    lo, hi = box[0][0], box[1][0]
-    return torch.where(a > 0, hi, torch.where(a < 0, lo, (lo + hi) / 2))

@@ -1,6 +1,6 @@
 """Branch and bound on general nonlinearities (GenBaB) and on inputs, with PGD counterexamples."""
 
-from gridverify.bab.attack import AttackConfig, attack
+from gridverify.bab.attack import AttackConfig, attack, line_corners
 from gridverify.bab.bound import BoundConfig
 from gridverify.bab.filtering import FilterConfig
 from gridverify.bab.search import Branching, SearchConfig, SpecResult, Verdict, decide, maximise
@@ -18,6 +18,7 @@ __all__ = [
     "attack",
     "boundary_neurons",
     "decide",
+    "line_corners",
     "maximise",
     "tighten",
 ]

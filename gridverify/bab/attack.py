@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from gridverify.bounds.core import LinearBounds
 from gridverify.ir.graph import Graph
 
 
@@ -253,3 +254,14 @@ def _ascend(
             momentum = config.momentum * momentum + g / scale
             t = (t + step0 * config.decay**k * momentum.sign() * movable).clamp(0.0, 1.0)
     return False
+
+
+def line_corners(linear: LinearBounds | None, graph: Graph, lower: Tensor, upper: Tensor) -> Tensor | None:
+    """(R, *S_in): per specification row, the corner of the box [lower, upper] (each (1, *S_in)) that
+    maximises the row's CROWN lower line, where the row's value is at least the line's (coefficient 0: the
+    box centre); None without linear bounds."""
+    if linear is None:
+        return None
+    a = linear.lower[graph.inputs[0][0]][0].to(lower)  # (R, *S_in)
+    lo, hi = lower[0], upper[0]
+    return torch.where(a > 0, hi, torch.where(a < 0, lo, (lo + hi) / 2))

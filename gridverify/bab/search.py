@@ -253,10 +253,10 @@ def _attack_round(
     if d.size == 0 or not bool(undecided.any()):
         return
     began = time.perf_counter()
-    top = torch.full((state.worst.shape[0],), -1, dtype=torch.long)
-    order = torch.argsort(d.bound, descending=True)
-    for k in order.flip(0).tolist():  # the largest bound written last wins
-        top[int(d.spec_id[k])] = k
+    m = state.worst.shape[0]
+    highest = torch.full((m,), -torch.inf, dtype=d.bound.dtype).scatter_reduce(0, d.spec_id, d.bound, "amax")
+    at_top = (d.bound == highest[d.spec_id]).nonzero().squeeze(1)  # each spec's domains of its largest bound
+    top = torch.full((m,), -1, dtype=torch.long).scatter_reduce(0, d.spec_id[at_top], at_top, "amax")
     pick = top[(top >= 0) & undecided]
     if pick.numel() == 0:
         return

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gridverify.bab import AttackConfig, SearchConfig, SpecResult, Verdict, attack, maximise
+from gridverify.bab import AttackConfig, SearchConfig, SpecResult, Verdict, attack, line_corners, maximise
 from gridverify.bab.lp_tighten import DEFAULT_CACHE as TIGHTEN_CACHE
 from gridverify.bab.lp_tighten import Base, lp_base
 from gridverify.bounds import crown
@@ -361,7 +361,12 @@ def screen(
     bounds = crown(graph, box, output=OUTPUT, spec=spec, base=base)
     upper = bounds.upper[0].cpu().to(torch.float64)
     lo, hi = (t.cpu().to(torch.float64) for t in box)
-    x = torch.cat([_pool(lo, hi, config.samples), _line_corners(bounds, graph, lo, hi)])
+    corners = line_corners(bounds.linear, graph, lo, hi)
+    x = (
+        _pool(lo, hi, config.samples)
+        if corners is None
+        else torch.cat([_pool(lo, hi, config.samples), corners])
+    )
     values = _values(graph, x, spec)  # (P, R)
     worst, at = values.max(0)
     witness = x[at]
@@ -408,16 +413,6 @@ def _pool(lo: Tensor, hi: Tensor, samples: int) -> Tensor:
     gen = torch.Generator().manual_seed(0)
     u = torch.rand(samples, lo.shape[1], generator=gen, dtype=lo.dtype)
     return torch.cat([(lo + hi) / 2, lo + (hi - lo) * u])
-
-
-def _line_corners(bounds, graph: Graph, lo: Tensor, hi: Tensor) -> Tensor:
-    """(R, n): per row, the box corner maximising its CROWN lower line (which guarantees the line's value
-    there); coefficient 0: the centre coordinate."""
-    if bounds.linear is None:
-        return lo[:0]
-    a = bounds.linear.lower[graph.inputs[0][0]][0].cpu().to(torch.float64)
-    a = a.reshape(a.shape[0], -1)
-    return torch.where(a > 0, hi, torch.where(a < 0, lo, (lo + hi) / 2))
 
 
 def _values(graph: Graph, x: Tensor, spec: Tensor, chunk: int = 4096) -> Tensor:
