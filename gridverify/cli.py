@@ -46,7 +46,7 @@ VERIFY_FAMILIES = (
     "vm_min", "vm_max", "pg_min", "pg_max", "qg_min", "qg_max",
 )  # fmt: skip
 STUBS = {  # command -> its one-line help, for the command list when another command (or none) is named
-    "train": "train a case's ACOPF surrogate from its case.toml (PYPOWER AC-OPF data, cached)",
+    "train": "train an ACOPF surrogate: a case folder (case.toml) or a grid file (.m / .json)",
     "study": "run a study (cases x surrogates x families x regions) resumably, locally or on Dask",
 }
 
@@ -139,23 +139,48 @@ def _add_heavy(sub: argparse._SubParsersAction, command: str | None) -> None:
             add_study_parser(sub)
 
 
-TRAIN_HELP = """Train a case's surrogate from its case.toml (PYPOWER AC-OPF labels of loads drawn uniformly
-in the case's region, cached and resumable) and write surrogate.pt, metrics.json and README.md into the case
-folder (see gridverify.surrogate.train)."""
+TRAIN_HELP = """Train an ACOPF surrogate and write surrogate.pt, metrics.json and README.md into its case
+folder (see gridverify.surrogate.train).
+
+CASE is a shipped case name (e.g. case14), a case folder with case.toml (its settings are used; see
+cases/README.md), or a grid file: a MATPOWER / PGLib-OPF .m case or a pandapower .json net. For a grid file,
+a case folder is written first (--out: case.toml from --region, --samples, --hidden, --epochs, --seed,
+--labeller, and a copy of the grid file); `gridverify verify FOLDER` then verifies the result.
+
+Labels: AC-OPF solutions of loads drawn uniformly in the region (IPOPT with exact derivatives by default,
+PYPOWER's runopf as the cross-check), cached as they come: Ctrl-C stops within seconds and the same command
+resumes after the labels solved so far."""
 
 
 def _add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """``train CASE [--workers N] [--no-cache] [--cache-dir DIR]``, without importing the training code
-    (the package imports torch, pandapower and PYPOWER): ``--help`` stays fast."""
-    p = sub.add_parser("train", help=STUBS["train"], description=TRAIN_HELP)
-    p.add_argument("case", help="a shipped case name (e.g. case14) or a case folder with case.toml")
+    """``train CASE|GRID [--region R] [--samples N] [--hidden AxB] [--out DIR] [--workers N] ...``, without
+    importing the training code (the package imports torch, pandapower and the solvers): ``--help`` stays
+    fast."""
+    p = sub.add_parser(
+        "train",
+        help=STUBS["train"],
+        description=TRAIN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("case", help="a shipped case name (e.g. case14), a case folder with case.toml, or a grid "
+                   "file (.m MATPOWER / PGLib-OPF case, .json pandapower net)")  # fmt: skip
+    grid = p.add_argument_group("for a grid file (written into the new folder's case.toml)")
+    grid.add_argument("--out", type=Path, help="case folder to write (default: ./<grid file stem>)")
+    grid.add_argument("--region", default=None,
+                      help="load region: '+-P%%' or 'LO:HI' load factors (default +-10%%)")  # fmt: skip
+    grid.add_argument("--samples", type=int, default=None, help="AC-OPF labels (default 2000)")
+    grid.add_argument("--hidden", default=None, help="hidden layer widths, e.g. 64x64 (default 128x128)")
+    grid.add_argument("--epochs", type=int, default=None, help="training epochs (default 1000)")
+    grid.add_argument("--seed", type=int, default=None, help="seed of the loads and the weights (default 0)")
+    grid.add_argument("--labeller", choices=("ipopt", "runopf"), default=None,
+                      help="AC-OPF solver (default ipopt; runopf: PYPOWER, .m files only)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="AC-OPF processes (default 2)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the dataset cache")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the label cache")
     p.add_argument(
         "--cache-dir",
         type=Path,
         default=Path.home() / ".cache" / "gridverify" / "datasets",
-        help="dataset cache folder (default ~/.cache/gridverify/datasets)",
+        help="label cache folder (default ~/.cache/gridverify/datasets)",
     )
     p.set_defaults(func=_run_train)
     return p

@@ -1,10 +1,15 @@
 """Shipped cases: ``cases/<name>/`` folders, each a ready-to-run surrogate verification problem.
 
+The shipped folders are package data: ``gridverify/cases`` is a link to the repository's ``cases/`` (so a
+checkout and an editable install read them there), and a wheel or a non-editable install copies them into
+the installed package (``[tool.setuptools.package-data]``); `CASES_DIR` is where they are found.
+
 A case folder holds:
 
 - ``case.toml``: the definition (`CaseDefinition`): source file, load region, architecture, data and
-  training settings, seed;
-- the source ``.m`` file (a PGLib-OPF case, with its CC BY 4.0 header);
+  training settings, seed (the format is described in ``cases/README.md``);
+- the source grid: a MATPOWER / PGLib-OPF ``.m`` file (a PGLib case keeps its CC BY 4.0 header) or a
+  pandapower ``.json`` net (`read_grid`);
 - ``surrogate.pt``: ``{"config": AcopfSurrogate.config(), "state_dict": float64 weights}``;
 - ``metrics.json``: what training measured (`gridverify.surrogate.train`);
 - ``README.md``: the regenerating command and the metrics.
@@ -14,6 +19,7 @@ A case folder holds:
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import sys
 import warnings
@@ -25,7 +31,7 @@ from typing import Any
 import torch
 
 from gridverify.grid.acopf import AcopfProblem, build_acopf
-from gridverify.grid.data import GridData, GridError, from_matpower, matpower_net
+from gridverify.grid.data import GridData, GridError, from_matpower, from_pandapower, matpower_net
 from gridverify.ir.graph import Graph
 from gridverify.surrogate.compose import compose
 from gridverify.surrogate.model import AcopfSurrogate, Layout
@@ -42,12 +48,43 @@ __all__ = [
     "CaseDefinition",
     "SurrogateError",
     "available_cases",
+    "grid_net",
     "load_case",
+    "read_grid",
     "read_surrogate",
+    "write_case_folder",
 ]
 
-CASES_DIR = Path(__file__).resolve().parents[2] / "cases"  # the repository's cases/ (editable installs)
+# The shipped case folders: package data of gridverify (in a checkout, the link gridverify/cases -> cases/).
+CASES_DIR = (Path(str(importlib.resources.files("gridverify"))) / "cases").resolve()
 DEFINITION = "case.toml"
+GRID_SUFFIXES = (".m", ".json")  # MATPOWER / PGLib-OPF cases, pandapower nets
+
+
+def read_grid(path: str | Path) -> GridData:
+    """`GridData` of a grid file: a MATPOWER / PGLib-OPF ``.m`` case (`from_matpower`) or a pandapower
+    ``.json`` net (`from_pandapower` of ``pandapower.from_json``); other suffixes are refused."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return from_pandapower(grid_net(path), name=path.stem)
+    if path.suffix.lower() != ".m":
+        raise ValueError(f"{path}: not a grid file (expected a MATPOWER .m case or a pandapower .json net)")
+    return from_matpower(path)
+
+
+def grid_net(path: str | Path) -> Any:
+    """A fresh pandapower net of a grid file (``.m``: `matpower_net`; ``.json``: ``pandapower.from_json``)."""
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        return matpower_net(path)
+    if not path.is_file():
+        raise GridError(f"{path}: no such file")
+    import pandapower
+
+    try:
+        return pandapower.from_json(str(path))
+    except Exception as err:  # pandapower raises many kinds on a file that is not a net
+        raise GridError(f"{path}: not a readable pandapower net ({type(err).__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -83,6 +120,56 @@ class CaseDefinition:
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: a key has the wrong type ({err})") from None
 
+    def to_toml(self, comment: str = "") -> str:
+        """The ``case.toml`` text of this definition (`read` gives it back), after ``comment`` lines."""
+        lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+        top = {"name": self.name, "source": self.source, "region": self.region, "seed": self.seed}
+        lines += [f"{k} = {_toml_value(v)}" for k, v in top.items()]
+        for section in ("architecture", "data", "training"):
+            lines += ["", f"[{section}]"] + [
+                f"{k} = {_toml_value(v)}" for k, v in getattr(self, section).items()
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML value of a str, bool, int, float or a list of them."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a TOML basic string is a JSON string for these characters
+
+
+def write_case_folder(grid: Path, out: Path, definition: CaseDefinition, comment: str = "") -> Path:
+    """A new case folder ``out`` holding a copy of ``grid`` and ``case.toml`` (``definition``), checked by
+    reading it (`read_grid`, the region) before anything is written. An existing ``out`` is accepted only
+    when it is empty or already holds this same ``case.toml`` and grid file (a rerun: training resumes
+    from the label cache); anything else is a ValueError that names the difference."""
+    data = read_grid(grid)
+    Region.parse(definition.region, data)
+    text, copy = definition.to_toml(comment), out / definition.source
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        toml = out / DEFINITION
+        if not toml.is_file():
+            raise ValueError(
+                f"{out}: not empty and not a case folder (no {DEFINITION}); choose another --out"
+            )
+        if toml.read_text() != text:
+            raise ValueError(f"{toml} holds other settings; train that folder (gridverify train {out}) "
+                             "or choose another --out")  # fmt: skip
+        if not copy.is_file() or copy.read_bytes() != grid.read_bytes():
+            raise ValueError(f"{out}: its {definition.source} differs from {grid}; choose another --out")
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(grid.read_bytes())
+    (out / DEFINITION).write_text(text)
+    return out
+
 
 @dataclass(frozen=True, eq=False)
 class Case:
@@ -103,11 +190,11 @@ class Case:
 
     @cached_property
     def data(self) -> GridData:
-        return from_matpower(self.source)
+        return read_grid(self.source)
 
     @property
     def net(self) -> Any:
-        return matpower_net(self.source)
+        return grid_net(self.source)
 
     @cached_property
     def problem(self) -> AcopfProblem:
@@ -192,7 +279,7 @@ def _first_line(err: BaseException) -> str:
 
 
 def available_cases() -> tuple[str, ...]:
-    """Names of the case folders shipped in ``cases/`` (those with a ``case.toml``)."""
+    """Names of the shipped case folders in `CASES_DIR` (those with a ``case.toml``)."""
     if not CASES_DIR.is_dir():
         return ()
     return tuple(sorted(p.name for p in CASES_DIR.iterdir() if (p / DEFINITION).is_file()))

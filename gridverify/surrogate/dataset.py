@@ -1,20 +1,28 @@
-"""Training data: load vectors drawn uniformly from a `Region`, each solved by PYPOWER's AC-OPF (``runopf``,
-which reproduces PGLib's reference costs), in worker processes, cached on disk.
+"""Training data: load vectors drawn uniformly from a `Region`, each solved by an AC-OPF labeller in worker
+processes, cached on disk.
 
-A sample's loads replace the case's bus demands (``PD``, ``QD`` of the MATPOWER bus rows that hold the
-case's loads, in MW / MVAr); the solution is read back in `GridData` order (generators, buses; angles in
-rad). Samples where ``runopf`` does not converge are dropped and counted. The cache key is a hash of the
-case file's bytes, the region and the generation settings, so a changed case or region regenerates.
+Two labellers (``DatasetConfig.labeller``):
+
+- ``"ipopt"`` (default): the polar AC-OPF of the case's `GridData` solved by IPOPT with exact derivatives
+  (`gridverify.grid.opf`), each load warm-started from the nearest load its worker has solved; works for
+  MATPOWER ``.m`` and pandapower ``.json`` grids;
+- ``"runopf"``: PYPOWER's AC-OPF (``runopf``, which reproduces PGLib's reference costs) on the MATPOWER
+  arrays, the bus demands (``PD``, ``QD`` of the bus rows that hold the case's loads, in MW / MVAr)
+  replaced; the cross-check, and what the first shipped cases were trained on.
+
+The solution is read back in `GridData` order (generators, buses; angles in rad). Samples where the
+labeller does not converge are dropped and counted (``Dataset.failed``). The cache key is a hash of the case
+file's bytes, the region, the generation settings and the labeller, so a changed case or region regenerates.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import multiprocessing
 import os
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -29,10 +37,14 @@ from pypower.idx_bus import BUS_I, PD, QD, VA, VM
 from pypower.idx_gen import PG, QG
 from tqdm import tqdm
 
-from gridverify.grid.data import GridData, from_matpower
+from gridverify.grid.data import GridData
+from gridverify.grid.opf import AcOpf, Labeller, OpfConfig
+from gridverify.surrogate.case import read_grid
 from gridverify.surrogate.region import Region
 
-__all__ = ["Dataset", "DatasetConfig", "Interrupted", "generate", "solve_opf"]
+__all__ = ["LABELLERS", "Dataset", "DatasetConfig", "Interrupted", "generate", "solve_opf"]
+
+LABELLERS = ("ipopt", "runopf")
 
 # also the default of `gridverify train --cache-dir` (gridverify.cli)
 DEFAULT_CACHE = Path.home() / ".cache" / "gridverify" / "datasets"
@@ -40,7 +52,8 @@ DEFAULT_CACHE = Path.home() / ".cache" / "gridverify" / "datasets"
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """How many samples, drawn with which seed, solved by how many processes; ``cache_dir`` None: no cache."""
+    """How many samples, drawn with which seed, solved by which labeller (`LABELLERS`) in how many
+    processes; ``cache_dir`` None: no cache."""
 
     samples: int = 1000
     seed: int = 0
@@ -48,6 +61,13 @@ class DatasetConfig:
     cache_dir: Path | None = DEFAULT_CACHE
     progress: bool = True
     chunk: int = 8  # samples per task sent to a worker
+    labeller: str = "ipopt"
+
+    def __post_init__(self) -> None:
+        if self.labeller not in LABELLERS:
+            raise ValueError(f"unknown AC-OPF labeller {self.labeller!r}; known: {', '.join(LABELLERS)}")
+        if self.samples < 1 or self.workers < 1 or self.chunk < 1:
+            raise ValueError("samples, workers and chunk must be >= 1")
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +110,7 @@ class Dataset:
 # -- one sample ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Solver:
-    """What a worker needs: the case's MATPOWER arrays and where its loads and elements sit in them."""
+    """PYPOWER's labeller: the case's MATPOWER arrays and where its loads and elements sit in them."""
 
     ppc: dict[str, Any]
     load_rows: np.ndarray  # (D,) bus rows of the loads
@@ -99,6 +119,8 @@ class _Solver:
 
     @classmethod
     def of(cls, path: Path, data: GridData) -> _Solver:
+        if Path(path).suffix.lower() != ".m":
+            raise ValueError(f"{path}: the runopf labeller reads MATPOWER .m files only (use ipopt)")
         mpc = CaseFrames(str(path)).to_mpc()
         keys = ("bus", "gen", "branch", "gencost")
         ppc = {k: np.array(v, dtype=np.float64) if k in keys else v for k, v in mpc.items()}
@@ -106,25 +128,60 @@ class _Solver:
         bus_rows = np.array([row[int(b)] for b in data.ids.bus], dtype=np.int64)
         return cls(ppc, bus_rows[data.loads.bus], bus_rows, data.ids.gen - 1)
 
+    def label(self, load: np.ndarray) -> np.ndarray | None:
+        """PYPOWER's AC-OPF at ``load`` (2D,) pu: ``concat(pg, qg, vm, va, [cost])`` or None."""
+        ppc = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.ppc.items()}
+        base, d = float(ppc["baseMVA"]), load.size // 2
+        ppc["bus"][self.load_rows, PD] = load[:d] * base
+        ppc["bus"][self.load_rows, QD] = load[d:] * base
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PYPOWER's numpy deprecations, divide warnings on bad iterates
+            result = runopf(ppc, ppoption(VERBOSE=0, OUT_ALL=0))
+        if not result["success"]:
+            return None
+        bus, gen = result["bus"][self.bus_rows], result["gen"][self.gen_rows]
+        parts = (gen[:, PG] / base, gen[:, QG] / base, bus[:, VM], np.deg2rad(bus[:, VA]), [result["f"]])
+        return np.concatenate(parts)
 
-def solve_opf(solver: _Solver, load: np.ndarray) -> np.ndarray | None:
-    """PYPOWER's AC-OPF at ``load`` (2D,) pu: ``concat(pg, qg, vm, va, [cost])`` or None if not converged."""
-    ppc = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in solver.ppc.items()}
-    base, d = float(ppc["baseMVA"]), load.size // 2
-    ppc["bus"][solver.load_rows, PD] = load[:d] * base
-    ppc["bus"][solver.load_rows, QD] = load[d:] * base
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # PYPOWER's numpy deprecations and divide warnings on bad iterates
-        result = runopf(ppc, ppoption(VERBOSE=0, OUT_ALL=0))
-    if not result["success"]:
-        return None
-    bus, gen = result["bus"][solver.bus_rows], result["gen"][solver.gen_rows]
-    parts = (gen[:, PG] / base, gen[:, QG] / base, bus[:, VM], np.deg2rad(bus[:, VA]), [result["f"]])
-    return np.concatenate(parts)
+
+class _Ipopt:
+    """IPOPT's labeller (`gridverify.grid.opf`). The NLP is compiled on first use in the process that
+    solves (it is not pickled), and that process's `Labeller` warm-starts from its own solved loads."""
+
+    def __init__(self, data: GridData, config: OpfConfig | None = None) -> None:
+        self.data, self.config = data, config or OpfConfig()
+        self._labeller: Labeller | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self.data, "config": self.config, "_labeller": None}
+
+    def label(self, load: np.ndarray) -> np.ndarray | None:
+        if self._labeller is None:
+            self._labeller = Labeller(AcOpf(self.data, self.config))
+        solution = self._labeller.solve(load)
+        return solution.label() if solution.converged else None
 
 
-def _solve_chunk(solver: _Solver, loads: np.ndarray) -> list[np.ndarray | None]:
-    return [solve_opf(solver, x) for x in loads]
+def _labeller(path: Path, data: GridData, name: str) -> _Solver | _Ipopt:
+    return _Solver.of(path, data) if name == "runopf" else _Ipopt(data)
+
+
+def solve_opf(solver: _Solver | _Ipopt, load: np.ndarray) -> np.ndarray | None:
+    """One label ``concat(pg, qg, vm, va, [cost])`` at ``load`` (2D,) pu, or None if not converged."""
+    return solver.label(load)
+
+
+_WORKER: list[_Solver | _Ipopt] = []  # the labeller of a pool's worker process (set by `_start_worker`)
+
+
+def _start_worker(solver: _Solver | _Ipopt) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _WORKER[:] = [solver]
+
+
+def _solve_chunk(loads: np.ndarray) -> list[np.ndarray | None]:
+    return [solve_opf(_WORKER[0], x) for x in loads]
 
 
 # -- many samples --------------------------------------------------------------------------------------
@@ -137,10 +194,10 @@ def generate(path: Path, region: Region, config: DatasetConfig = DatasetConfig()
     cache = None if config.cache_dir is None else config.cache_dir / f"{_key(path, region, config)}.npz"
     if cache is not None and cache.exists():
         return Dataset.read(cache)
-    data = from_matpower(path)
+    data = read_grid(path)
     loads = region.sample(config.samples, np.random.default_rng(config.seed))
     partial = None if cache is None else cache.with_name(cache.stem + ".partial.npz")
-    dataset = _solve_all(_Solver.of(path, data), loads, data, config, partial)
+    dataset = _solve_all(_labeller(path, data, config.labeller), loads, data, config, partial)
     if cache is not None:
         dataset.save(cache)
     if partial is not None:
@@ -160,7 +217,11 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _solve_all(
-    solver: _Solver, loads: np.ndarray, data: GridData, config: DatasetConfig, partial: Path | None = None
+    solver: _Solver | _Ipopt,
+    loads: np.ndarray,
+    data: GridData,
+    config: DatasetConfig,
+    partial: Path | None = None,
 ) -> Dataset:
     start = time.perf_counter()
     results, seconds = _resume(partial, loads)
@@ -174,6 +235,7 @@ def _solve_all(
             for solved in each:
                 results += solved
                 bar.update(len(solved))
+                bar.set_postfix(failed=sum(r is None for r in results), refresh=False)
                 if partial is not None and time.perf_counter() - saved_at > SAVE_EVERY_S:
                     _save_partial(partial, loads, results, seconds + time.perf_counter() - start)
                     saved_at = time.perf_counter()
@@ -183,30 +245,39 @@ def _solve_all(
             _save_partial(partial, loads, results, seconds + time.perf_counter() - start)
         raise Interrupted(len(results), len(loads), partial) from None
     bar.close()
-    return _assemble(loads, results, data, seconds + time.perf_counter() - start)
+    dataset = _assemble(loads, results, data, seconds + time.perf_counter() - start)
+    if config.progress:
+        print(_summary(data.name, config, dataset), file=sys.stderr)
+    return dataset
+
+
+def _summary(name: str, config: DatasetConfig, ds: Dataset) -> str:
+    """One line: how many labels, how many failed, how long (wall seconds, all workers together)."""
+    total = len(ds) + ds.failed
+    share = 100 * ds.failed / max(total, 1)
+    return (
+        f"AC-OPF {name} ({config.labeller}, {config.workers} workers): {total} loads, {ds.failed} "
+        f"failed ({share:.2g}%), {ds.seconds:.1f} s ({ds.seconds / max(total, 1):.3g} s per load)"
+    )
 
 
 def _solved_chunks(
-    solver: _Solver, chunks: list[np.ndarray], workers: int
+    solver: _Solver | _Ipopt, chunks: list[np.ndarray], workers: int
 ) -> Iterator[list[np.ndarray | None]]:
-    """Each chunk's solutions in order; worker processes ignore SIGINT and die at once on SIGTERM, so an
-    interrupt reaches only this process, which ends the pool."""
+    """Each chunk's solutions in order; worker processes (each given the labeller once, at its start)
+    ignore SIGINT and die at once on SIGTERM, so an interrupt reaches only this process, which ends the
+    pool."""
     if workers <= 1:
         for chunk in chunks:
             yield [solve_opf(solver, x) for x in chunk]
         return
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_quiet_worker)
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_start_worker, initargs=(solver,))
     try:
-        yield from pool.imap(functools.partial(_solve_chunk, solver), chunks)
+        yield from pool.imap(_solve_chunk, chunks)
         pool.close()
     finally:
         pool.terminate()
         pool.join()
-
-
-def _quiet_worker() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _resume(partial: Path | None, loads: np.ndarray) -> tuple[list[np.ndarray | None], float]:
@@ -250,5 +321,5 @@ def _assemble(loads: np.ndarray, results: list[np.ndarray | None], data: GridDat
 def _key(path: Path, region: Region, config: DatasetConfig) -> str:
     h = hashlib.sha256(Path(path).read_bytes())
     h.update(region.lower.tobytes() + region.upper.tobytes())
-    h.update(repr((config.samples, config.seed, "runopf-v1")).encode())
+    h.update(repr((config.samples, config.seed, f"{config.labeller}-v1")).encode())
     return f"{Path(path).stem}-{h.hexdigest()[:16]}"

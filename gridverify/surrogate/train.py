@@ -2,10 +2,12 @@
 ``README.md`` into the case folder.
 
     python -m gridverify.surrogate.train case14            # or a path to a case folder
+    gridverify train pglib_opf_case39_epri.m --out case39  # a grid file: writes the case folder first
 
 Steps: draw ``[data] samples`` loads uniformly in the case's region (the same box that `load_case` gives as
-the default verification region, so verification never leaves the training distribution), solve each with
-PYPOWER's AC-OPF (`gridverify.surrogate.dataset`), split off ``test_fraction`` for testing, set the output
+the default verification region, so verification never leaves the training distribution), solve each
+AC-OPF (`gridverify.surrogate.dataset`: IPOPT by default, PYPOWER's ``runopf`` with ``labeller = "runopf"``),
+split off ``test_fraction`` for testing, set the output
 ranges (pg, qg, vm: the case's limits; va: per bus, the training angles widened by ``va_margin_rad``; the
 reference bus fixed), and fit with Adam on the squared error of each output relative to its range, plus
 optionally ``physics_weight`` times the mean squared power-balance residual of the compiled constraint graph.
@@ -32,7 +34,7 @@ import torch
 from gridverify.grid.acopf import AcopfProblem, Kind, compile_acopf
 from gridverify.grid.data import GridData
 from gridverify.ir.graph import Graph
-from gridverify.surrogate.case import Case, load_case
+from gridverify.surrogate.case import GRID_SUFFIXES, Case, CaseDefinition, load_case, write_case_folder
 from gridverify.surrogate.dataset import Dataset, DatasetConfig, generate
 from gridverify.surrogate.model import DISPATCH, AcopfSurrogate, Layout
 
@@ -212,12 +214,14 @@ def train_case(name_or_path: str | Path, data_config: DatasetConfig | None = Non
     data_config = DatasetConfig(**{**base.__dict__, **case.definition.data, "seed": case.definition.seed})
     dataset = generate(case.source, case.region, data_config)
     model, metrics = train_surrogate(case, dataset, config)
+    metrics["labeller"] = data_config.labeller
     weights = {"config": model.config(), "state_dict": model.state_dict()}
     _write_atomic(case.folder / "surrogate.pt", lambda f: torch.save(weights, f))
     _write_atomic(
         case.folder / "metrics.json", lambda f: f.write((json.dumps(metrics, indent=2) + "\n").encode())
     )
-    _write_atomic(case.folder / "README.md", lambda f: f.write(_readme(case, metrics, config).encode()))
+    readme = _readme(case, metrics, config, data_config.labeller)
+    _write_atomic(case.folder / "README.md", lambda f: f.write(readme.encode()))
     return metrics
 
 
@@ -235,9 +239,13 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
-def _readme(case: Case, m: dict[str, Any], config: TrainConfig) -> str:
+def _readme(case: Case, m: dict[str, Any], config: TrainConfig, labeller: str) -> str:
+    pglib = case.definition.source.startswith("pglib_opf_")
     return README.format(
-        name=case.name, source=case.definition.source, region=case.definition.region,
+        name=case.folder.name, source=case.definition.source, region=case.definition.region,
+        grid=f"PGLib-OPF `{case.definition.source}` (CC BY 4.0, header kept in the file)" if pglib
+        else f"Grid `{case.definition.source}`",
+        solver=LABELLER_TEXT[labeller],
         describe=case.region.describe(), hidden=" x ".join(map(str, config.hidden)), act=config.activation,
         table="\n".join(f"| {k} | {_fmt(v)} |" for k, v in m.items() if not isinstance(v, dict)),
         violations="\n".join(f"| {k} | {_fmt(v)} |" for k, v in m["violation_max"].items()),
@@ -248,14 +256,19 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+LABELLER_TEXT = {
+    "ipopt": "IPOPT with exact derivatives (`gridverify.grid.opf`)",
+    "runopf": "PYPOWER's AC-OPF (`runopf`)",
+}
+
 README = """# {name}
 
-PGLib-OPF `{source}` (CC BY 4.0, header kept in the file) with a trained ACOPF surrogate
+{grid} with a trained ACOPF surrogate
 (`gridverify.surrogate.AcopfSurrogate`: MLP {hidden}, {act}, outputs squashed into their limits).
 
 Region (the training region and the default verification region): `{region}`, {describe}.
-Training loads are drawn uniformly in that same box (pd and qd independently) and solved with PYPOWER's
-AC-OPF (`runopf`).
+Training loads are drawn uniformly in that same box (pd and qd independently) and their AC-OPF solved by
+{solver}; loads where it does not converge are left out (`non_converged` below).
 
 Regenerate (data cached under `~/.cache/gridverify/datasets`; metrics reproduce within noise):
 
@@ -290,11 +303,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
+GRID_OPTIONS = {  # option of `gridverify train GRID` -> its default
+    "region": "+-10%", "samples": 2000, "hidden": "128x128", "epochs": 1000, "seed": 0, "labeller": "ipopt",
+}  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
+    """``gridverify train``: a grid file becomes a case folder first (`grid_case_folder`), then train."""
     cache = None if args.no_cache else args.cache_dir
-    metrics = train_case(args.case, DatasetConfig(workers=args.workers, cache_dir=cache))
+    target: str | Path = args.case
+    if Path(args.case).suffix.lower() in GRID_SUFFIXES:
+        target = grid_case_folder(Path(args.case), args)
+        print(f"gridverify train: case folder {target}", file=sys.stderr)
+    else:
+        given = [f"--{k}" for k in (*GRID_OPTIONS, "out") if getattr(args, k, None) is not None]
+        if given:
+            raise ValueError(f"{' '.join(given)}: for a grid file only; a case folder's settings are in its "
+                             "case.toml")  # fmt: skip
+    metrics = train_case(target, DatasetConfig(workers=args.workers, cache_dir=cache))
     print(json.dumps(metrics, indent=2))
     return 0
+
+
+def grid_case_folder(grid: Path, args: argparse.Namespace) -> Path:
+    """Write (or, rerun with the same settings, reuse) the case folder of a grid file: ``case.toml`` from
+    the command's options (`GRID_OPTIONS` where not given) and a copy of the grid file."""
+    opt = {
+        k: default if getattr(args, k, None) is None else getattr(args, k)
+        for k, default in GRID_OPTIONS.items()
+    }
+    if opt["samples"] < 10 or opt["epochs"] < 1:
+        raise ValueError("--samples must be >= 10 and --epochs >= 1")
+    definition = CaseDefinition(
+        name=grid.stem, source=grid.name, region=str(opt["region"]), seed=int(opt["seed"]),
+        architecture={"hidden": list(parse_hidden(opt["hidden"])), "activation": "relu"},
+        data={"samples": int(opt["samples"]), "labeller": opt["labeller"]},
+        training={"epochs": int(opt["epochs"]), "batch_size": 64, "learning_rate": 3e-3,
+                  "test_fraction": 0.2},
+    )  # fmt: skip
+    out = args.out if args.out is not None else Path(grid.stem)
+    comment = f"Written by `gridverify train {grid.name}`; retrain with `gridverify train {out}`."
+    return write_case_folder(grid, out, definition, comment)
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """``"128x128"`` -> (128, 128); widths must be positive integers."""
+    try:
+        widths = tuple(int(w) for w in str(text).lower().replace(",", "x").split("x"))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise ValueError(f"--hidden {text!r} not understood: write widths joined by x, e.g. 128x128")
+    return widths
 
 
 if __name__ == "__main__":
