@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from gridverify.bab import AttackConfig, SearchConfig, TightenConfig, Verdict, attack, line_corners, maximise
-from gridverify.bounds import crown
+from gridverify.bab.bound import BoundConfig
+from gridverify.bounds import AlphaConfig, crown
 from gridverify.ir import Graph, from_onnx
 from gridverify.specs import VnnlibSpec, read_vnnlib
 
@@ -34,6 +35,24 @@ timeout); the disjuncts CROWN leaves open then get the full search (`SETTINGS.at
 SETTINGS = SearchConfig(tighten=TightenConfig())
 """The runner's search: GenBaB, and tightening of boundary neurons for rows the plain search leaves open
 (ml4acopf 118 prop2 needs it: `gridverify.bab.tighten`)."""
+
+
+INPUT_SPLITS = replace(
+    SearchConfig(),
+    root=AlphaConfig(steps=3, optimise_intermediate=False),
+    bound=BoundConfig(steps=3),
+    batch=32,
+)
+"""The runner's search on boxes with few free dimensions (at most `SearchConfig.input_split_max_dims`):
+input splits, each child's intermediate bounds recomputed (forward mode, `gridverify.bounds.forward`), so a
+few alpha steps per batch are enough; no tightening of boundary neurons (the whole budget goes to the
+splits)."""
+
+
+def settings_for(box: tuple[Tensor, Tensor]) -> SearchConfig:
+    """`INPUT_SPLITS` when the box has few free dimensions, else `SETTINGS`."""
+    free = int((box[1] - box[0]).gt(0).sum())
+    return INPUT_SPLITS if free <= INPUT_SPLITS.input_split_max_dims else SETTINGS
 
 
 @dataclass(frozen=True)
@@ -113,13 +132,13 @@ def verify_instance(
     model: str | Path, prop: str | Path, timeout_s: float, config: SearchConfig | None = None
 ) -> InstanceResult:
     """Decide one instance within ``timeout_s`` seconds (see the module docstring)."""
-    config = config or SETTINGS
     start = time.perf_counter()
     deadline = start + timeout_s
     graph, spec = from_onnx(model), read_vnnlib(prop)
     out_node = graph.nodes[graph.outputs[0][1]]
     spec.check_sizes(graph.nodes[graph.inputs[0][1]].size, out_node.size)
     box, rows = _box(graph, spec), _rows(spec)
+    config = config or settings_for(box)
 
     def done(result: InstanceResult) -> InstanceResult:
         return replace(result, seconds=time.perf_counter() - start)

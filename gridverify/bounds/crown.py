@@ -34,6 +34,7 @@ from gridverify.bounds.core import (
     node_interval,
     spec_matrix,
 )
+from gridverify.bounds.forward import ForwardBounds, free_dims
 from gridverify.ir.builder import lower_fused
 from gridverify.ir.graph import Graph
 from gridverify.ops import DomainError, Relaxation, get_op
@@ -169,15 +170,21 @@ def propagate(
     base: tuple[Interval | None, ...] | None = None,
     keep_linear: bool = False,
     masks: dict[int, Tensor] | None = None,
+    forward: bool | None = None,
 ) -> tuple[list[Interval | None], dict[int, tuple[dict[int, Tensor], Tensor]]]:
     """Intervals of every needed node (IBP, CROWN on ``crown_nodes``, intersected with ``base``). With
     ``masks`` (`needed_neurons`), CROWN bounds only the masked neurons of each
-    node and skips nodes without a mask; the rest keep IBP. ``keep_linear`` needs every neuron: no masks."""
+    node and skips nodes without a mask; the rest keep IBP. ``keep_linear`` needs every neuron: no masks.
+    ``forward``: intersect every node with its forward-mode linear bounds (`gridverify.bounds.forward`,
+    when the box has few free dimensions); None: when the plan's CROWN nodes are asked for."""
     crown_set = set(plan.crown_nodes if crown_nodes is None else crown_nodes)
     intervals: list[Interval | None] = [None] * len(graph.nodes)
     linear: dict[int, tuple[dict[int, Tensor], Tensor]] = {}
+    fwd = _forward_bounds(graph, box, plan, relaxer, crown_nodes, forward)
     for i in sorted(plan.needed):
         lo, hi = node_interval(graph, i, intervals, box)
+        if fwd is not None:
+            lo, hi = fwd.step(i, intervals, lo, hi)
         if i in crown_set and (masks is None or i in masks):
             rows = None if masks is None or bool(masks[i].all()) else masks[i].nonzero().squeeze(1)
             found, bias = backward(graph, i, _rows_spec(graph.nodes[i].shape, rows, lo), intervals, relaxer)
@@ -188,6 +195,20 @@ def propagate(
             lo, hi = torch.maximum(lo, base[i][0]), torch.minimum(hi, base[i][1])  # type: ignore[index]
         intervals[i] = (lo, hi)
     return intervals, linear
+
+
+def _forward_bounds(
+    graph: Graph,
+    box: InputBox,
+    plan: Plan,
+    relaxer: Relaxer,
+    crown_nodes: tuple[int, ...] | None,
+    on: bool | None,
+) -> ForwardBounds | None:
+    if on is None:
+        on = crown_nodes is None or tuple(crown_nodes) == plan.crown_nodes
+    free = free_dims(graph, box) if on else None
+    return None if free is None else ForwardBounds(graph, box, plan, free, relaxer)
 
 
 def _rows_spec(shape: tuple[int, ...], rows: Tensor | None, like: Tensor) -> Tensor:
@@ -267,7 +288,7 @@ def ibp(
     The box must be float64 (ValueError otherwise: float32 is not rounded outward)."""
     graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)
-    intervals, _ = propagate(graph, ibox, plan, node_relaxer(graph), crown_nodes=())
+    intervals, _ = propagate(graph, ibox, plan, node_relaxer(graph), crown_nodes=(), forward=False)
     c = spec_matrix(graph, out, spec, next(iter(ibox.values()))[0])
     lo, hi = ibp_of_spec(c, intervals[out])  # type: ignore[arg-type]
     return BoundResult(lo, hi, tuple(intervals), None, "ibp")

@@ -127,6 +127,15 @@ def _centre_radius(
     return centre - radius, centre + radius
 
 
+def _conv_abs(x: Tensor, weight: Any, bias: Any = None, **params: Any) -> Tensor:
+    """``|W| * x`` (forward mode's radius, `gridverify.bounds.forward`)."""
+    return _conv_forward(x, weight, None, **params, w=weight.like(x).abs())
+
+
+def _conv_t_abs(x: Tensor, weight: Any, bias: Any = None, **params: Any) -> Tensor:
+    return _conv_t_forward(x, weight, None, **params, w=weight.like(x).abs())
+
+
 def _conv_interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], *args: Any, **params: Any):
     return _centre_radius(_conv_forward, lows, ups, *args, **params)
 
@@ -236,6 +245,7 @@ CONV = register(
         shape=_conv_bound_shape,
         interval=_conv_interval,
         adjoint=_conv_adjoint,
+        abs_linear=_conv_abs,
         constant_term=_conv_constant,
         onnx_types=("Conv",),
         sample_params=(
@@ -269,6 +279,7 @@ CONV_TRANSPOSE = register(
         shape=_conv_t_shape,
         interval=_conv_t_interval,
         adjoint=_conv_t_adjoint,
+        abs_linear=_conv_t_abs,
         constant_term=_conv_constant,
         onnx_types=("ConvTranspose",),
         sample_params=(

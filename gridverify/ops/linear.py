@@ -34,6 +34,11 @@ def _interval(
     return centre - radius, centre + radius
 
 
+def _abs(x: Tensor, weight: Any, bias: Any = None) -> Tensor:
+    """``x @ |W|.T`` (forward mode's radius, `gridverify.bounds.forward`)."""
+    return _apply(x, weight.like(x).abs())
+
+
 def _adjoint(a: Tensor, weight: Any, bias: Any = None) -> tuple[Tensor, ...]:
     w = weight.like(a)
     if not w.is_sparse:
@@ -64,6 +69,7 @@ OP = register(
         shape=_shape,
         interval=_interval,
         adjoint=_adjoint,
+        abs_linear=_abs,
         constant_term=_constant_term,
         torch_functions=(torch.nn.functional.linear, nn.Linear),
         onnx_types=("Gemm",),

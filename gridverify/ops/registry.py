@@ -130,6 +130,7 @@ class OpDef:
     constant_term: Callable[..., Any] | None = (
         None  # affine ops: params -> the `Const` c in L(x) + c, or None
     )
+    abs_linear: Callable[..., Tensor] | None = None  # linear ops: |L|(v_1..v_k) for any v, no constant
     check_domain: Callable[..., None] | None = None
     sympy_heads: tuple[str, ...] = ()
     torch_functions: tuple[Any, ...] = ()

@@ -26,4 +26,18 @@ def _shape(shape: tuple[int, ...], factor: Any) -> tuple[int, ...]:
     return broadcast_shape(shape, factor.shape)
 
 
-OP = register(OpDef(name="scale", kind="linear", arity=1, forward=_forward, shape=_shape, interval=_interval))
+def _abs(x: Tensor, factor: Any) -> Tensor:
+    return x * factor.like(x).abs()
+
+
+OP = register(
+    OpDef(
+        name="scale",
+        kind="linear",
+        arity=1,
+        forward=_forward,
+        shape=_shape,
+        interval=_interval,
+        abs_linear=_abs,
+    )
+)

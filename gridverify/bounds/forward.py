@@ -1,0 +1,249 @@
+"""Forward-mode linear bounds: every node as lower and upper linear functions of the few free inputs.
+
+For a graph whose input box has few non-degenerate dimensions (``n``: the VNN-COMP cGAN generators take
+5 inputs, closed-loop controllers 2-6), each node z gets, per domain,
+
+    w_lo . x + b_lo  <=  z(x)  <=  w_hi . x + b_hi        for every x of the box,
+
+with ``w`` of shape ``(B, n, *S_z)``, built in topological order (Fast-Lin / CROWN's forward mode):
+
+- input: the identity on the free dimensions; fixed dimensions go into the bias;
+- linear op ``y = L(x_1..x_k) + c``: with centre ``(lo + hi) / 2`` and radius ``(hi - lo) / 2`` (both linear
+  in x), ``y_lo = L(centre) - |L| radius + c`` and ``y_hi = L(centre) + |L| radius + c``. ``L`` is the op's
+  ``forward`` less ``forward(0)``; ``|L| v`` for ``v >= 0`` is the op's exact centre-radius interval of
+  ``[-v, v]`` less ``forward(0)`` (every registered linear op's interval is the exact image of a box:
+  `tests/bounds/test_forward.py` checks it against the Jacobian), applied to ``v+`` and ``v-`` separately;
+- nonlinear op with relaxation ``sum_k lw_k x_k + lb <= f <= sum_k uw_k x_k + ub`` on its inputs' boxes:
+  ``f_lo = sum_k (lw_k+ lo_k + lw_k- hi_k) + lb``, and the mirror for ``f_hi``;
+- an op outside both (none today): the constant functions of its interval.
+
+The node's interval is then intersected with ``min / max`` of its functions over the box, so the next
+relaxations are built on the tighter interval. The cost is ``O(n)`` times IBP per node, against one
+backward pass per neuron for CROWN, and the bounds reach every node (convolutions included), which the
+CROWN plan leaves to IBP. Rounding: the sums round to nearest, as CROWN's back-substitution does; each
+concretised bound is moved outward by ``MARGIN`` of its magnitude.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gridverify.bounds.core import InputBox, Interval, Plan
+from gridverify.ir.graph import Graph
+from gridverify.ops import Relaxation, get_op
+
+MAX_INPUTS = 12
+"""Forward mode runs when the input box has at most this many non-degenerate dimensions."""
+
+MARGIN = 1e-10
+"""Relative outward margin of every concretised forward bound (of ``|b| + sum |w| max(|lo|, |hi|)``)."""
+
+Relaxer = object  # gridverify.bounds.crown.Relaxer (not imported: crown imports this module)
+
+
+@dataclass(frozen=True)
+class Form:
+    """Lower and upper linear functions of the free inputs: ``w`` (B, n, *S), ``b`` (B, *S)."""
+
+    w_lo: Tensor
+    b_lo: Tensor
+    w_hi: Tensor
+    b_hi: Tensor
+
+
+def free_dims(graph: Graph, box: InputBox) -> Tensor | None:
+    """Flat indices of the input dimensions with positive width in some domain, or None when the graph
+    has several inputs or more than `MAX_INPUTS` free dimensions (forward mode would not pay)."""
+    if len(graph.inputs) != 1:
+        return None
+    lo, hi = box[graph.inputs[0][0]]
+    free = (hi > lo).reshape(lo.shape[0], -1).any(0).nonzero().squeeze(1)
+    return free if free.numel() <= MAX_INPUTS else None
+
+
+class ForwardBounds:
+    """Forms of the nodes met so far in one topological sweep (`gridverify.bounds.crown.propagate`)."""
+
+    def __init__(self, graph: Graph, box: InputBox, plan: Plan, free: Tensor, relaxer) -> None:
+        self.graph, self.relaxer = graph, relaxer
+        name, self.input_id = graph.inputs[0]
+        lo, hi = box[name]
+        self.lo = lo.reshape(lo.shape[0], -1)[:, free]  # (B, n)
+        self.hi = hi.reshape(hi.shape[0], -1)[:, free]
+        self.free = free
+        flat = lo.reshape(lo.shape[0], -1)
+        self.fixed = flat.clone()  # (B, numel): the box's fixed dimensions, 0 at the free ones
+        self.fixed[:, free] = 0.0
+        self.forms: dict[int, Form] = {}
+        self.last_use = _last_uses(graph, plan)
+        self.relaxed = _relaxed_inputs(graph, plan)
+
+    def step(self, i: int, intervals: list[Interval | None], lo: Tensor, hi: Tensor) -> Interval:
+        """Node i's form from its inputs' (their intervals are final), and ``(lo, hi)`` intersected with
+        its concretisation (no gradient flows through forms: alpha-CROWN optimises the backward lines)."""
+        with torch.no_grad():
+            form = self._form(i, intervals, (lo, hi))
+            f_lo, f_hi = self._concretise(form) if i in self.relaxed else (lo, hi)
+        self.forms[i] = form
+        for j in set(self.graph.nodes[i].inputs):
+            if self.last_use.get(j, -1) <= i:
+                self.forms.pop(j, None)
+        return torch.maximum(lo, f_lo), torch.minimum(hi, f_hi)
+
+    def _form(self, i: int, intervals: list[Interval | None], own: Interval) -> Form:
+        node = self.graph.nodes[i]
+        op = get_op(node.op)
+        if node.op == "input":
+            return self._input_form(node.shape)
+        if node.op == "const":
+            v = node.kwargs["value"].like(self.lo).unsqueeze(0)
+            zero = v.new_zeros((1, self.free.numel(), *node.shape))
+            return Form(zero, v, zero, v)
+        inputs = [self.forms.get(j) for j in node.inputs]
+        if any(f is None for f in inputs):
+            return self._constant(own)
+        if op.kind == "linear":
+            return self._through_linear(i, inputs)  # type: ignore[arg-type]
+        if op.kind == "nonlinear":
+            return self._through_relaxation(i, inputs, intervals)  # type: ignore[arg-type]
+        return self._constant(own)
+
+    def _input_form(self, shape: tuple[int, ...]) -> Form:
+        """The identity on the free dimensions; the fixed ones (equal ends) in the bias."""
+        n = self.free.numel()
+        w = self.lo.new_zeros((1, n, self.fixed.shape[1]))
+        w[0, torch.arange(n), self.free] = 1.0
+        w = w.reshape(1, n, *shape)
+        b = self.fixed.reshape(-1, *shape)
+        return Form(w, b, w, b)
+
+    def _constant(self, iv: Interval) -> Form:
+        lo, hi = iv
+        zero = lo.new_zeros((lo.shape[0], self.free.numel(), *lo.shape[1:]))
+        return Form(zero, lo, zero, hi)
+
+    def _through_linear(self, i: int, inputs: list[Form]) -> Form:
+        node = self.graph.nodes[i]
+        op, kw = get_op(node.op), node.kwargs
+        batch = max(max(f.w_lo.shape[0], f.b_lo.shape[0]) for f in inputs)
+        n = self.free.numel()
+        # rows: [bias centre, n weight centres], per domain; radius the same
+        centres, radii = [], []
+        for f, j in zip(inputs, node.inputs):
+            shape = self.graph.nodes[j].shape
+            w_c, w_r = 0.5 * (f.w_lo + f.w_hi), 0.5 * (f.w_hi - f.w_lo)
+            b_c, b_r = 0.5 * (f.b_lo + f.b_hi), 0.5 * (f.b_hi - f.b_lo)
+            centres.append(_stack(b_c, w_c, batch, n, shape))
+            radii.append(_stack(b_r, w_r, batch, n, shape))
+        zero = [c.new_zeros((1, *c.shape[1:])) for c in centres]
+        origin = op.forward(*zero, **kw)
+        image = op.forward(*centres, **kw) - origin
+        spread = _abs_apply(op, kw, radii, origin)
+        out_shape = node.shape
+        image = image.reshape(batch, n + 1, *out_shape)
+        spread = spread.reshape(batch, n + 1, *out_shape)
+        const = origin.reshape(1, *out_shape)
+        b_c, w_c = image[:, 0] + const, image[:, 1:]
+        b_r, w_r = spread[:, 0], spread[:, 1:]
+        return Form(w_c - w_r, b_c - b_r, w_c + w_r, b_c + b_r)
+
+    def _through_relaxation(self, i: int, inputs: list[Form], intervals: list[Interval | None]) -> Form:
+        node = self.graph.nodes[i]
+        lows = tuple(intervals[j][0].unsqueeze(1) for j in node.inputs)  # type: ignore[index]
+        ups = tuple(intervals[j][1].unsqueeze(1) for j in node.inputs)  # type: ignore[index]
+        r: Relaxation = self.relaxer(i, i, lows, ups)  # lines (B, 1, *S_out)
+        out = node.shape
+        w_lo = w_hi = b_lo = b_hi = None
+        for k, (f, j) in enumerate(zip(inputs, node.inputs)):
+            f = _aligned(f, len(self.graph.nodes[j].shape), len(out))
+            lw, uw = r.lw[k], r.uw[k]
+            wl = lw.clamp(min=0) * f.w_lo + lw.clamp(max=0) * f.w_hi  # 0 * inf: NaN, then inf
+            wh = uw.clamp(min=0) * f.w_hi + uw.clamp(max=0) * f.w_lo
+            bl = _times(lw.clamp(min=0), f.b_lo.unsqueeze(1)) + _times(lw.clamp(max=0), f.b_hi.unsqueeze(1))
+            bh = _times(uw.clamp(min=0), f.b_hi.unsqueeze(1)) + _times(uw.clamp(max=0), f.b_lo.unsqueeze(1))
+            w_lo, w_hi = (wl, wh) if w_lo is None else (w_lo + wl, w_hi + wh)
+            b_lo, b_hi = (bl, bh) if b_lo is None else (b_lo + bl, b_hi + bh)
+        b_lo = (b_lo + r.lb).squeeze(1)  # type: ignore[operator]
+        b_hi = (b_hi + r.ub).squeeze(1)  # type: ignore[operator]
+        shape = (-1, self.free.numel(), *out)
+        return Form(
+            w_lo.expand(*w_lo.shape[:2], *out).reshape(shape),  # type: ignore[union-attr]
+            b_lo.expand(b_lo.shape[0], *out),
+            w_hi.expand(*w_hi.shape[:2], *out).reshape(shape),  # type: ignore[union-attr]
+            b_hi.expand(b_hi.shape[0], *out),
+        )
+
+    def _concretise(self, form: Form) -> Interval:
+        """min / max over the box of the form's lower / upper function, moved outward by `MARGIN`."""
+        shape = form.b_lo.shape[1:]
+        lo, hi = self.lo.unsqueeze(-1), self.hi.unsqueeze(-1)  # (B, n, 1)
+        size = max(lo.shape[0], form.w_lo.shape[0], form.b_lo.shape[0])
+        w_lo = form.w_lo.reshape(form.w_lo.shape[0], form.w_lo.shape[1], -1)
+        w_hi = form.w_hi.reshape(form.w_hi.shape[0], form.w_hi.shape[1], -1)
+        b_lo = form.b_lo.reshape(form.b_lo.shape[0], -1)
+        b_hi = form.b_hi.reshape(form.b_hi.shape[0], -1)
+        reach = torch.maximum(lo.abs(), hi.abs())
+        low = (w_lo.clamp(min=0) * lo + w_lo.clamp(max=0) * hi).sum(1) + b_lo
+        high = (w_hi.clamp(min=0) * hi + w_hi.clamp(max=0) * lo).sum(1) + b_hi
+        low = low - MARGIN * ((w_lo.abs() * reach).sum(1) + b_lo.abs())
+        high = high + MARGIN * ((w_hi.abs() * reach).sum(1) + b_hi.abs())
+        low = torch.where(torch.isnan(low), torch.full_like(low, -torch.inf), low)
+        high = torch.where(torch.isnan(high), torch.full_like(high, torch.inf), high)
+        return low.expand(size, -1).reshape(size, *shape), high.expand(size, -1).reshape(size, *shape)
+
+
+def _last_uses(graph: Graph, plan: Plan) -> dict[int, int]:
+    """node -> the last needed node that reads it (its form can be dropped after that)."""
+    last: dict[int, int] = {}
+    for i in sorted(plan.needed):
+        for j in graph.nodes[i].inputs:
+            last[j] = max(last.get(j, -1), i)
+    return last
+
+
+def _relaxed_inputs(graph: Graph, plan: Plan) -> frozenset[int]:
+    """Nodes whose interval is read: inputs of nonlinear ops, and the target (the last needed node)."""
+    found = {max(plan.needed)}
+    for i in plan.needed:
+        if get_op(graph.nodes[i].op).kind == "nonlinear":
+            found.update(graph.nodes[i].inputs)
+    return frozenset(found)
+
+
+def _stack(b: Tensor, w: Tensor, batch: int, n: int, shape: tuple[int, ...]) -> Tensor:
+    """``[b; w_1..w_n]`` per domain, flattened to ``(batch * (n + 1), *shape)`` for an op's forward."""
+    b = b.expand(batch, *shape).unsqueeze(1)
+    w = w.expand(batch, n, *shape)
+    return torch.cat([b, w], 1).reshape(batch * (n + 1), *shape)
+
+
+def _abs_apply(op, kw: dict, radii: list[Tensor], origin: Tensor) -> Tensor:
+    """``|L| v`` for signed ``v`` (one per input): the op's ``abs_linear``, else ``|L| v+ - |L| v-`` with
+    each term from the op's interval of ``[-v, v]`` (both signs in one batch)."""
+    if op.abs_linear is not None:
+        return op.abs_linear(*radii, **kw)
+    n = radii[0].shape[0]
+    signed = [torch.cat([v.clamp(min=0), (-v).clamp(min=0)]) for v in radii]
+    _, up = op.interval(tuple(-v for v in signed), tuple(signed), **kw)
+    up = up - origin
+    return up[:n] - up[n:]
+
+
+def _aligned(f: Form, rank: int, out_rank: int) -> Form:
+    """A form of a rank-``rank`` input laid out to broadcast against the output: ``w`` (B, n, 1.., *S),
+    ``b`` (B, 1.., *S)."""
+    pad = (1,) * (out_rank - rank)
+    w_lo = f.w_lo.reshape(*f.w_lo.shape[:2], *pad, *f.w_lo.shape[2:])
+    w_hi = f.w_hi.reshape(*f.w_hi.shape[:2], *pad, *f.w_hi.shape[2:])
+    b_lo = f.b_lo.reshape(f.b_lo.shape[0], *pad, *f.b_lo.shape[1:])
+    b_hi = f.b_hi.reshape(f.b_hi.shape[0], *pad, *f.b_hi.shape[1:])
+    return Form(w_lo, b_lo, w_hi, b_hi)
+
+
+def _times(slope: Tensor, t: Tensor) -> Tensor:
+    """``slope * t`` with ``0 * inf = 0`` (an overflowed bias where a line's slope is 0)."""
+    prod = slope * t
+    return torch.where(slope == 0, torch.zeros_like(prod), prod)
