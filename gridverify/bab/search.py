@@ -421,7 +421,8 @@ def _search(
     open_ = b.domains
     falsifier = _Falsifier(*config.attack_share)
     bar = tqdm(total=None, disable=not config.progress, desc="branch and bound", unit="batch")
-    it, batch_s = 0, 0.0  # the last batch's duration: no batch starts that would end past the budget
+    # the last batch's duration per domain: no batch starts that would end past the budget
+    it, batch_s, per_s = 0, 0.0, 0.0
     stopped = "settled"
     while True:
         began = time.perf_counter()
@@ -431,7 +432,8 @@ def _search(
         bar.set_postfix(
             open=open_.size, undecided=int((state.done_at < 0).sum()), upper=f"{float(upper.max()):.4g}"
         )
-        stopped = _stop_reason(open_.size, time.perf_counter() - start + batch_s, config, cap)
+        next_s = per_s * min(config.batch, open_.size)
+        stopped = _stop_reason(open_.size, time.perf_counter() - start + next_s, config, cap)
         if stopped:
             break
         if falsifier.due(time.perf_counter() - start):
@@ -463,6 +465,7 @@ def _search(
         open_ = concat([select(open_, rest), bounded.domains]) if rest.numel() else bounded.domains
         bar.update(1)
         it, batch_s = it + 1, time.perf_counter() - began
+        per_s = batch_s / pick.numel()
     bar.close()
     if stopped != "settled" and mode.switches:
         stopped = f"{stopped} (after {'; '.join(mode.switches)})"
