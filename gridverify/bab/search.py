@@ -472,7 +472,6 @@ def _search(
     return _results(state, _upper(open_, state), thr, start, closed, stopped)
 
 
-
 def _in_turns(gap: Tensor, spec_id: Tensor) -> Tensor:
     """Domain order for the next batch: each specification's largest-gap domain (specifications by that
     gap), then each one's second largest, and so on. Largest gap first over all domains would give the
@@ -486,6 +485,7 @@ def _in_turns(gap: Tensor, spec_id: Tensor) -> Tensor:
     rank = torch.empty_like(grouped)
     rank[grouped] = torch.arange(grouped.numel(), device=gap.device) - first[spec[grouped]]
     return order[torch.argsort(rank, stable=True)]
+
 
 @dataclass
 class _Mode:
