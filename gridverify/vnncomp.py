@@ -49,10 +49,15 @@ few alpha steps per batch are enough; no tightening of boundary neurons (the who
 splits)."""
 
 
-def settings_for(box: tuple[Tensor, Tensor]) -> SearchConfig:
-    """`INPUT_SPLITS` when the box has few free dimensions, else `SETTINGS`."""
+def settings_for(box: tuple[Tensor, Tensor], config: SearchConfig | None = None) -> SearchConfig:
+    """``config`` (default `SETTINGS`), with `INPUT_SPLITS`'s bounding, batch and no tightening when the
+    box has few free dimensions (the CLI passes `SETTINGS` with its memory budget)."""
+    config = config or SETTINGS
     free = int((box[1] - box[0]).gt(0).sum())
-    return INPUT_SPLITS if free <= INPUT_SPLITS.input_split_max_dims else SETTINGS
+    if free > config.input_split_max_dims:
+        return config
+    fast = INPUT_SPLITS
+    return replace(config, root=fast.root, bound=fast.bound, batch=fast.batch, tighten=None)
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ def verify_instance(
     out_node = graph.nodes[graph.outputs[0][1]]
     spec.check_sizes(graph.nodes[graph.inputs[0][1]].size, out_node.size)
     box, rows = _box(graph, spec), _rows(spec)
-    config = config or settings_for(box)
+    config = settings_for(box, config)
 
     def done(result: InstanceResult) -> InstanceResult:
         return replace(result, seconds=time.perf_counter() - start)
