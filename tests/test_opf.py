@@ -39,7 +39,7 @@ def _graph_outputs(data: GridData, s: OpfSolution) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("case", sorted(PGLIB_COST))
 def test_nominal_objective_is_pglibs_and_every_constraint_holds(pglib_dir: Path, case: str) -> None:
-    """Measured: relative errors 1.9e-7 (14), 3.1e-8 (118), 4.7e-8 (300, against 565219.97)."""
+    """Measured: relative errors 1.9e-7 (14), 3.1e-8 (118), 4.8e-8 (300)."""
     path = pglib_dir / f"pglib_opf_{case}.m"
     opf = _opf(path)
     s = opf.solve(nominal_load(opf.data))
