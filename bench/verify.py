@@ -3,10 +3,12 @@
 Each case runs in this process after one warm-up import; budgets are per case (all constraints together).
 The screening stage (one CROWN pass + sampled loads) is timed separately, so its share of the decisions
 and of the time is visible next to the branch-and-bound stage. With ``--compare``, each case also runs
-without LP tightening of the surrogate's boundary neurons (``tighten_share=0``), and both runs' unknown
-counts and the median over balance rows of (certified bound / worst found) are printed side by side.
+with the baselines named (in this process, same budget): ``release`` the last release's scheduling (branch
+and bound batches by largest gap over all rows, a quarter of the budget kept for narrowing violated rows),
+``no-lp`` without LP tightening of the surrogate's boundary neurons (``tighten_share=0``); the runs' counts,
+thermal unknowns and the median over balance rows of (certified bound / worst found) are printed side by side.
 
-    python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--compare]
+    python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--compare release no-lp]
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ def balance_ratio(cert) -> float:
     return float(np.median(ratios)) if ratios else float("nan")
 
 
+BASELINES = {
+    "release": lambda c: replace(c, narrow_share=0.25, search=replace(c.search, in_turns=False)),
+    "no-lp": lambda c: replace(c, tighten_share=0.0),
+}
+
+
 def line(label: str, cert, wall: float) -> str:
     counts = cert.counts()
     thermal = sum(1 for r in cert.records if r.family.startswith("thermal") and r.verdict == "unknown")
@@ -60,7 +68,9 @@ def main() -> None:
     parser.add_argument("cases", nargs="*", help="shipped case names (default: all shipped)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case (default 120)")
     parser.add_argument("--region", help="load region (default: each case's training region)")
-    parser.add_argument("--compare", action="store_true", help="also run without LP tightening")
+    parser.add_argument(
+        "--compare", nargs="+", choices=sorted(BASELINES), default=[], help="baselines to run beside"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.cases or available_cases():
@@ -74,14 +84,16 @@ def main() -> None:
         screen_text = f"the screen proves {proved} rows and finds {violated} violated in {screen_s:.1f} s"
         print(f"\n== {head}; {screen_text}; verify wall {wall:.1f} s (budget {args.timeout:g} s)")
         print(summary_table(cert))
-        if args.compare:
+        if not args.compare:
+            continue
+        lines = [line("this version", cert, wall)]
+        for label in args.compare:
             start = time.perf_counter()
-            old = verify(case, args.region, config=replace(config, tighten_share=0.0))
-            old_wall = time.perf_counter() - start
-            print("| run | verified | violated | unknown | thermal unknown | balance bound/found | wall s |")
-            print("|---|---|---|---|---|---|---|")
-            print(line("no tightening", old, old_wall))
-            print(line(f"LP tightening ({config.tighten_share:g} of budget)", cert, wall))
+            old = verify(case, args.region, config=BASELINES[label](config))
+            lines.append(line(label, old, time.perf_counter() - start))
+        print("| run | verified | violated | unknown | thermal unknown | balance bound/found | wall s |")
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ class SearchConfig:
     refresh_intermediate: bool | None = None  # CROWN intervals per child; None: for input splits only
     tighten: TightenConfig | None = None  # boundary-neuron tightening of open specifications (bab.tighten)
     bbps_floor_frac: float = 0.01  # BBPS gains below this x tolerance count as none: width choice instead
+    in_turns: bool = True  # batches take every open specification's worst domain in turn (`_in_turns`)
     progress: bool = False
 
 
@@ -450,7 +451,10 @@ def _search(
         # ... (`_in_turns`); near the cap smallest first, in a batch that keeps the count under it (a split
         # adds one domain)
         crowded = open_.size + config.batch > cap
-        order = torch.argsort(gap) if crowded else _in_turns(gap, open_.spec_id)
+        if crowded or not config.in_turns:
+            order = torch.argsort(gap, descending=not crowded)
+        else:
+            order = _in_turns(gap, open_.spec_id)
         take = max(1, min(config.batch, cap - open_.size)) if crowded else config.batch
         pick, rest = order[:take], order[take:]
         chosen = select(open_, pick)

@@ -77,7 +77,7 @@ class VerifyConfig:
     tolerance: float = 1e-4  # in each family's unit (`UNITS`), for families not in `tolerances`
     tolerances: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     timeout_s: float = 120.0
-    narrow_share: float = 0.25  # of the budget kept for narrowing the bounds of violated constraints
+    narrow_share: float = 0.1  # of the budget kept for narrowing violated rows (and all the others leave)
     device: str = "cpu"
     dtype: torch.dtype = torch.float64  # the only dtype whose bounds are sound (float32 is refused)
     search: SearchConfig = SearchConfig()
