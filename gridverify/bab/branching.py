@@ -179,7 +179,7 @@ def with_width_fallback(
     """BBPS scores, except in domains where no neuron's estimated gain exceeds ``floor`` (BBPS sees no
     progress anywhere, e.g. deep in the tree where the root's shortcuts are loose): there width scores,
     so that the search keeps narrowing the widest relaxations instead of splitting on noise."""
-    best = torch.stack([s.max(1).values for s in scores.values()], 1).max(1).values
+    best = torch.stack([s.amax(1) for s in scores.values()], 1).amax(1)
     stuck = (best <= floor).unsqueeze(1)
     width = width_scores(problem, b)
     return {z: torch.where(stuck & torch.isfinite(s), width[z], s) for z, s in scores.items()}
@@ -188,7 +188,7 @@ def with_width_fallback(
 def choose_neuron(problem: Problem, scores: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
     """Best (node, flat index) per domain over all split nodes."""
     nodes = sorted(scores)
-    best = torch.stack([scores[z].max(1).values for z in nodes], 1)
+    best = torch.stack([scores[z].amax(1) for z in nodes], 1)  # amax: max(1) is slow on busy cores
     which = best.argmax(1)
     index = torch.stack([scores[z].argmax(1) for z in nodes], 1).gather(1, which.unsqueeze(1)).squeeze(1)
     return torch.tensor(nodes, device=which.device)[which], index
