@@ -6,7 +6,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridverify.bab.search import _in_turns
-from gridverify.ir import GraphBuilder
 
 F64 = torch.float64
 
