@@ -213,19 +213,25 @@ class ForwardBounds:
         ups = tuple(intervals[j][1].unsqueeze(1) for j in node.inputs)  # type: ignore[index]
         r: Relaxation = self.relaxer(i, i, lows, ups)  # lines (B, 1, *S_out)
         out = node.shape
-        w_lo = w_hi = b_lo = b_hi = None
+        w_lo = w_hi = b_lo = b_hi = mag_lo = mag_hi = None
         for k, (f, j) in enumerate(zip(inputs, node.inputs)):
             f = _aligned(f, len(self.graph.nodes[j].shape), len(out))
+            reach = self._reach(f.w_lo.ndim)
             lw, uw = r.lw[k], r.uw[k]
             wl = lw.clamp(min=0) * f.w_lo + lw.clamp(max=0) * f.w_hi  # 0 * inf: NaN, then inf
             wh = uw.clamp(min=0) * f.w_hi + uw.clamp(max=0) * f.w_lo
             bl = _times(lw.clamp(min=0), f.b_lo.unsqueeze(1)) + _times(lw.clamp(max=0), f.b_hi.unsqueeze(1))
             bh = _times(uw.clamp(min=0), f.b_hi.unsqueeze(1)) + _times(uw.clamp(max=0), f.b_lo.unsqueeze(1))
+            # each term's own size: the sums over inputs below may cancel what their rounding acts on
+            ml = bl.abs() + (wl.abs() * reach).sum(1, keepdim=True)
+            mh = bh.abs() + (wh.abs() * reach).sum(1, keepdim=True)
             w_lo, w_hi = (wl, wh) if w_lo is None else (w_lo + wl, w_hi + wh)
             b_lo, b_hi = (bl, bh) if b_lo is None else (b_lo + bl, b_hi + bh)
-        # the offsets can cancel the carried biases (a tangent's offset against its slope times a bias)
-        err_lo = ROUNDING * (_times(r.lb.abs(), torch.ones_like(b_lo)) + b_lo.abs())  # type: ignore[union-attr]
-        err_hi = ROUNDING * (_times(r.ub.abs(), torch.ones_like(b_hi)) + b_hi.abs())  # type: ignore[union-attr]
+            mag_lo, mag_hi = (ml, mh) if mag_lo is None else (mag_lo + ml, mag_hi + mh)
+        # the offsets can cancel the carried biases (a tangent's offset against its slope times a bias), and
+        # the inputs' terms each other: widen by the magnitudes of every term, not of the sums
+        err_lo = ROUNDING * (_times(r.lb.abs(), torch.ones_like(b_lo)) + mag_lo)  # type: ignore[arg-type]
+        err_hi = ROUNDING * (_times(r.ub.abs(), torch.ones_like(b_hi)) + mag_hi)  # type: ignore[arg-type]
         b_lo = (b_lo + r.lb - err_lo).squeeze(1)  # type: ignore[operator]
         b_hi = (b_hi + r.ub + err_hi).squeeze(1)  # type: ignore[operator]
         shape = (-1, self.free.numel(), *out)
@@ -235,6 +241,11 @@ class ForwardBounds:
             w_hi.expand(*w_hi.shape[:2], *out).reshape(shape),  # type: ignore[union-attr]
             b_hi.expand(b_hi.shape[0], *out),
         )
+
+    def _reach(self, ndim: int) -> Tensor:
+        """(B, n, 1, ...) of rank ``ndim``: ``max(|lo|, |hi|)`` of each free input, the largest ``|x_j|``."""
+        reach = torch.maximum(self.lo.abs(), self.hi.abs())
+        return reach.reshape(*reach.shape, *(1,) * (ndim - 2))
 
     def _concretise(self, form: Form) -> Interval:
         """min / max over the box of the form's lower / upper function, moved outward by `MARGIN`."""
