@@ -21,7 +21,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gridverify.bab import AttackConfig, SearchConfig, TightenConfig, Verdict, attack, line_corners, maximise
+from gridverify.bab import (
+    AttackConfig,
+    SearchConfig,
+    TightenConfig,
+    Verdict,
+    attack,
+    line_corners,
+    maximise,
+    proves,
+)
 from gridverify.bab.bound import BoundConfig
 from gridverify.bounds import AlphaConfig, crown
 from gridverify.ir import Graph, from_onnx
@@ -158,7 +167,7 @@ def verify_instance(
         return done(replace(sat, detail="falsifier"))
     bounds = crown(graph, box, spec=rows.c)
     thr = _strict(rows.thr)
-    proved = (bounds.upper[0].to(thr) < thr).cpu().numpy()
+    proved = proves(bounds.upper[0].to(thr), thr, closed=True).cpu().numpy()
     todo = np.flatnonzero(_open_rows(rows, proved) & ~proved)
     if todo.size == 0:
         return done(InstanceResult("unsat", 0.0, detail="CROWN"))

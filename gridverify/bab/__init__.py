@@ -2,9 +2,11 @@
 
 from gridverify.bab.attack import AttackConfig, attack, line_corners
 from gridverify.bab.bound import BoundConfig
+from gridverify.bab.config import Branching, SearchConfig, TightenConfig
 from gridverify.bab.filtering import FilterConfig
-from gridverify.bab.search import Branching, SearchConfig, SpecResult, Verdict, decide, maximise
-from gridverify.bab.tighten import TightenConfig, boundary_neurons, tighten
+from gridverify.bab.maximise import maximise
+from gridverify.bab.tighten import boundary_neurons, tighten
+from gridverify.bab.verdict import SpecResult, Verdict, combine, decide, proves, refutes
 
 __all__ = [
     "AttackConfig",
@@ -17,8 +19,11 @@ __all__ = [
     "Verdict",
     "attack",
     "boundary_neurons",
+    "combine",
     "decide",
     "line_corners",
     "maximise",
+    "proves",
+    "refutes",
     "tighten",
 ]

@@ -1,23 +1,17 @@
-"""The branch-and-bound loop: certified worst cases of many specifications at once.
+"""The branch-and-bound loop: one search over many specifications at once (`search`).
 
-For each specification row c (``spec`` is ``(m, n_out)``), ``maximise`` narrows the interval
-``[worst found, certified upper bound]`` of ``max_x c^T y(x)`` over the box; with a ``threshold`` it decides
-``c^T y <= threshold`` (verified: the upper bound is at most the threshold; violated: a float64-checked
-point in the box exceeds it). The root gets one alpha-CROWN pass for all specifications; then domains of
-all specifications are batched: pick the ``batch`` domains with the largest bounds, split each (input
-splitting when the box has few non-degenerate dimensions, GenBaB neuron splitting otherwise), bound the
-children (alpha and beta optimised), drop children that are decided, repeat. The certified bound of a
-specification is the largest bound over its open and dropped domains, so it is sound at every moment.
-With ``SearchConfig.tighten``, specifications still open after a first search get rounds of boundary-neuron
-tightening (`gridverify.bab.tighten`) and a new search on the tightened intervals; each specification keeps
-the better bound and the better witness of its searches.
+The root gets one alpha-CROWN pass for all specifications; then domains of all specifications are batched:
+pick the ``batch`` domains with the largest bounds, split each (input splitting when the box has few
+non-degenerate dimensions, GenBaB neuron splitting otherwise), bound the children (alpha and beta
+optimised), drop children that are decided, repeat. The certified bound of a specification is the largest
+bound over its open and dropped domains, so it is sound at every moment. `gridverify.bab.maximise` drives
+it (and tightening between searches).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from enum import Enum
 
 import torch
 from torch import Tensor
@@ -25,87 +19,15 @@ from tqdm import tqdm
 
 from gridverify.bab import branching
 from gridverify.bab.attack import AttackConfig, attack
-from gridverify.bab.bound import BoundConfig, Bounded, bound_domains, init_alpha
+from gridverify.bab.bound import Bounded, bound_domains, init_alpha
+from gridverify.bab.config import Branching, SearchConfig
 from gridverify.bab.domains import Domains, Problem, concat, select
-from gridverify.bab.filtering import FilterConfig, filtered_choice
+from gridverify.bab.filtering import filtered_choice
 from gridverify.bab.split import points, split_inputs, split_neurons
-from gridverify.bab.tighten import TightenConfig, boundary_neurons, tighten
-from gridverify.bounds.alpha import AlphaConfig, alpha_crown
+from gridverify.bab.verdict import SpecResult, decide, proves, refutes
+from gridverify.bounds.alpha import alpha_crown
 from gridverify.bounds.core import Interval
 from gridverify.bounds.crown import node_relaxer, propagate
-from gridverify.ir.graph import Graph
-
-
-class Verdict(str, Enum):
-    VERIFIED = "verified"
-    VIOLATED = "violated"
-    UNKNOWN = "unknown"
-
-
-class Branching(str, Enum):
-    """Neuron choice: width x |coefficient|, BBPS, or BBPS's top k re-ranked by a true bound (filtering)."""
-
-    WIDTH = "width"
-    BBPS = "bbps"
-    FILTERED = "bbps-filtered"
-
-
-def decide(upper: float, worst: float, threshold: float, closed: bool = False) -> Verdict:
-    """The verdict rule of ``max c^T y <= threshold`` from a certified ``upper`` bound and the ``worst``
-    value of a float64-checked point. Open unsafe set ``c^T y > threshold`` (``closed=False``): violated
-    when ``worst > threshold``, verified when ``upper <= threshold``. Closed unsafe set ``c^T y >=
-    threshold`` (VNN-LIB's ``>=`` atoms): violated when ``worst >= threshold``, verified only when ``upper <
-    threshold`` strictly."""
-    if worst > threshold or (closed and worst >= threshold):
-        return Verdict.VIOLATED
-    if upper < threshold or (not closed and upper <= threshold):
-        return Verdict.VERIFIED
-    return Verdict.UNKNOWN
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Budget and heuristics of the search."""
-
-    timeout_s: float = 60.0
-    batch: int = 64
-    max_domains: int = 100_000
-    memory_gb: float = 4.0  # half for open domains (capped), half for bounding a batch and its filtering
-    tolerance: float = 1e-4
-    root: AlphaConfig = AlphaConfig(steps=20)
-    bound: BoundConfig = BoundConfig()
-    attack: AttackConfig = AttackConfig()
-    attack_every: int = 4  # input splits: children attacked every this many batches
-    attack_share: tuple[float, float, float] = (0.02, 0.1, 0.5)  # falsifier's time share: min, start, max
-    input_split_max_dims: int = 6
-    input_split_switch_dims: int = 64  # a stalled neuron search may switch to input splits up to this
-    stall_window: float = 0.1  # budget fraction over which the largest gap must shrink by stall_gain
-    stall_gain: float = 0.05  # ... or the search switches between input and neuron splits
-    branching: Branching = Branching.FILTERED  # bench/bab.py: decides more than width or plain BBPS
-    split_tables: bool = True
-    filtering: FilterConfig = FilterConfig()
-    refresh_intermediate: bool | None = None  # CROWN intervals per child; None: for input splits only
-    tighten: TightenConfig | None = None  # boundary-neuron tightening of open specifications (bab.tighten)
-    bbps_floor_frac: float = 0.01  # BBPS gains below this x tolerance count as none: width choice instead
-    in_turns: bool = True  # batches take every open specification's worst domain in turn (`_in_turns`)
-    progress: bool = False
-
-
-@dataclass(frozen=True)
-class SpecResult:
-    """The certified interval ``[worst, upper]`` of ``max c^T y`` over the box, and the verdict."""
-
-    spec: int
-    verdict: Verdict | None  # None when no threshold was given (maximise only)
-    upper: float
-    worst: float
-    witness: Tensor  # float64 point of the box where c^T y = worst
-    domains: int  # domains explored (children bounded) for this specification
-    seconds: float  # when it was decided (or the search ended)
-    # (elapsed seconds, certified upper bound), one point whenever the bound improved
-    history: tuple[tuple[float, float], ...] = field(default=(), repr=False)
-    # why its search ended: "settled", "time" (the budget), "memory" (the domain cap of memory_gb)
-    stopped: str = "settled"
 
 
 @dataclass
@@ -295,87 +217,7 @@ def _upper(d: Domains, state: _State) -> Tensor:
     return best
 
 
-def maximise(
-    graph: Graph,
-    box: tuple[Tensor, Tensor],
-    spec: Tensor,
-    threshold: float | Tensor | None = None,
-    output: str | int | None = None,
-    config: SearchConfig = SearchConfig(),
-    base: tuple[Interval | None, ...] | None = None,
-    closed: bool = False,
-    starts: Tensor | None = None,
-) -> list[SpecResult]:
-    """Certified ``[worst, upper]`` of ``max c^T y`` per row c of ``spec`` over the box (see module doc).
-
-    ``starts`` (m, S, *S_in): points of the box the falsifier starts from for each row besides its own
-    (the worst points an earlier search found, say).
-
-    ``closed``: the unsafe set of a threshold is ``c^T y >= threshold`` (a proof needs the bound strictly
-    below it; `decide`), else ``c^T y > threshold``. ``base``: intervals known to hold over the whole box,
-    per node of the lowered graph (as `tighten` gives them). With ``config.tighten``, specifications the
-    plain search leaves open get rounds of boundary-neuron tightening and a search on the tightened
-    intervals (`gridverify.bab.tighten`)."""
-    start = time.perf_counter()
-    problem = Problem.make(graph, box, output)
-    dtype = problem.lower.dtype
-    spec = spec.to(dtype=dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
-    m = spec.shape[0]
-    thr = None if threshold is None else torch.as_tensor(threshold, dtype=dtype).expand(m)
-    plan = config.tighten
-    if plan is not None:
-        count = sum(int(r.numel()) for r in boundary_neurons(problem, spec).values())
-        plan = plan if 0 < count <= plan.max_neurons else None
-    first = config.timeout_s if plan is None else min(plan.after_s, 0.2 * config.timeout_s)
-    results = _search(problem, spec, thr, replace(config, timeout_s=first), base, start, closed, starts)
-    if plan is None:
-        return results
-    round_s, intervals = plan.round_s, base
-    while True:
-        todo = [k for k, r in enumerate(results) if _open(r, thr, config)]
-        left = config.timeout_s - (time.perf_counter() - start)
-        if not todo or left < 1.0:
-            return results
-        rows = torch.tensor(todo, device=spec.device)
-        budget = min(round_s, 0.5 * left)
-        intervals = tighten(problem, spec[rows], intervals, config, budget, plan.max_neurons)
-        if intervals is None:
-            return results
-        until = min(time.perf_counter() - start + round_s, config.timeout_s)
-        sub_thr = None if thr is None else thr[rows]
-        cfg = replace(config, timeout_s=until)
-        best = torch.stack([results[k].witness for k in todo]).unsqueeze(1)
-        more = _search(problem, spec[rows], sub_thr, cfg, intervals, start, closed, best)
-        for k, r in zip(todo, more):
-            results[k] = _merge(results[k], r, None if thr is None else float(thr[k]), closed)
-        round_s *= 2
-
-
-def _open(r: SpecResult, thr: Tensor | None, config: SearchConfig) -> bool:
-    if thr is None:
-        return r.upper - r.worst > config.tolerance
-    return r.verdict is Verdict.UNKNOWN
-
-
-def _merge(a: SpecResult, b: SpecResult, thr: float | None, closed: bool) -> SpecResult:
-    """One specification's results of two searches over the same box: the better of each bound."""
-    upper, best = min(a.upper, b.upper), (a if a.worst >= b.worst else b)
-    verdict = None if thr is None else decide(upper, best.worst, thr, closed)
-    later = tuple(p for p in b.history if p[1] < (a.history[-1][1] if a.history else torch.inf))
-    return SpecResult(
-        a.spec,
-        verdict,
-        max(upper, best.worst),
-        best.worst,
-        best.witness,
-        a.domains + b.domains,
-        b.seconds,
-        a.history + later,
-        b.stopped,
-    )
-
-
-def _search(
+def search(
     problem: Problem,
     spec: Tensor,
     thr: Tensor | None,
@@ -537,14 +379,12 @@ def _prune(
     worst = state.worst.to(d.bound.dtype)
     cut = _cut(state, thr, config, d.bound.dtype)
     strict = closed and thr is not None
-    if thr is None:
-        violated = torch.zeros_like(worst, dtype=torch.bool)
-    else:
-        violated = (worst >= thr) if closed else (worst > thr)
-    keep = (d.bound >= cut[d.spec_id]) if strict else (d.bound > cut[d.spec_id])
+    violated = torch.zeros_like(worst, dtype=torch.bool) if thr is None else refutes(worst, thr, closed)
+    # a domain stays while its bound is on the unsafe side of the cut (NaN bounds go; `proves` keeps them)
+    keep = refutes(d.bound, cut[d.spec_id], strict)
     d = _drop(d, keep & ~violated[d.spec_id], state)
     upper = _upper(d, state)
-    settled = ((upper < cut) if strict else (upper <= cut)) | violated
+    settled = proves(upper, cut, strict) | violated
     newly = settled & (state.done_at < 0)
     state.done_at[newly] = time.perf_counter() - start
     return d

@@ -23,33 +23,19 @@ the LP is tighter at equal time where many neurons are wanted (case14: median wi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import Tensor
 
 from gridverify.bab.branching import KINKED_AT_ZERO
+from gridverify.bab.config import SearchConfig
 from gridverify.bab.domains import Problem
+from gridverify.bab.verdict import SpecResult
 from gridverify.bounds.core import MIXING_OPS, Interval
 from gridverify.bounds.crown import crown, needed_neurons, reach
 from gridverify.ops import get_op
-
-if TYPE_CHECKING:
-    from gridverify.bab.search import SearchConfig
-
-
-@dataclass(frozen=True)
-class TightenConfig:
-    """When `maximise` tightens boundary neurons, and for how long.
-
-    The plain search runs ``after_s`` seconds (at most a fifth of the budget) first; then, while some
-    specification is open, rounds of tightening (``round_s`` seconds, doubling each round) each followed by
-    a search as long, on the tightened intervals."""
-
-    after_s: float = 10.0
-    round_s: float = 10.0
-    max_neurons: int = 32  # more boundary neurons than this: no tightening (too many searches)
 
 
 def boundary_neurons(problem: Problem, spec: Tensor) -> dict[int, Tensor]:
@@ -129,6 +115,7 @@ def tighten(
     search: SearchConfig,
     budget_s: float,
     max_neurons: int,
+    maximise: Callable[..., list[SpecResult]],
 ) -> tuple[Interval | None, ...] | None:
     """Intervals with the boundary neurons of ``spec`` tightened within ``budget_s`` seconds (intersected
     with ``base``); None when there is nothing to tighten or more than ``max_neurons`` neurons.
@@ -136,9 +123,8 @@ def tighten(
     Only the interval ends that matter are searched: each end is moved halfway toward the range sampled on
     the box, CROWN bounds the specification once per such move (one batched pass), and the ends whose move
     lowers the bound by at least a fifth of the best move's gain get the time, each node's search in
-    proportion to its ends (all ends when no move helps)."""
-    from gridverify.bab.search import maximise
-
+    proportion to its ends (all ends when no move helps). ``maximise`` (`gridverify.bab.maximise.maximise`,
+    passed in: it calls this function) runs each end's search."""
     targets = boundary_neurons(problem, spec)
     total = sum(int(r.numel()) for r in targets.values())
     if total == 0 or total > max_neurons:

@@ -26,6 +26,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gridverify.bab.verdict import proves, refutes
+
 SCHEMA = "gridverify.certificate/1"
 VERDICTS = ("verified", "violated", "unknown")
 
@@ -114,9 +116,9 @@ class ConstraintRecord:
             return "negative tolerance, seconds or domains"
         if self.worst > self.bound + 1e-9 * max(1.0, abs(self.bound)):
             return f"worst found {self.worst:g} exceeds the certified bound {self.bound:g}"
-        if self.verdict == "verified" and not self.bound <= self.tolerance:
+        if self.verdict == "verified" and not proves(self.bound, self.tolerance):
             return f"verified, but its bound {self.bound:g} exceeds its tolerance {self.tolerance:g}"
-        if self.verdict == "violated" and not self.worst > self.tolerance:
+        if self.verdict == "violated" and not refutes(self.worst, self.tolerance):
             return f"violated, but its worst {self.worst:g} does not exceed its tolerance {self.tolerance:g}"
         if self.verdict == "violated" and not self.witness:
             return "violated, but it has no witness load"

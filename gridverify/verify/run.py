@@ -41,7 +41,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gridverify.bab import AttackConfig, SearchConfig, SpecResult, Verdict, attack, line_corners, maximise
+from gridverify.bab import (
+    AttackConfig,
+    SearchConfig,
+    SpecResult,
+    Verdict,
+    attack,
+    combine,
+    decide,
+    line_corners,
+    maximise,
+)
 from gridverify.bab.lp_tighten import DEFAULT_CACHE as TIGHTEN_CACHE
 from gridverify.bab.lp_tighten import Base, lp_base
 from gridverify.bounds import crown
@@ -388,8 +398,9 @@ def screen(
     seconds = time.perf_counter() - start
     out = []
     for i, (u, w, t) in enumerate(zip(upper.tolist(), worst.tolist(), thr.tolist())):
-        verdict = Verdict.VERIFIED if u <= t else Verdict.VIOLATED if w > t else Verdict.UNKNOWN
-        out.append(SpecResult(i, verdict, max(u, w), w, witness[i], 0, seconds, ((seconds, max(u, w)),)))
+        out.append(
+            SpecResult(i, decide(u, w, t), max(u, w), w, witness[i], 0, seconds, ((seconds, max(u, w)),))
+        )
     return out
 
 
@@ -441,13 +452,7 @@ def _narrowed(decided: SpecResult, narrowed: SpecResult) -> SpecResult:
 # -- records --------------------------------------------------------------------------------------------
 def _record(constraint: Constraint, results: Sequence[SpecResult], tolerance: float) -> ConstraintRecord:
     """One record from the constraint's rows (two for an equality: the larger side decides)."""
-    verdicts = [r.verdict for r in results]
-    if Verdict.VIOLATED in verdicts:
-        verdict = "violated"
-    elif all(v is Verdict.VERIFIED for v in verdicts):
-        verdict = "verified"
-    else:
-        verdict = "unknown"
+    verdict = combine([r.verdict for r in results]).value
     top = max(results, key=lambda r: r.worst)
     return ConstraintRecord(
         name=constraint.name,

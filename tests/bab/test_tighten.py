@@ -51,7 +51,7 @@ def test_tightened_intervals_are_sound_and_tighter_than_crown() -> None:
     problem = Problem.make(graph, BOX)
     spec = torch.ones(1, 1, dtype=F64)
     found = boundary_neurons(problem, spec)
-    intervals = tighten(problem, spec, None, SearchConfig(), budget_s=4.0, max_neurons=8)
+    intervals = tighten(problem, spec, None, SearchConfig(), budget_s=4.0, max_neurons=8, maximise=maximise)
     assert intervals is not None
     values = _samples(problem.graph)
     root = crown(problem.graph, BOX).intervals

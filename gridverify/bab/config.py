@@ -1,0 +1,60 @@
+"""Configuration of the branch-and-bound search: budgets and heuristics, one frozen dataclass each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from gridverify.bab.attack import AttackConfig
+from gridverify.bab.bound import BoundConfig
+from gridverify.bab.filtering import FilterConfig
+from gridverify.bounds.alpha import AlphaConfig
+
+
+class Branching(str, Enum):
+    """Neuron choice: width x |coefficient|, BBPS, or BBPS's top k re-ranked by a true bound (filtering)."""
+
+    WIDTH = "width"
+    BBPS = "bbps"
+    FILTERED = "bbps-filtered"
+
+
+@dataclass(frozen=True)
+class TightenConfig:
+    """When `maximise` tightens boundary neurons, and for how long.
+
+    The plain search runs ``after_s`` seconds (at most a fifth of the budget) first; then, while some
+    specification is open, rounds of tightening (``round_s`` seconds, doubling each round) each followed by
+    a search as long, on the tightened intervals."""
+
+    after_s: float = 10.0
+    round_s: float = 10.0
+    max_neurons: int = 32  # more boundary neurons than this: no tightening (too many searches)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Budget and heuristics of the search."""
+
+    timeout_s: float = 60.0
+    batch: int = 64
+    max_domains: int = 100_000
+    memory_gb: float = 4.0  # half for open domains (capped), half for bounding a batch and its filtering
+    tolerance: float = 1e-4
+    root: AlphaConfig = AlphaConfig(steps=20)
+    bound: BoundConfig = BoundConfig()
+    attack: AttackConfig = AttackConfig()
+    attack_every: int = 4  # input splits: children attacked every this many batches
+    attack_share: tuple[float, float, float] = (0.02, 0.1, 0.5)  # falsifier's time share: min, start, max
+    input_split_max_dims: int = 6
+    input_split_switch_dims: int = 64  # a stalled neuron search may switch to input splits up to this
+    stall_window: float = 0.1  # budget fraction over which the largest gap must shrink by stall_gain
+    stall_gain: float = 0.05  # ... or the search switches between input and neuron splits
+    branching: Branching = Branching.FILTERED  # bench/bab.py: decides more than width or plain BBPS
+    split_tables: bool = True
+    filtering: FilterConfig = FilterConfig()
+    refresh_intermediate: bool | None = None  # CROWN intervals per child; None: for input splits only
+    tighten: TightenConfig | None = None  # boundary-neuron tightening of open specifications (bab.tighten)
+    bbps_floor_frac: float = 0.01  # BBPS gains below this x tolerance count as none: width choice instead
+    in_turns: bool = True  # batches take every open specification's worst domain in turn (`_in_turns`)
+    progress: bool = False

@@ -1,0 +1,106 @@
+"""``maximise``: certified worst cases of many specifications at once, with boundary-neuron tightening.
+
+For each specification row c (``spec`` is ``(m, n_out)``), ``maximise`` narrows the interval
+``[worst found, certified upper bound]`` of ``max c^T y(x)`` over the box; with a ``threshold`` it decides
+``c^T y <= threshold`` (`gridverify.bab.verdict`). One branch-and-bound search (`gridverify.bab.search`)
+does the work. With ``SearchConfig.tighten``, specifications still open after a first search get rounds of
+boundary-neuron tightening (`gridverify.bab.tighten`, which is handed this function for its own searches)
+and a new search on the tightened intervals; each specification keeps the better bound and the better
+witness of its searches.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from gridverify.bab.config import SearchConfig
+from gridverify.bab.domains import Problem
+from gridverify.bab.search import search
+from gridverify.bab.tighten import boundary_neurons, tighten
+from gridverify.bab.verdict import SpecResult, Verdict, decide
+from gridverify.bounds.core import Interval
+from gridverify.ir.graph import Graph
+
+
+def maximise(
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    spec: Tensor,
+    threshold: float | Tensor | None = None,
+    output: str | int | None = None,
+    config: SearchConfig = SearchConfig(),
+    base: tuple[Interval | None, ...] | None = None,
+    closed: bool = False,
+    starts: Tensor | None = None,
+) -> list[SpecResult]:
+    """Certified ``[worst, upper]`` of ``max c^T y`` per row c of ``spec`` over the box (see module doc).
+
+    ``starts`` (m, S, *S_in): points of the box the falsifier starts from for each row besides its own
+    (the worst points an earlier search found, say).
+
+    ``closed``: the unsafe set of a threshold is ``c^T y >= threshold`` (a proof needs the bound strictly
+    below it; `decide`), else ``c^T y > threshold``. ``base``: intervals known to hold over the whole box,
+    per node of the lowered graph (as `tighten` gives them). With ``config.tighten``, specifications the
+    plain search leaves open get rounds of boundary-neuron tightening and a search on the tightened
+    intervals (`gridverify.bab.tighten`)."""
+    start = time.perf_counter()
+    problem = Problem.make(graph, box, output)
+    dtype = problem.lower.dtype
+    spec = spec.to(dtype=dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
+    m = spec.shape[0]
+    thr = None if threshold is None else torch.as_tensor(threshold, dtype=dtype).expand(m)
+    plan = config.tighten
+    if plan is not None:
+        count = sum(int(r.numel()) for r in boundary_neurons(problem, spec).values())
+        plan = plan if 0 < count <= plan.max_neurons else None
+    first = config.timeout_s if plan is None else min(plan.after_s, 0.2 * config.timeout_s)
+    results = search(problem, spec, thr, replace(config, timeout_s=first), base, start, closed, starts)
+    if plan is None:
+        return results
+    round_s, intervals = plan.round_s, base
+    while True:
+        todo = [k for k, r in enumerate(results) if _open(r, thr, config)]
+        left = config.timeout_s - (time.perf_counter() - start)
+        if not todo or left < 1.0:
+            return results
+        rows = torch.tensor(todo, device=spec.device)
+        budget = min(round_s, 0.5 * left)
+        intervals = tighten(problem, spec[rows], intervals, config, budget, plan.max_neurons, maximise)
+        if intervals is None:
+            return results
+        until = min(time.perf_counter() - start + round_s, config.timeout_s)
+        sub_thr = None if thr is None else thr[rows]
+        cfg = replace(config, timeout_s=until)
+        best = torch.stack([results[k].witness for k in todo]).unsqueeze(1)
+        more = search(problem, spec[rows], sub_thr, cfg, intervals, start, closed, best)
+        for k, r in zip(todo, more):
+            results[k] = _merge(results[k], r, None if thr is None else float(thr[k]), closed)
+        round_s *= 2
+
+
+def _open(r: SpecResult, thr: Tensor | None, config: SearchConfig) -> bool:
+    if thr is None:
+        return r.upper - r.worst > config.tolerance
+    return r.verdict is Verdict.UNKNOWN
+
+
+def _merge(a: SpecResult, b: SpecResult, thr: float | None, closed: bool) -> SpecResult:
+    """One specification's results of two searches over the same box: the better of each bound."""
+    upper, best = min(a.upper, b.upper), (a if a.worst >= b.worst else b)
+    verdict = None if thr is None else decide(upper, best.worst, thr, closed)
+    later = tuple(p for p in b.history if p[1] < (a.history[-1][1] if a.history else torch.inf))
+    return SpecResult(
+        a.spec,
+        verdict,
+        max(upper, best.worst),
+        best.worst,
+        best.witness,
+        a.domains + b.domains,
+        b.seconds,
+        a.history + later,
+        b.stopped,
+    )
