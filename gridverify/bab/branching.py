@@ -24,10 +24,6 @@ from gridverify.bab.domains import Problem
 from gridverify.bounds.core import Interval
 from gridverify.ops import Relaxation, get_op
 
-KINKED_AT_ZERO = frozenset({"relu", "leaky_relu", "abs"})
-"""Piecewise-linear ops with one kink at 0: exact (nothing to gain by a split) where the input's interval
-does not contain 0."""
-
 RootLinear = dict[int, tuple[Tensor, Tensor, Tensor, Tensor]]
 """node -> (W_L, b_L, W_U, b_U): W (1, *S, n_in), b (1, *S): linear bounds of the node over the root box."""
 
@@ -53,8 +49,7 @@ def split_point(problem: Problem, z: int, lower: Tensor, upper: Tensor, tables: 
     tabulated = [op for op in ops if op in split_points.tabulated_ops()]
     if tables and tabulated:
         point = split_points.lookup(split_points.table(tabulated[0]), lower, upper)
-    at_zero = KINKED_AT_ZERO | (set() if tables else {"mul"})
-    if at_zero & set(ops):
+    if any(get_op(op).kink_at_zero or (not tables and op == "mul") for op in ops):
         point = torch.where((lower < 0) & (upper > 0), torch.zeros_like(point), point)
     return point
 
@@ -162,7 +157,7 @@ def _width_score(problem: Problem, b: Bounded, z: int) -> Tensor:
     for h, _ in problem.consumers[z]:
         lam = b.coeffs.get(h)
         weight = 1.0 + lam.abs() if lam is not None and lam.shape == lo.shape else torch.ones_like(lo)
-        if problem.graph.nodes[h].op in KINKED_AT_ZERO:
+        if get_op(problem.graph.nodes[h].op).kink_at_zero:
             weight = weight * straddles
         total = total + weight
     return _flat((hi - lo) * total)

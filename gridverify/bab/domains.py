@@ -50,12 +50,12 @@ class Problem:
 
     @cached_property
     def split_nodes(self) -> tuple[int, ...]:
-        """Nodes whose neurons may be split: inputs of nonlinear ops other than exp, log and sqrt."""
+        """Nodes whose neurons may be split: inputs of nonlinear ops that allow it (`OpDef.splittable`)."""
         found = set()
         for i in sorted(self.plan.needed):
             node = self.graph.nodes[i]
             op = get_op(node.op)
-            if op.kind == "nonlinear" and node.op not in ("exp", "log", "sqrt"):
+            if op.kind == "nonlinear" and op.splittable:
                 found.update(j for j in node.inputs if self.graph.nodes[j].op != "const")
         return tuple(sorted(found))
 

@@ -29,11 +29,10 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from gridverify.bab.branching import KINKED_AT_ZERO
 from gridverify.bab.config import SearchConfig
 from gridverify.bab.domains import Problem
 from gridverify.bab.verdict import SpecResult
-from gridverify.bounds.core import MIXING_OPS, Interval
+from gridverify.bounds.core import Interval
 from gridverify.bounds.crown import crown, needed_neurons, reach
 from gridverify.ops import get_op
 
@@ -45,7 +44,7 @@ def boundary_neurons(problem: Problem, spec: Tensor) -> dict[int, Tensor]:
     found: dict[int, Tensor] = {}
     for z, mask in needed_neurons(graph, plan, out, c).items():
         users = [graph.nodes[i].op for i in plan.needed if z in graph.nodes[i].inputs]
-        if z == out or all(op in KINKED_AT_ZERO for op in users):
+        if z == out or all(get_op(op).kink_at_zero for op in users):
             continue
         rows = mask.nonzero().squeeze(1)
         keep = _piecewise_linear_rows(problem, z, rows) & _feeds_smooth(problem, z, rows)
@@ -71,11 +70,11 @@ def _feeds_smooth(problem: Problem, z: int, rows: Tensor) -> Tensor:
         if i <= z or not any(j in delta for j in node.inputs):
             continue
         op = get_op(node.op)
-        if op.kind == "nonlinear" and node.op not in KINKED_AT_ZERO:
+        if op.kind == "nonlinear" and not op.kink_at_zero:
             for j in node.inputs:
                 if j in delta:
                     hit |= delta[j].reshape(n, -1).ne(0).any(1)
-        if op.kind != "linear" or node.op in MIXING_OPS:
+        if op.kind != "linear" or op.mixes:
             continue
         zeros = [like.new_zeros((n, *graph.nodes[j].shape)) for j in node.inputs]
         moved = [delta.get(j, zero) for j, zero in zip(node.inputs, zeros)]
@@ -98,7 +97,7 @@ def _piecewise_linear_rows(problem: Problem, z: int, rows: Tensor) -> Tensor:
         node = graph.nodes[i]
         if i != z and get_op(node.op).kind == "nonlinear":
             reached = a.reshape(n, -1).ne(0).any(1).cpu()
-            if node.op in KINKED_AT_ZERO:
+            if get_op(node.op).kink_at_zero:
                 kinked.logical_or_(reached)
             else:
                 smooth.logical_or_(reached)

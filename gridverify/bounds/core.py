@@ -19,9 +19,6 @@ Interval = tuple[Tensor, Tensor]
 InputBox = Mapping[str, Interval]
 BoxLike = InputBox | Interval
 
-# Ops after which a per-neuron interval can be tighter by back-substitution than by interval arithmetic.
-MIXING_OPS = frozenset({"linear", "add", "sub", "sum", "mul"})
-
 
 @dataclass(frozen=True)
 class LinearBounds:
@@ -151,8 +148,8 @@ def make_plan(graph: Graph, target: int) -> Plan:
         kind = get_op(node.op).kind
         if kind == "fused":
             raise ValueError(f"{describe(graph, i)} is fused: bound lower_fused(graph) instead")
-        if kind == "nonlinear" or (i in wanted and kind == "linear" and node.op not in MIXING_OPS):
+        if kind == "nonlinear" or (i in wanted and kind == "linear" and not get_op(node.op).mixes):
             wanted.update(node.inputs)
-    crown = tuple(sorted(i for i in wanted if graph.nodes[i].op in MIXING_OPS and i != target))
+    crown = tuple(sorted(i for i in wanted if get_op(graph.nodes[i].op).mixes and i != target))
     ancestors = {i: frozenset(graph.ancestors(i)) for i in (*crown, target)}
     return Plan(needed, crown, ancestors)

@@ -41,6 +41,7 @@ def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Tensor:
 OP = register(
     OpDef(
         name="abs",
+        kink_at_zero=True,
         kind="nonlinear",
         arity=1,
         forward=torch.abs,

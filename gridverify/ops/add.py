@@ -31,6 +31,7 @@ def _neg_interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> tuple[Te
 ADD = register(
     OpDef(
         name="add",
+        mixes=True,
         kind="linear",
         arity=2,
         forward=_add,
@@ -44,6 +45,7 @@ ADD = register(
 SUB = register(
     OpDef(
         name="sub",
+        mixes=True,
         kind="linear",
         arity=2,
         forward=_sub,

@@ -26,6 +26,7 @@ OP = register(
     smooth.make_op(
         "exp",
         FN,
+        splittable=False,
         sympy_heads=("exp",),
         torch_functions=(torch.exp, "exp"),
         onnx_types=("Exp",),

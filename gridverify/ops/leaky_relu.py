@@ -66,6 +66,7 @@ def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], negative_slope: flo
 OP = register(
     OpDef(
         name="leaky_relu",
+        kink_at_zero=True,
         kind="nonlinear",
         arity=1,
         forward=_forward,

@@ -63,6 +63,7 @@ def _shape(shape: tuple[int, ...], weight: Any, bias: Any = None) -> tuple[int, 
 OP = register(
     OpDef(
         name="linear",
+        mixes=True,
         kind="linear",
         arity=1,
         forward=_forward,

@@ -45,6 +45,7 @@ OP = register(
     smooth.make_op(
         "log",
         FN,
+        splittable=False,
         domain=_domain,
         sympy_heads=("log",),
         torch_functions=(torch.log, "log"),

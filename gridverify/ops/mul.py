@@ -91,6 +91,7 @@ def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Tensor:
 OP = register(
     OpDef(
         name="mul",
+        mixes=True,
         kind="nonlinear",
         arity=2,
         forward=_forward,

@@ -138,6 +138,15 @@ class OpDef:
     value_range: Range | Callable[..., Range] = (-math.inf, math.inf)  # true range of f (params -> range)
     sample_domain: tuple[float, float] = (-10.0, 10.0)
     sample_params: tuple[dict[str, Any], ...] = ({},)
+    # an output neuron combines several neurons of its inputs, or several inputs (linear maps, sums,
+    # products): back-substitution (CROWN) can bound it tighter than interval arithmetic on its inputs
+    mixes: bool = False
+    # piecewise linear with one kink at 0: exact where the input's interval does not contain 0, so a split
+    # helps only there and goes at 0 (relu, leaky relu, abs)
+    kink_at_zero: bool = False
+    # branch and bound may split the neurons of this op's inputs (False: exp, log, sqrt, monotone and
+    # convex or concave, whose relaxations a split was not worth the domains)
+    splittable: bool = True
     doc: str = field(default="", repr=False)
 
     @property

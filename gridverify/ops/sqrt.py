@@ -38,6 +38,7 @@ OP = register(
     smooth.make_op(
         "sqrt",
         FN,
+        splittable=False,
         domain=_domain,
         sympy_heads=("sqrt",),
         torch_functions=(torch.sqrt, "sqrt"),

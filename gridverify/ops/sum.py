@@ -20,6 +20,7 @@ def _shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
 OP = register(
     OpDef(
         name="sum",
+        mixes=True,
         kind="linear",
         arity=1,
         forward=_forward,
