@@ -64,9 +64,9 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def study_command(args: argparse.Namespace) -> int:
     """Run the parsed ``study`` command: 0 when every job has a certificate, 1 when some failed, 2 on a bad
     study file, option or results folder (found before anything is written)."""
+    from gridverify.reports.report import ReportLockedError
     from gridverify.study.runner import RunConfig, run_study
     from gridverify.study.spec import StudyError, load_study
-    from gridverify.verify.report import ReportLockedError
 
     problem = _option_problem(args)
     if problem is not None:

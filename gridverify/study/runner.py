@@ -58,9 +58,9 @@ def run_study(
 ) -> StudyOutcome:
     """Check the study file at ``path`` (raises `StudyError` before anything runs), run its jobs into the
     store at ``out``, and write the report there; the folder is locked while it runs (a second run into it
-    raises `gridverify.verify.report.ReportLockedError`)."""
+    raises `gridverify.reports.report.ReportLockedError`)."""
+    from gridverify.reports.report import report_lock
     from gridverify.study.report import write_report
-    from gridverify.verify.report import report_lock
 
     path = Path(path)
     spec = parse_study(path.read_text(), str(path))

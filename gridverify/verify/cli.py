@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from gridverify.grid.data import GridError
+from gridverify.reports.report import ReportLockedError, report_lock, write_report
 from gridverify.surrogate import Region
 from gridverify.surrogate.case import Case, SurrogateError, load_case
 from gridverify.verify.certificate import VERDICTS, Certificate, CertificateError
-from gridverify.verify.report import ReportLockedError, report_lock, write_report
 from gridverify.verify.run import BALANCE, DEFAULT_TOLERANCES, RegionWarning, VerifyConfig, verify
 from gridverify.verify.sources import FileCase, open_case
 

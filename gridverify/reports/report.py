@@ -1,4 +1,4 @@
-"""The report of a certificate: ``report.md`` and the figures of `gridverify.verify.figures`, in one folder.
+"""The report of a certificate: ``report.md`` and the figures of `gridverify.reports.figures`, in one folder.
 
 ``report.md`` reads in the order an engineer asks: first what pandapower's power flow at the surrogate's
 set-points shows physically (overloads against the case's ``rate_a``, voltages and generator limits, the
@@ -49,7 +49,7 @@ def write_report(cert: Certificate, folder: str | Path, case: Any | None = None)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with report_lock(folder):
-        from gridverify.verify import figures  # matplotlib: only when drawing
+        from gridverify.reports import figures  # matplotlib: only when drawing
 
         drawn = {p.name for p in figures.draw_all(cert, folder, case)}
         kept = {n for n in set(FIGURES) - drawn if _same_run(folder / n, folder / "certificate.json")}

@@ -8,8 +8,7 @@ import os
 
 import pytest
 
-from gridverify.verify import Certificate, ConstraintRecord
-from gridverify.verify.report import (
+from gridverify.reports.report import (
     LOCK,
     ReportLockedError,
     physical_findings,
@@ -17,6 +16,7 @@ from gridverify.verify.report import (
     report_lock,
     write_report,
 )
+from gridverify.verify import Certificate, ConstraintRecord
 
 WITNESS = (0.2, 0.1)
 OVERLOAD = {  # case30's overload as the issue reports it: 143.5 MVA on branch 1 (1-2), rate_a 138 MVA
