@@ -138,6 +138,41 @@ class AcopfSurrogate(nn.Module):
         z = (load - self.center) / self.radius
         return self.lower + (self.upper - self.lower) * torch.sigmoid(self.head(self.body(z)))
 
+    def region_intervals(self) -> list[tuple[Tensor, Tensor]]:
+        """Each hidden layer's pre-activation interval ``(1, H)`` over the training region (the normalised
+        inputs in [-1, 1]) by interval arithmetic: exact for the first layer, an outer bound after it.
+        Differentiable in the weights (`relu_gap` is a training penalty)."""
+        lo = -torch.ones(1, self.layout.n_inputs, dtype=self.head.weight.dtype)
+        hi, found = -lo, []
+        for layer in self.body:
+            if isinstance(layer, nn.Linear):
+                mid = (lo + hi) / 2 @ layer.weight.T + layer.bias
+                rad = (hi - lo) / 2 @ layer.weight.abs().T
+                lo, hi = mid - rad, mid + rad
+                found.append((lo, hi))
+            else:
+                lo, hi = layer(lo), layer(hi)  # monotone activations
+        return found
+
+    def relu_gap(self) -> Tensor:
+        """Mean over the hidden relu neurons of the triangle relaxation's largest gap ``-l u / (u - l)`` on
+        their `region_intervals` (0 where the interval does not straddle 0). It is 0 when the network is
+        affine over the region, where linear bounds are exact: training with it as a penalty
+        (``stability_weight``) gives surrogates whose constraints verification decides."""
+        if self.activation != "relu":
+            return self.head.weight.new_zeros(())
+        gaps = [(torch.relu(hi) * torch.relu(-lo) / (hi - lo).clamp_min(1e-12)).mean() for lo, hi in
+                self.region_intervals()]  # fmt: skip
+        return torch.stack(gaps).mean() if gaps else self.head.weight.new_zeros(())
+
+    def unstable_relus(self) -> list[int]:
+        """Per hidden layer, the relu neurons whose `region_intervals` straddle 0 (an upper count beyond
+        the first layer)."""
+        if self.activation != "relu":
+            return []
+        with torch.no_grad():
+            return [int(((lo < 0) & (hi > 0)).sum()) for lo, hi in self.region_intervals()]
+
     def dispatch(self, load: Tensor) -> dict[str, Tensor]:
         """``{pg_pu, qg_pu: (B, G), vm_pu, va_rad: (B, N)}``."""
         return self.layout.split(self(load))

@@ -53,6 +53,9 @@ class TrainConfig:
     test_fraction: float = 0.2
     va_margin_rad: float = 0.05
     physics_weight: float = 0.0
+    # weight of `AcopfSurrogate.relu_gap` (relu neurons unstable over the region), ramped in over the first
+    # quarter of the epochs: a surrogate that verification decides, at some cost in accuracy (README)
+    stability_weight: float = 0.0
     seed: int = 0
 
     @classmethod
@@ -115,7 +118,8 @@ def fit(
     model: AcopfSurrogate, train: Dataset, config: TrainConfig, graph: Graph | None = None
 ) -> list[float]:
     """Adam with cosine decay on the range-relative squared error (and the balance loss when ``graph`` is
-    given and ``physics_weight > 0``). Returns the mean loss of each epoch. Leaves ``model`` in eval mode."""
+    given and ``physics_weight > 0``; the relu gap with ``stability_weight > 0``). Returns the mean loss of
+    each epoch. Leaves ``model`` in eval mode."""
     x = torch.as_tensor(train.load)
     y = torch.as_tensor(train.target(tuple(n for n, _ in model.layout.outputs)))
     span = (model.upper - model.lower).detach()
@@ -127,13 +131,16 @@ def fit(
     )
     generator = torch.Generator().manual_seed(config.seed)
     history, model = [], model.train()
-    for _ in range(config.epochs):
+    ramp = max(config.epochs // 4, 1)
+    for epoch in range(config.epochs):
         total = 0.0
         for rows in torch.randperm(len(x), generator=generator).split(config.batch_size):
             pred = model(x[rows])
             loss = ((pred - y[rows]) * weight).square().mean()
             if graph is not None and config.physics_weight > 0:
                 loss = loss + config.physics_weight * _balance_loss(graph, model, x[rows], pred)
+            if config.stability_weight > 0:
+                loss = loss + config.stability_weight * min(1.0, epoch / ramp) * model.relu_gap()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -201,6 +208,7 @@ def train_surrogate(
         **counts,
         **timing,
         "final_loss": history[-1],
+        "unstable_relus": model.unstable_relus(),
         "fingerprint": model.fingerprint(),
     }
 
