@@ -41,6 +41,9 @@ class Const:
     """A constant tensor parameter; hashable by content. Never mutate ``.tensor``."""
 
     __slots__ = ("_cache", "_key", "tensor")
+    tensor: Tensor
+    _key: tuple[str, tuple[int, ...], bool, str]
+    _cache: dict[tuple[torch.dtype, torch.device], Tensor]
 
     def __init__(self, value: Any) -> None:
         t = _canonical(value)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,7 +53,7 @@ def value(graph: Graph, output: str, spec: Tensor, x: Tensor, offset: Tensor | N
     (B, K, n_out), offset (B, K) -> (B, R)."""
     b, r = x.shape[:2]
     rows = spec if spec.ndim == 3 else spec.unsqueeze(1)
-    y = graph.forward(x.reshape(b * r, *x.shape[2:]))[output].reshape(b, r, -1)  # type: ignore[index]
+    y = graph.forward(x.reshape(b * r, *x.shape[2:]))[output].reshape(b, r, -1)
     v = torch.einsum("brn,bkn->brk", y, rows.to(y.dtype))
     if offset is not None:
         v = v - offset.to(y.dtype).unsqueeze(1)
@@ -112,10 +113,12 @@ def _points_per_box(lower: Tensor, config: AttackConfig, starts: Tensor | None) 
     return 1 + corners + config.restarts + (0 if starts is None else starts.shape[1])
 
 
-def _first_starts(lower: Tensor, upper: Tensor, config: AttackConfig, starts: Tensor | None, gen) -> Tensor:
+def _first_starts(
+    lower: Tensor, upper: Tensor, config: AttackConfig, starts: Tensor | None, gen: torch.Generator
+) -> Tensor:
     """(B, R, n) starting points in box coordinates [0, 1]^n."""
     b, n = lower.shape[0], lower[0].numel()
-    opts = {"dtype": lower.dtype, "device": lower.device}
+    opts: dict[str, Any] = {"dtype": lower.dtype, "device": lower.device}
     pts = [torch.full((b, 1, n), 0.5, **opts)]
     if starts is not None and starts.shape[1] > 0:
         pts.append(_to_unit(starts.reshape(b, starts.shape[1], n).to(**opts), lower, upper))
@@ -190,7 +193,7 @@ def _snap(task: _Task, best_t: Tensor, best_v: Tensor) -> None:
         best_t.copy_(torch.where(better.unsqueeze(-1), snapped, best_t))
 
 
-def _next_starts(best_t: Tensor, best_v: Tensor, config: AttackConfig, gen) -> Tensor:
+def _next_starts(best_t: Tensor, best_v: Tensor, config: AttackConfig, gen: torch.Generator) -> Tensor:
     """The best quarter of the points found so far, perturbed, and fresh uniform points."""
     b, r, n = best_t.shape
     keep = max(1, r // 4)

@@ -20,8 +20,16 @@ import torch
 from torch import Tensor
 
 from gridverify.bab.domains import Domains, Problem
-from gridverify.bounds.core import Interval
-from gridverify.bounds.crown import backward, concretize, flat_sum, ibp_of_spec, needed_neurons, propagate
+from gridverify.bounds.core import Interval, Relaxer
+from gridverify.bounds.crown import (
+    Visitor,
+    backward,
+    concretize,
+    flat_sum,
+    ibp_of_spec,
+    needed_neurons,
+    propagate,
+)
 from gridverify.bounds.optim import ProjectedAdam
 from gridverify.ops import Relaxation, get_op
 
@@ -59,7 +67,7 @@ def init_alpha(problem: Problem, intervals: tuple[Interval | None, ...]) -> dict
     return out
 
 
-def _relaxer(problem: Problem, alphas: dict[int, Tensor]):
+def _relaxer(problem: Problem, alphas: dict[int, Tensor]) -> Relaxer:
     graph, out = problem.graph, problem.output
 
     def relaxer(start: int, i: int, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Relaxation:
@@ -68,12 +76,14 @@ def _relaxer(problem: Problem, alphas: dict[int, Tensor]):
         alpha = alphas.get(i) if start == out else None
         if alpha is None:
             alpha = op.init_alpha(lows, ups, **node.kwargs)
-        return op.relax(lows, ups, alpha, **node.kwargs)
+        return op.relaxation(lows, ups, alpha, **node.kwargs)
 
     return relaxer
 
 
-def _visitor(d: Domains, betas: dict[str, dict[int, Tensor]], record: dict[int, Tensor], watch: set[int]):
+def _visitor(
+    d: Domains, betas: dict[str, dict[int, Tensor]], record: dict[int, Tensor], watch: set[int]
+) -> Visitor:
     def visit(i: int, a: Tensor) -> tuple[Tensor, Tensor | None]:
         if i in watch:
             record[i] = a.detach()[:, 0]

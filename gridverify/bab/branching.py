@@ -21,7 +21,7 @@ from torch import Tensor
 from gridverify.bab import split_points
 from gridverify.bab.bound import Bounded
 from gridverify.bab.domains import Problem
-from gridverify.bounds.core import Interval
+from gridverify.bounds.core import Interval, known
 from gridverify.ops import Relaxation, get_op
 
 RootLinear = dict[int, tuple[Tensor, Tensor, Tensor, Tensor]]
@@ -58,28 +58,32 @@ def _flat(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-def _input_bounds(problem: Problem, iv: tuple[Interval | None, ...], h: int) -> tuple[tuple, tuple]:
+def _input_bounds(
+    problem: Problem, iv: tuple[Interval | None, ...], h: int
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     node = problem.graph.nodes[h]
-    return tuple(iv[k][0] for k in node.inputs), tuple(iv[k][1] for k in node.inputs)  # type: ignore[index]
+    return tuple(known(iv[k])[0] for k in node.inputs), tuple(known(iv[k])[1] for k in node.inputs)
 
 
-def _lines(problem: Problem, h: int, lows: tuple, ups: tuple, alpha: Tensor | None) -> Relaxation:
+def _lines(
+    problem: Problem, h: int, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor | None
+) -> Relaxation:
     node = problem.graph.nodes[h]
     op = get_op(node.op)
     a = op.init_alpha(lows, ups, **node.kwargs) if alpha is None else alpha[:, :, 0]
-    return op.relax(lows, ups, a, **node.kwargs)
+    return op.relaxation(lows, ups, a, **node.kwargs)
 
 
 def _shortcut(
-    problem: Problem, h: int, lam: Tensor, r: Relaxation, root: RootLinear, iv: tuple
+    problem: Problem, h: int, lam: Tensor, r: Relaxation, root: RootLinear, iv: tuple[Interval | None, ...]
 ) -> tuple[Tensor, Tensor]:
     """Per neuron of h: coefficient on the graph input (B, n_h, n_in) and constant (B, n_h)."""
     pos, neg = lam.clamp(min=0), lam.clamp(max=0)
     const = _flat(pos * r.lb + neg * r.ub).expand(lam.shape[0], -1)
-    coeff = 0.0
+    coeff: Tensor | float = 0.0
     for k, j in enumerate(problem.graph.nodes[h].inputs):
         passed = _flat((pos * r.lw[k] + neg * r.uw[k]).expand_as(lam))
-        w_l, b_l, w_u, b_u = root.get(j) or _constant_bounds(iv[j], problem.lower)
+        w_l, b_l, w_u, b_u = root.get(j) or _constant_bounds(known(iv[j]), problem.lower)
         p, n = passed.clamp(min=0), passed.clamp(max=0)
         coeff = coeff + p.unsqueeze(-1) * _per_neuron(w_l) + n.unsqueeze(-1) * _per_neuron(w_u)
         const = const + p * _flat(b_l) + n * _flat(b_u)
@@ -123,7 +127,7 @@ def bbps_scores(problem: Problem, b: Bounded, root: RootLinear, tables: bool = T
 
 
 def _gain(
-    problem: Problem, b: Bounded, root: RootLinear, h: int, k: int, point: Tensor, box: tuple
+    problem: Problem, b: Bounded, root: RootLinear, h: int, k: int, point: Tensor, box: tuple[Tensor, Tensor]
 ) -> Tensor:
     d, lam = b.domains, b.coeffs[h]
     lows, ups = _input_bounds(problem, d.intervals, h)

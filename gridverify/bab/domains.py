@@ -11,9 +11,10 @@ Shapes: ``B`` domains; ``S_j`` the shape of node j; the graph has one input of s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -51,7 +52,7 @@ class Problem:
     @cached_property
     def split_nodes(self) -> tuple[int, ...]:
         """Nodes whose neurons may be split: inputs of nonlinear ops that allow it (`OpDef.splittable`)."""
-        found = set()
+        found: set[int] = set()
         for i in sorted(self.plan.needed):
             node = self.graph.nodes[i]
             op = get_op(node.op)
@@ -134,7 +135,7 @@ def concat(parts: Sequence[Domains]) -> Domains:
     if len(parts) == 1:
         return parts[0]
 
-    def cat(get, dim=0):
+    def cat(get: Callable[[Domains], dict[Any, Tensor]], dim: int = 0) -> dict[Any, Tensor]:
         return {k: torch.cat([get(p)[k] for p in parts], dim) for k in get(parts[0])}
 
     return Domains(

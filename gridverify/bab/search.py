@@ -74,7 +74,7 @@ def _root_domains(
     return d, _root_linear(problem, root.intervals) if wanted else {}
 
 
-def _root_linear(problem: Problem, intervals: tuple) -> branching.RootLinear:
+def _root_linear(problem: Problem, intervals: tuple[Interval | None, ...]) -> branching.RootLinear:
     box = {problem.input_name: (problem.lower, problem.upper)}
     _, linear = propagate(
         problem.graph, box, problem.plan, node_relaxer(problem.graph), base=intervals, keep_linear=True
@@ -103,7 +103,9 @@ def _bytes_per_domain(d: Domains) -> int:
     return 2 * total // max(d.size, 1)  # twice: children are built next to their parents
 
 
-def _branch(problem: Problem, b, root_linear, config: SearchConfig, by_input: bool) -> Domains:
+def _branch(
+    problem: Problem, b: Bounded, root_linear: branching.RootLinear, config: SearchConfig, by_input: bool
+) -> Domains:
     d = b.domains
     if by_input:
         dim, mid = branching.choose_input(b)
@@ -252,8 +254,8 @@ def search(
     per_domain = max(_bytes_per_domain(b.domains), 1)
     cap = min(config.max_domains, int(config.memory_gb / 2 * 2**30 / per_domain))
     # bounding keeps about four copies of a domain's tensors alive (autograd): size filtering to fit
-    children = min(config.filtering.max_children, int(config.memory_gb / 2 * 2**30 / (2 * per_domain)))
-    config = replace(config, filtering=replace(config.filtering, max_children=max(children, 2)))
+    max_children = min(config.filtering.max_children, int(config.memory_gb / 2 * 2**30 / (2 * per_domain)))
+    config = replace(config, filtering=replace(config.filtering, max_children=max(max_children, 2)))
     free = int((problem.upper - problem.lower).gt(0).sum())
     mode = _Mode(
         free <= config.input_split_max_dims,

@@ -27,7 +27,7 @@ def split_neurons(d: Domains, choice: Choice) -> Domains:
     left, right = d, d
     for z in torch.unique(choice.node).tolist():
         rows = choice.node == z
-        lo, hi = d.intervals[z]  # type: ignore[misc]
+        lo, hi = d.intervals[z]
         ivl, ivr = list(left.intervals), list(right.intervals)
         ivl[z] = (lo, _narrow(hi, rows, choice.index, choice.point))
         ivr[z] = (_narrow(lo, rows, choice.index, choice.point), hi)
@@ -61,7 +61,7 @@ def points(problem: Problem, d: Domains, node: Tensor, index: Tensor, tables: bo
     """Split point (B,) of neuron ``index`` of node ``node`` in each domain."""
     point = torch.empty_like(d.bound)
     for z in torch.unique(node).tolist():
-        lo, hi = d.intervals[z]  # type: ignore[misc]
+        lo, hi = d.intervals[z]
         mine = torch.where(node == z, index, torch.zeros_like(index)).unsqueeze(1)
         p = split_point(problem, z, lo, hi, tables).reshape(d.size, -1)
         point = torch.where(node == z, p.gather(1, mine).squeeze(1), point)

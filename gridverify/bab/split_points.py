@@ -47,7 +47,7 @@ def tabulated_ops() -> tuple[str, ...]:
 
 def _area(op_name: str, a: Tensor, b: Tensor) -> Tensor:
     op = get_op(op_name)
-    r = op.relax((a,), (b,), op.init_alpha((a,), (b,)))
+    r = op.relaxation((a,), (b,), op.init_alpha((a,), (b,)))
     return (r.uw[0] - r.lw[0]) * (b * b - a * a) / 2 + (r.ub - r.lb) * (b - a)
 
 

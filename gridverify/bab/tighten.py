@@ -173,8 +173,8 @@ def _ends_that_matter(
     lows: dict[int, list[Tensor]] = {}
     highs: dict[int, list[Tensor]] = {}
     for z, rows in targets.items():
-        lo, hi = (t[:1].reshape(-1) for t in root.intervals[z])  # type: ignore[index]
-        seen = values[z].reshape(values[z].shape[0], -1)[:, rows]  # type: ignore[index]
+        lo, hi = _first(root.intervals[z])
+        seen = values[z].reshape(values[z].shape[0], -1)[:, rows]
         for k, j in enumerate(rows.tolist()):
             for side in (1.0, -1.0):
                 new_lo, new_hi = lo.clone(), hi.clone()
@@ -184,7 +184,7 @@ def _ends_that_matter(
                     new_lo[j] = 0.5 * (lo[j] + seen[:, k].min())
                 moves.append((z, j, side))
                 for target in targets:
-                    base_lo, base_hi = (t[:1].reshape(-1) for t in root.intervals[target])  # type: ignore[index]
+                    base_lo, base_hi = _first(root.intervals[target])
                     lows.setdefault(target, []).append(new_lo if target == z else base_lo)
                     highs.setdefault(target, []).append(new_hi if target == z else base_hi)
     n = len(moves)
@@ -196,7 +196,7 @@ def _ends_that_matter(
         problem.lower.expand(n, *problem.lower.shape[1:]),
         problem.upper.expand(n, *problem.upper.shape[1:]),
     )
-    moved = crown(graph, wide, problem.output, spec, base=tuple(batched)).upper  # type: ignore[arg-type]
+    moved = crown(graph, wide, problem.output, spec, base=tuple(batched)).upper
     gain = (root.upper - moved).clamp(min=0).sum(1)
     best = float(gain.max())
     chosen = [m for m, g in zip(moves, gain.tolist()) if best <= 0 or g >= 0.2 * best]
@@ -204,6 +204,13 @@ def _ends_that_matter(
     for z, j, side in chosen:
         out.setdefault(z, []).append((j, side))
     return out
+
+
+def _first(iv: Interval | None) -> tuple[Tensor, Tensor]:
+    """The first box's ends of a boundary neuron's interval, flat (CROWN bounds every boundary neuron)."""
+    if iv is None:
+        raise ValueError("a boundary neuron without an interval")
+    return iv[0][:1].reshape(-1), iv[1][:1].reshape(-1)
 
 
 def _narrowed(

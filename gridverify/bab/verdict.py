@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypeVar
+from typing import overload
 
 from torch import Tensor
-
-Number = TypeVar("Number", float, Tensor)
 
 
 class Verdict(str, Enum):
@@ -23,13 +21,21 @@ class Verdict(str, Enum):
     UNKNOWN = "unknown"
 
 
-def proves(upper: Number, threshold: float | Tensor, closed: bool = False) -> bool | Tensor:
+@overload
+def proves(upper: float, threshold: float, closed: bool = False) -> bool: ...
+@overload
+def proves(upper: Tensor, threshold: float | Tensor, closed: bool = False) -> Tensor: ...
+def proves(upper: float | Tensor, threshold: float | Tensor, closed: bool = False) -> bool | Tensor:
     """Whether a certified ``upper`` bound proves ``c^T y`` stays out of the unsafe set: ``upper <=
     threshold`` for an open unsafe set, ``upper < threshold`` strictly for a closed one."""
     return upper < threshold if closed else upper <= threshold
 
 
-def refutes(worst: Number, threshold: float | Tensor, closed: bool = False) -> bool | Tensor:
+@overload
+def refutes(worst: float, threshold: float, closed: bool = False) -> bool: ...
+@overload
+def refutes(worst: Tensor, threshold: float | Tensor, closed: bool = False) -> Tensor: ...
+def refutes(worst: float | Tensor, threshold: float | Tensor, closed: bool = False) -> bool | Tensor:
     """Whether a checked point's value ``worst`` lies in the unsafe set: ``worst > threshold`` for an open
     unsafe set, ``worst >= threshold`` for a closed one."""
     return worst >= threshold if closed else worst > threshold

@@ -19,9 +19,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gridverify.bounds.core import BoundResult, BoxLike, Interval, LinearBounds, Plan, make_plan, spec_matrix
-from gridverify.bounds.crown import (
+from gridverify.bounds.core import (
+    BoundResult,
+    BoxLike,
+    Interval,
+    LinearBounds,
+    Plan,
     Relaxer,
+    known,
+    make_plan,
+    spec_matrix,
+)
+from gridverify.bounds.crown import (
     crown,
     final_bounds,
     ibp_of_spec,
@@ -50,7 +59,7 @@ class AlphaConfig:
 
 
 def _init_alphas(
-    graph: Graph, plan: Plan, starts: dict[int, int], intervals: tuple
+    graph: Graph, plan: Plan, starts: dict[int, int], intervals: tuple[Interval | None, ...]
 ) -> dict[tuple[int, int], Tensor]:
     """alpha[(start, j)] of shape (P_j, B, m_start, *S_j) for each optimisable ancestor j of each start."""
     alphas = {}
@@ -60,8 +69,8 @@ def _init_alphas(
             op = get_op(node.op)
             if op.kind != "nonlinear" or not op.optimisable or j == start:
                 continue
-            lows = tuple(intervals[k][0] for k in node.inputs)
-            ups = tuple(intervals[k][1] for k in node.inputs)
+            lows = tuple(known(intervals[k])[0] for k in node.inputs)
+            ups = tuple(known(intervals[k])[1] for k in node.inputs)
             a0 = op.init_alpha(lows, ups, **node.kwargs).detach()
             a0 = a0.unsqueeze(2).expand(a0.shape[0], a0.shape[1], m, *a0.shape[2:])
             alphas[(start, j)] = a0.clone().requires_grad_(True)
@@ -75,7 +84,7 @@ def _alpha_relaxer(graph: Graph, alphas: dict[tuple[int, int], Tensor]) -> Relax
         alpha = alphas.get((start, i))
         if alpha is None:
             alpha = op.init_alpha(lows, ups, **node.kwargs)
-        return op.relax(lows, ups, alpha, **node.kwargs)
+        return op.relaxation(lows, ups, alpha, **node.kwargs)
 
     return relaxer
 

@@ -6,18 +6,27 @@ Shapes: ``B`` domains (batch of input boxes), ``m`` specifications, ``S`` a node
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from gridverify.ir.graph import Graph, Node
-from gridverify.ops import DomainError, get_op
+from gridverify.ops import DomainError, Relaxation, get_op
 
 Interval = tuple[Tensor, Tensor]
 InputBox = Mapping[str, Interval]
 BoxLike = InputBox | Interval
+Relaxer = Callable[[int, int, tuple[Tensor, ...], tuple[Tensor, ...]], Relaxation]
+"""(start node, nonlinear node, input lowers, input uppers) -> lines broadcastable to (B, m_start, *S)."""
+
+
+def known(iv: Interval | None) -> Interval:
+    """An interval the plan guarantees (of an input of a relaxed op, of a boundary neuron): never None."""
+    if iv is None:
+        raise ValueError("an interval the plan guarantees is missing")
+    return iv
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from gridverify.bounds.core import (
     Interval,
     LinearBounds,
     Plan,
+    Relaxer,
     as_box,
     describe,
     make_plan,
@@ -38,9 +39,6 @@ from gridverify.bounds.forward import ForwardBounds, free_dims
 from gridverify.ir.builder import lower_fused
 from gridverify.ir.graph import Graph
 from gridverify.ops import DomainError, Relaxation, get_op
-
-Relaxer = Callable[[int, int, tuple[Tensor, ...], tuple[Tensor, ...]], Relaxation]
-"""(start node, nonlinear node, input lowers, input uppers) -> lines broadcastable to (B, m_start, *S)."""
 
 Visitor = Callable[[int, Tensor], tuple[Tensor, Tensor | None]]
 """(node, its summed coefficient A) -> (A to propagate, bias gained or None). Used by branch and bound to
@@ -324,7 +322,7 @@ def node_relaxer(graph: Graph) -> Relaxer:
         if i not in cache:
             node = graph.nodes[i]
             op, kw = get_op(node.op), node.kwargs
-            cache[i] = op.relax(lows, ups, op.init_alpha(lows, ups, **kw), **kw)
+            cache[i] = op.relaxation(lows, ups, op.init_alpha(lows, ups, **kw), **kw)
         return cache[i]
 
     return relaxer

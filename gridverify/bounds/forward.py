@@ -29,13 +29,14 @@ from __future__ import annotations
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from gridverify.bounds.core import InputBox, Interval, Plan
+from gridverify.bounds.core import InputBox, Interval, Plan, Relaxer
 from gridverify.ir.graph import Graph
-from gridverify.ops import Relaxation, get_op
+from gridverify.ops import OpDef, Relaxation, get_op
 
 MAX_INPUTS = 12
 """Forward mode runs when the input box has at most this many non-degenerate dimensions."""
@@ -46,8 +47,6 @@ MARGIN = 1e-10
 ROUNDING = 1e-12
 """Relative widening of a linear op's forms: of ``|L|`` applied to its inputs' magnitudes (sums of up to
 ~1e4 float64 terms round by at most ~1e4 ulps of the sum of their magnitudes)."""
-
-Relaxer = object  # gridverify.bounds.crown.Relaxer (not imported: crown imports this module)
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,10 @@ def free_dims(graph: Graph, box: InputBox) -> Tensor | None:
     return free if 0 < free.numel() <= MAX_INPUTS else None
 
 
-_MEMO: OrderedDict[int, tuple[weakref.ref, weakref.ref, tuple, dict[int, Interval]]] = OrderedDict()
+_MEMO: OrderedDict[
+    int,
+    tuple[weakref.ref[Tensor], weakref.ref[Tensor], tuple[int, int, tuple[int, ...]], dict[int, Interval]],
+] = OrderedDict()
 _MEMO_SIZE = 4
 """Forward intervals of the last few boxes, by the identity of the box's tensors: alpha-CROWN propagates
 the same box once per step (after a `crown` pass on it), and the forward bounds do not depend on its
@@ -80,7 +82,7 @@ made that 28 of 38 s on a 2-input sin/cos graph). Entries die with their tensors
 a set of valid bounds on its box, so a hit is sound."""
 
 
-def _memo_key(graph: Graph, box: InputBox, plan: Plan) -> tuple[int, tuple]:
+def _memo_key(graph: Graph, box: InputBox, plan: Plan) -> tuple[int, tuple[int, int, tuple[int, ...]]]:
     lo, hi = box[graph.inputs[0][0]]
     return id(lo), (id(hi), len(graph.nodes), tuple(sorted(plan.needed)))
 
@@ -106,7 +108,7 @@ def _remember(graph: Graph, box: InputBox, plan: Plan, found: dict[int, Interval
 class ForwardBounds:
     """Forms of the nodes met so far in one topological sweep (`gridverify.bounds.crown.propagate`)."""
 
-    def __init__(self, graph: Graph, box: InputBox, plan: Plan, free: Tensor, relaxer) -> None:
+    def __init__(self, graph: Graph, box: InputBox, plan: Plan, free: Tensor, relaxer: Relaxer) -> None:
         self.graph, self.relaxer = graph, relaxer
         name, self.input_id = graph.inputs[0]
         self.memo = _recall(graph, box, plan)
@@ -225,20 +227,22 @@ class ForwardBounds:
             # each term's own size: the sums over inputs below may cancel what their rounding acts on
             ml = bl.abs() + (wl.abs() * reach).sum(1, keepdim=True)
             mh = bh.abs() + (wh.abs() * reach).sum(1, keepdim=True)
-            w_lo, w_hi = (wl, wh) if w_lo is None else (w_lo + wl, w_hi + wh)
-            b_lo, b_hi = (bl, bh) if b_lo is None else (b_lo + bl, b_hi + bh)
-            mag_lo, mag_hi = (ml, mh) if mag_lo is None else (mag_lo + ml, mag_hi + mh)
+            w_lo, w_hi = (wl, wh) if w_lo is None or w_hi is None else (w_lo + wl, w_hi + wh)
+            b_lo, b_hi = (bl, bh) if b_lo is None or b_hi is None else (b_lo + bl, b_hi + bh)
+            mag_lo, mag_hi = (ml, mh) if mag_lo is None or mag_hi is None else (mag_lo + ml, mag_hi + mh)
+        if w_lo is None or w_hi is None or b_lo is None or b_hi is None or mag_lo is None or mag_hi is None:
+            raise ValueError(f"op {node.op!r} without inputs")
         # the offsets can cancel the carried biases (a tangent's offset against its slope times a bias), and
         # the inputs' terms each other: widen by the magnitudes of every term, not of the sums
-        err_lo = ROUNDING * (_times(r.lb.abs(), torch.ones_like(b_lo)) + mag_lo)  # type: ignore[arg-type]
-        err_hi = ROUNDING * (_times(r.ub.abs(), torch.ones_like(b_hi)) + mag_hi)  # type: ignore[arg-type]
-        b_lo = (b_lo + r.lb - err_lo).squeeze(1)  # type: ignore[operator]
-        b_hi = (b_hi + r.ub + err_hi).squeeze(1)  # type: ignore[operator]
+        err_lo = ROUNDING * (_times(r.lb.abs(), torch.ones_like(b_lo)) + mag_lo)
+        err_hi = ROUNDING * (_times(r.ub.abs(), torch.ones_like(b_hi)) + mag_hi)
+        b_lo = (b_lo + r.lb - err_lo).squeeze(1)
+        b_hi = (b_hi + r.ub + err_hi).squeeze(1)
         shape = (-1, self.free.numel(), *out)
         return Form(
-            w_lo.expand(*w_lo.shape[:2], *out).reshape(shape),  # type: ignore[union-attr]
+            w_lo.expand(*w_lo.shape[:2], *out).reshape(shape),
             b_lo.expand(b_lo.shape[0], *out),
-            w_hi.expand(*w_hi.shape[:2], *out).reshape(shape),  # type: ignore[union-attr]
+            w_hi.expand(*w_hi.shape[:2], *out).reshape(shape),
             b_hi.expand(b_hi.shape[0], *out),
         )
 
@@ -291,11 +295,13 @@ def _stack(b: Tensor, w: Tensor, batch: int, n: int, shape: tuple[int, ...]) -> 
     return torch.cat([b, w], 1).reshape(batch * (n + 1), *shape)
 
 
-def _abs_apply(op, kw: dict, radii: list[Tensor], origin: Tensor) -> Tensor:
+def _abs_apply(op: OpDef, kw: dict[str, Any], radii: list[Tensor], origin: Tensor) -> Tensor:
     """``|L| v`` for signed ``v`` (one per input): the op's ``abs_linear``, else ``|L| v+ - |L| v-`` with
     each term from the op's interval of ``[-v, v]`` (both signs in one batch)."""
     if op.abs_linear is not None:
         return op.abs_linear(*radii, **kw)
+    if op.interval is None:
+        raise ValueError(f"linear op {op.name!r} has no interval")
     n = radii[0].shape[0]
     signed = [torch.cat([v.clamp(min=0), (-v).clamp(min=0)]) for v in radii]
     _, up = op.interval(tuple(-v for v in signed), tuple(signed), **kw)

@@ -176,7 +176,8 @@ def _kink_rows(
     col_lower[out : out + size] = np.maximum(col_lower[out : out + size], y_lo)
     col_upper[out : out + size] = np.minimum(col_upper[out : out + size], y_hi)
     k = np.arange(size)
-    pieces = []
+    # (rows' neurons, y coefficients, x coefficients, lower ends, upper ends: an array or one float)
+    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | float]] = []
     # y >= x (relu; abs) and y >= -x (abs): exact facts of the op
     lows = [(1.0, k)] if op == "relu" else [(1.0, k), (-1.0, k)]
     for sign, idx in lows:
@@ -264,7 +265,7 @@ def dual_bound(lp: LinearProgram, cost: np.ndarray, row_dual: np.ndarray) -> flo
     longest = int(np.diff(lp.a.indptr).max(initial=0)) + lp.n_cols + lp.a.shape[0] + 4
     gamma = 2 * longest * _EPS / (1 - 2 * longest * _EPS)
     bound = float(np.sum(col) + np.sum(row))
-    return bound - 2 * gamma * mass - 1e-300
+    return float(bound - 2 * gamma * mass - 1e-300)
 
 
 def _finite_or(t: np.ndarray, used: np.ndarray) -> np.ndarray:

@@ -87,7 +87,7 @@ class GraphBuilder:
 
     def __init__(self) -> None:
         self.nodes: list[Node] = []
-        self._ids: dict[tuple, int] = {}
+        self._ids: dict[tuple[Any, ...], int] = {}
         self._inputs: list[tuple[str, int]] = []
 
     # -- core -------------------------------------------------------------------------------------
@@ -239,8 +239,8 @@ class GraphBuilder:
             return self.mul(x, self.const(1.0 / y.node.kwargs["value"].tensor))
         return self.mul(x, self.apply("reciprocal", y))
 
-    def power(self, x: Any, n: int) -> Var:
-        x = self.lift(x)
+    def power(self, value: Any, n: int) -> Var:
+        x = self.lift(value)
         if int(n) != n:
             raise ValueError(f"power needs an integer exponent, got {n!r} (use sqrt / exp-log forms)")
         n = int(n)
@@ -290,8 +290,8 @@ def rebuild(graph: Graph, expand_fused: bool = False) -> tuple[GraphBuilder, lis
             vals.append(b.input(kw["name"], kw["shape"]))
         elif node.op == "const":
             vals.append(b.const(kw["value"]))
-        elif expand_fused and get_op(node.op).kind == "fused":
-            vals.append(get_op(node.op).decompose(b, *(vals[j] for j in node.inputs), **kw))
+        elif expand_fused and (decompose := get_op(node.op).decompose) is not None:  # the fused ops
+            vals.append(decompose(b, *(vals[j] for j in node.inputs), **kw))
         else:
             vals.append(b.apply(node.op, *(vals[j] for j in node.inputs), name=node.name, **kw))
     return b, vals

@@ -211,7 +211,8 @@ class _Converter:
         outputs = {o.name: self._output(o.name) for o in self.graph.output}
         if self.problems:
             raise UnsupportedOnnxError(self.problems)
-        return self.ctx.builder.build(outputs)
+        # an output is None only where a problem was recorded
+        return self.ctx.builder.build({k: v for k, v in outputs.items() if v is not None})
 
     def _input(self, value: onnx.ValueInfoProto) -> Any:
         tensor = value.type.tensor_type
@@ -221,7 +222,7 @@ class _Converter:
         elif not dims or any(d is None or d <= 0 for d in dims[1:]):
             why = f"shape {dims}: needs a batch dim then fixed sizes"
         else:
-            return Traced(self.ctx.builder.input(value.name, dims[1:]), 0)
+            return Traced(self.ctx.builder.input(value.name, [d for d in dims[1:] if d is not None]), 0)
         self.problems.append(("graph input", repr(value.name), why))
         return _MISSING
 

@@ -359,8 +359,11 @@ class _Groups:
     def _concat(self, b: GraphBuilder, groups: list[int]) -> tuple[Var, dict[int, int]]:
         offset, parts, n = {}, [], 0
         for g in groups:
-            offset[g], n = n, n + self.vectors[g].shape[0]
-            parts.append(self.vectors[g])
+            v = self.vectors[g]
+            if v is None:
+                raise ValueError(f"group {g} is read before it is built")
+            offset[g], n = n, n + v.shape[0]
+            parts.append(v)
         return b.concat(parts), offset
 
     def assemble(self, b: GraphBuilder, values: list[Value]) -> Var:

@@ -120,7 +120,9 @@ class _Converter:
         if missing:
             return _MISSING
         try:
-            return self._apply(key, node, args, kwargs) if traced else self._eager(node, args, kwargs, leaves)
+            if traced and key is not None:  # a traced call without a key was reported above
+                return self._apply(key, node, args, kwargs)
+            return self._eager(node, args, kwargs, leaves)
         except Unsupported as err:
             return self._report(node, str(err))
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor
 
+from gridverify.const import Const
 from gridverify.ops import REGISTRY, get_op
 
 Shape = tuple[int, ...]
@@ -90,6 +91,20 @@ class Graph:
                     stack.append(j)
         return seen
 
+    @overload
+    def forward(
+        self,
+        inputs: Tensor | Mapping[str, Tensor],
+        *,
+        dtype: torch.dtype = ...,
+        keep_all: Literal[False] = ...,
+    ) -> dict[str, Tensor]: ...
+
+    @overload
+    def forward(
+        self, inputs: Tensor | Mapping[str, Tensor], *, dtype: torch.dtype = ..., keep_all: Literal[True]
+    ) -> list[Tensor]: ...
+
     def forward(
         self,
         inputs: Tensor | Mapping[str, Tensor],
@@ -140,7 +155,8 @@ def _evaluate(node: Node, values: list[Tensor], feeds: dict[str, Tensor], ref: T
     if node.op == "input":
         return feeds[node.kwargs["name"]]
     if node.op == "const":
-        return node.kwargs["value"].like(ref).unsqueeze(0)
+        value: Const = node.kwargs["value"]
+        return value.like(ref).unsqueeze(0)
     args = [values[j] for j in node.inputs]
     return get_op(node.op).forward(*args, **node.kwargs)
 
@@ -148,7 +164,7 @@ def _evaluate(node: Node, values: list[Tensor], feeds: dict[str, Tensor], ref: T
 def validate(graph: Graph) -> None:
     """Raise `GraphError` listing every broken invariant (see the module docstring)."""
     problems: list[str] = []
-    seen: dict[tuple, int] = {}
+    seen: dict[tuple[Any, ...], int] = {}
     for i, node in enumerate(graph.nodes):
         problems += [f"node {i} ({node.op}): {p}" for p in _node_problems(graph, i, node)]
         if node.key in seen:

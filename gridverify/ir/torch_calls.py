@@ -326,7 +326,8 @@ def _mean(b: GraphBuilder, x: Var, dim: Any = None, keepdim: bool = False) -> Va
 
 def _softmax(b: GraphBuilder, x: Var, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Var:
     """Over one axis, as the ONNX front end computes it (`gridverify.ir.onnx_ops.softmax_last`)."""
-    from gridverify.ir.onnx_ops import OnnxContext, move_back, move_last, softmax_last
+    from gridverify.ir.onnx_ops import OnnxContext, softmax_last
+    from gridverify.ir.onnx_shape_ops import move_back, move_last
 
     if dim is None:
         raise Unsupported("softmax without dim")

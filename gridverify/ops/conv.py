@@ -28,7 +28,9 @@ def _rank(weight: Any) -> int:
     return len(weight.shape) - 2
 
 
-def _channel_scale(w: Tensor, stride: tuple, padding: tuple, groups: int, out_pad: tuple = ()) -> bool:
+def _channel_scale(
+    w: Tensor, stride: tuple[int, ...], padding: tuple[int, ...], groups: int, out_pad: tuple[int, ...] = ()
+) -> bool:
     """A depthwise 1x1 convolution (a batch norm): both the conv and its transpose scale each channel,
     computed as a product (torch's grouped convolutions are slow on the CPU)."""
     return (
@@ -41,14 +43,27 @@ def _channel_scale(w: Tensor, stride: tuple, padding: tuple, groups: int, out_pa
     )
 
 
-def _conv(x: Tensor, w: Tensor, stride: tuple, padding: tuple, dilation: tuple, groups: int) -> Tensor:
+def _conv(
+    x: Tensor,
+    w: Tensor,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int,
+) -> Tensor:
     if _channel_scale(w, stride, padding, groups):
         return x * w.reshape(1, -1, *(1,) * (w.ndim - 2))
     return _CONV[w.ndim - 2](x, w, None, stride, padding, dilation, groups)
 
 
 def _conv_t(
-    x: Tensor, w: Tensor, stride: tuple, padding: tuple, out_pad: tuple, dilation: tuple, groups: int
+    x: Tensor,
+    w: Tensor,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    out_pad: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int,
 ) -> Tensor:
     if _channel_scale(w, stride, padding, groups, out_pad):
         return x * w.reshape(1, -1, *(1,) * (w.ndim - 2))
@@ -78,11 +93,11 @@ def _conv_forward(
     x: Tensor,
     weight: Any,
     bias: Any = None,
-    stride: tuple = (),
-    padding: tuple = (),
-    dilation: tuple = (),
+    stride: tuple[int, ...] = (),
+    padding: tuple[int, ...] = (),
+    dilation: tuple[int, ...] = (),
     groups: int = 1,
-    in_spatial: tuple = (),
+    in_spatial: tuple[int, ...] = (),
     w: Tensor | None = None,
 ) -> Tensor:
     """``w`` (a tensor) replaces ``weight`` when given (the interval's ``|W|``)."""
@@ -96,9 +111,9 @@ def _conv_shape(
     shape: tuple[int, ...],
     weight: Any,
     bias: Any = None,
-    stride: tuple = (),
-    padding: tuple = (),
-    dilation: tuple = (),
+    stride: tuple[int, ...] = (),
+    padding: tuple[int, ...] = (),
+    dilation: tuple[int, ...] = (),
     groups: int = 1,
 ) -> tuple[int, ...]:
     rank, (c_out, c_in_g, *kernel) = _rank(weight), weight.shape
@@ -136,7 +151,9 @@ def _conv_t_abs(x: Tensor, weight: Any, bias: Any = None, **params: Any) -> Tens
     return _conv_t_forward(x, weight, None, **params, w=weight.like(x).abs())
 
 
-def _conv_interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], *args: Any, **params: Any):
+def _conv_interval(
+    lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], *args: Any, **params: Any
+) -> tuple[Tensor, Tensor]:
     return _centre_radius(_conv_forward, lows, ups, *args, **params)
 
 
@@ -144,11 +161,11 @@ def _conv_adjoint(
     a: Tensor,
     weight: Any,
     bias: Any = None,
-    stride: tuple = (),
-    padding: tuple = (),
-    dilation: tuple = (),
+    stride: tuple[int, ...] = (),
+    padding: tuple[int, ...] = (),
+    dilation: tuple[int, ...] = (),
     groups: int = 1,
-    in_spatial: tuple = (),
+    in_spatial: tuple[int, ...] = (),
 ) -> tuple[Tensor, ...]:
     rank = _rank(weight)
     flat, lead = _flat(a, rank)
@@ -178,10 +195,10 @@ def _conv_t_forward(
     x: Tensor,
     weight: Any,
     bias: Any = None,
-    stride: tuple = (),
-    padding: tuple = (),
-    output_padding: tuple = (),
-    dilation: tuple = (),
+    stride: tuple[int, ...] = (),
+    padding: tuple[int, ...] = (),
+    output_padding: tuple[int, ...] = (),
+    dilation: tuple[int, ...] = (),
     groups: int = 1,
     w: Tensor | None = None,
 ) -> Tensor:
@@ -195,10 +212,10 @@ def _conv_t_shape(
     shape: tuple[int, ...],
     weight: Any,
     bias: Any = None,
-    stride: tuple = (),
-    padding: tuple = (),
-    output_padding: tuple = (),
-    dilation: tuple = (),
+    stride: tuple[int, ...] = (),
+    padding: tuple[int, ...] = (),
+    output_padding: tuple[int, ...] = (),
+    dilation: tuple[int, ...] = (),
     groups: int = 1,
 ) -> tuple[int, ...]:
     rank, (c_in, c_out_g, *kernel) = _rank(weight), weight.shape
@@ -214,7 +231,9 @@ def _conv_t_shape(
     return (c_out_g * groups, *spatial)
 
 
-def _conv_t_interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], *args: Any, **params: Any):
+def _conv_t_interval(
+    lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], *args: Any, **params: Any
+) -> tuple[Tensor, Tensor]:
     return _centre_radius(_conv_t_forward, lows, ups, *args, **params)
 
 
@@ -222,10 +241,10 @@ def _conv_t_adjoint(
     a: Tensor,
     weight: Any,
     bias: Any = None,
-    stride: tuple = (),
-    padding: tuple = (),
-    output_padding: tuple = (),
-    dilation: tuple = (),
+    stride: tuple[int, ...] = (),
+    padding: tuple[int, ...] = (),
+    output_padding: tuple[int, ...] = (),
+    dilation: tuple[int, ...] = (),
     groups: int = 1,
 ) -> tuple[Tensor, ...]:
     flat, lead = _flat(a, _rank(weight))

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from gridverify.const import Const
 from gridverify.ops.registry import OpDef, register
 
 
@@ -19,7 +20,7 @@ def _input_shape(*, name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _const_shape(*, value: Any) -> tuple[int, ...]:
+def _const_shape(*, value: Const) -> tuple[int, ...]:
     return value.shape
 
 

@@ -16,7 +16,8 @@ def _apply(x: Tensor, w: Tensor) -> Tensor:
     if not w.is_sparse:
         return x @ w.T
     flat = x.reshape(-1, x.shape[-1])
-    return torch.sparse.mm(w, flat.T).T.reshape(*x.shape[:-1], w.shape[0])
+    out: Tensor = torch.sparse.mm(w, flat.T)  # typed Any by torch's stubs
+    return out.T.reshape(*x.shape[:-1], w.shape[0])
 
 
 def _forward(x: Tensor, weight: Any, bias: Any = None) -> Tensor:

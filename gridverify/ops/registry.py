@@ -157,6 +157,14 @@ class OpDef:
     def elementwise(self) -> bool:
         return self.kind == "nonlinear"
 
+    def relaxation(
+        self, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor, **params: Any
+    ) -> Relaxation:
+        """``relax`` on the box: every nonlinear op has one (`register` checks it)."""
+        if self.relax is None:
+            raise TypeError(f"op {self.name!r} ({self.kind}) has no relaxation")
+        return self.relax(lows, ups, alpha, **params)
+
     def range_of(self, **params: Any) -> Range:
         """The true range of the op's output for ``params`` (``value_range``)."""
         return self.value_range(**params) if callable(self.value_range) else self.value_range
@@ -171,6 +179,8 @@ def register(op: OpDef) -> OpDef:
         raise ValueError(f"op {op.name!r} registered twice")
     if op.kind == "nonlinear" and op.relax is None:
         raise ValueError(f"nonlinear op {op.name!r} needs a relax function")
+    if (op.kind == "fused") != (op.decompose is not None):
+        raise ValueError(f"op {op.name!r}: a fused op, and only a fused op, has a decompose function")
     if op.kind not in ("leaf", "linear", "nonlinear", "fused"):
         raise ValueError(f"op {op.name!r}: unknown kind {op.kind!r}")
     op = _rounded_outward(op)

@@ -8,10 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gridverify.const import Const
 from gridverify.ops.registry import OpDef, broadcast_shape, register
 
 
-def _forward(x: Tensor, factor: Any) -> Tensor:
+def _forward(x: Tensor, factor: Const) -> Tensor:
     return x * factor.like(x)
 
 
@@ -26,7 +27,7 @@ def _shape(shape: tuple[int, ...], factor: Any) -> tuple[int, ...]:
     return broadcast_shape(shape, factor.shape)
 
 
-def _abs(x: Tensor, factor: Any) -> Tensor:
+def _abs(x: Tensor, factor: Const) -> Tensor:
     return x * factor.like(x).abs()
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gridverify.const import Const
 from gridverify.ops.registry import OpDef, batch_axis, monotone_interval, register
 
 
@@ -20,7 +21,7 @@ def _gather(x: Tensor, index: Any) -> Tensor:
     return x.reshape(x.shape[0], -1)[:, idx.reshape(-1)].reshape(x.shape[0], *idx.shape)
 
 
-def _gather_shape(shape: tuple[int, ...], index: Any) -> tuple[int, ...]:
+def _gather_shape(shape: tuple[int, ...], index: Const) -> tuple[int, ...]:
     size = 1
     for s in shape:
         size *= s
