@@ -23,14 +23,14 @@ from gridverify.ops.registry import OpDef, register
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
+Ints = tuple[int, ...]  # one entry per spatial dimension (strides, paddings, dilations, sizes)
+
 
 def _rank(weight: Any) -> int:
     return len(weight.shape) - 2
 
 
-def _channel_scale(
-    w: Tensor, stride: tuple[int, ...], padding: tuple[int, ...], groups: int, out_pad: tuple[int, ...] = ()
-) -> bool:
+def _channel_scale(w: Tensor, stride: Ints, padding: Ints, groups: int, out_pad: Ints = ()) -> bool:
     """A depthwise 1x1 convolution (a batch norm): both the conv and its transpose scale each channel,
     computed as a product (torch's grouped convolutions are slow on the CPU)."""
     return (
@@ -43,27 +43,14 @@ def _channel_scale(
     )
 
 
-def _conv(
-    x: Tensor,
-    w: Tensor,
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-    dilation: tuple[int, ...],
-    groups: int,
-) -> Tensor:
+def _conv(x: Tensor, w: Tensor, stride: Ints, padding: Ints, dilation: Ints, groups: int) -> Tensor:
     if _channel_scale(w, stride, padding, groups):
         return x * w.reshape(1, -1, *(1,) * (w.ndim - 2))
     return _CONV[w.ndim - 2](x, w, None, stride, padding, dilation, groups)
 
 
 def _conv_t(
-    x: Tensor,
-    w: Tensor,
-    stride: tuple[int, ...],
-    padding: tuple[int, ...],
-    out_pad: tuple[int, ...],
-    dilation: tuple[int, ...],
-    groups: int,
+    x: Tensor, w: Tensor, stride: Ints, padding: Ints, out_pad: Ints, dilation: Ints, groups: int
 ) -> Tensor:
     if _channel_scale(w, stride, padding, groups, out_pad):
         return x * w.reshape(1, -1, *(1,) * (w.ndim - 2))
@@ -93,11 +80,11 @@ def _conv_forward(
     x: Tensor,
     weight: Any,
     bias: Any = None,
-    stride: tuple[int, ...] = (),
-    padding: tuple[int, ...] = (),
-    dilation: tuple[int, ...] = (),
+    stride: Ints = (),
+    padding: Ints = (),
+    dilation: Ints = (),
     groups: int = 1,
-    in_spatial: tuple[int, ...] = (),
+    in_spatial: Ints = (),
     w: Tensor | None = None,
 ) -> Tensor:
     """``w`` (a tensor) replaces ``weight`` when given (the interval's ``|W|``)."""
@@ -108,12 +95,12 @@ def _conv_forward(
 
 
 def _conv_shape(
-    shape: tuple[int, ...],
+    shape: Ints,
     weight: Any,
     bias: Any = None,
-    stride: tuple[int, ...] = (),
-    padding: tuple[int, ...] = (),
-    dilation: tuple[int, ...] = (),
+    stride: Ints = (),
+    padding: Ints = (),
+    dilation: Ints = (),
     groups: int = 1,
 ) -> tuple[int, ...]:
     rank, (c_out, c_in_g, *kernel) = _rank(weight), weight.shape
@@ -161,11 +148,11 @@ def _conv_adjoint(
     a: Tensor,
     weight: Any,
     bias: Any = None,
-    stride: tuple[int, ...] = (),
-    padding: tuple[int, ...] = (),
-    dilation: tuple[int, ...] = (),
+    stride: Ints = (),
+    padding: Ints = (),
+    dilation: Ints = (),
     groups: int = 1,
-    in_spatial: tuple[int, ...] = (),
+    in_spatial: Ints = (),
 ) -> tuple[Tensor, ...]:
     rank = _rank(weight)
     flat, lead = _flat(a, rank)
@@ -183,7 +170,7 @@ def _conv_constant(weight: Any, bias: Any = None, **params: Any) -> Any:
     return None if bias is None else Const(bias.tensor.reshape(-1, *(1,) * _rank(weight)))
 
 
-def _conv_bound_shape(shape: tuple[int, ...], **params: Any) -> tuple[int, ...]:
+def _conv_bound_shape(shape: Ints, **params: Any) -> tuple[int, ...]:
     """Shape rule that also checks ``in_spatial`` (the input's spatial size, kept for the adjoint)."""
     if tuple(params.get("in_spatial", shape[1:])) != tuple(shape[1:]):
         raise ValueError(f"conv in_spatial {params['in_spatial']} does not match its input {shape}")
@@ -195,10 +182,10 @@ def _conv_t_forward(
     x: Tensor,
     weight: Any,
     bias: Any = None,
-    stride: tuple[int, ...] = (),
-    padding: tuple[int, ...] = (),
-    output_padding: tuple[int, ...] = (),
-    dilation: tuple[int, ...] = (),
+    stride: Ints = (),
+    padding: Ints = (),
+    output_padding: Ints = (),
+    dilation: Ints = (),
     groups: int = 1,
     w: Tensor | None = None,
 ) -> Tensor:
@@ -209,13 +196,13 @@ def _conv_t_forward(
 
 
 def _conv_t_shape(
-    shape: tuple[int, ...],
+    shape: Ints,
     weight: Any,
     bias: Any = None,
-    stride: tuple[int, ...] = (),
-    padding: tuple[int, ...] = (),
-    output_padding: tuple[int, ...] = (),
-    dilation: tuple[int, ...] = (),
+    stride: Ints = (),
+    padding: Ints = (),
+    output_padding: Ints = (),
+    dilation: Ints = (),
     groups: int = 1,
 ) -> tuple[int, ...]:
     rank, (c_in, c_out_g, *kernel) = _rank(weight), weight.shape
@@ -241,10 +228,10 @@ def _conv_t_adjoint(
     a: Tensor,
     weight: Any,
     bias: Any = None,
-    stride: tuple[int, ...] = (),
-    padding: tuple[int, ...] = (),
-    output_padding: tuple[int, ...] = (),
-    dilation: tuple[int, ...] = (),
+    stride: Ints = (),
+    padding: Ints = (),
+    output_padding: Ints = (),
+    dilation: Ints = (),
     groups: int = 1,
 ) -> tuple[Tensor, ...]:
     flat, lead = _flat(a, _rank(weight))
