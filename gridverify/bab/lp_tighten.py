@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -62,7 +63,7 @@ def lp_base(
     key = _key(problem, targets, config)
     found = _cached(key, cache_dir, budget_s)
     if found is None:
-        found = _compute(problem, spec, targets, config, budget_s - (time.perf_counter() - start))
+        found = _compute(problem, targets, config, budget_s - (time.perf_counter() - start))
         _store(key, found, cache_dir, budget_s)
     if not found:
         return None
@@ -72,14 +73,17 @@ def lp_base(
 
 
 def _compute(
-    problem: Problem, spec: Tensor, targets: dict[int, Tensor], config: LpConfig, budget_s: float
+    problem: Problem, targets: dict[int, Tensor], config: LpConfig, budget_s: float
 ) -> dict[int, Interval]:
     """node -> narrowed interval (float64, CPU), for the nodes the LP narrowed."""
     start = time.perf_counter()
     box = (problem.lower.cpu().to(torch.float64), problem.upper.cpu().to(torch.float64))
     graph = problem.graph
-    root = crown(graph, box, problem.output, spec.cpu().to(torch.float64))
-    before = list(root.intervals)
+    # the LP reads the intervals of the targets' ancestors: CROWN on the graph cut at the last target (the
+    # rows' own bounds are the screen's job; on case300's 3722 rows they took 17 s against 0.4 s)
+    cut = replace(graph, outputs=(("boundary", max(targets)),))
+    before = list(crown(cut, box, "boundary").intervals)
+    before += [None] * (len(graph.nodes) - len(before))
     left = budget_s - (time.perf_counter() - start)
     after = lp_intervals(graph, targets, before, config, left)
     return {

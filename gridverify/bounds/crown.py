@@ -178,7 +178,7 @@ def propagate(
     crown_set = set(plan.crown_nodes if crown_nodes is None else crown_nodes)
     intervals: list[Interval | None] = [None] * len(graph.nodes)
     linear: dict[int, tuple[dict[int, Tensor], Tensor]] = {}
-    fwd = _forward_bounds(graph, box, plan, relaxer, crown_nodes, forward)
+    fwd = _forward_bounds(graph, box, plan, relaxer, crown_nodes, forward, base)
     for i in sorted(plan.needed):
         lo, hi = node_interval(graph, i, intervals, box)
         if fwd is not None:
@@ -202,11 +202,12 @@ def _forward_bounds(
     relaxer: Relaxer,
     crown_nodes: tuple[int, ...] | None,
     on: bool | None,
+    base: tuple[Interval | None, ...] | None = None,
 ) -> ForwardBounds | None:
     if on is None:
         on = crown_nodes is None or tuple(crown_nodes) == plan.crown_nodes
     free = free_dims(graph, box) if on else None
-    return None if free is None else ForwardBounds(graph, box, plan, free, relaxer)
+    return None if free is None else ForwardBounds(graph, box, plan, free, relaxer, base)
 
 
 def _rows_spec(shape: tuple[int, ...], rows: Tensor | None, like: Tensor) -> Tensor:

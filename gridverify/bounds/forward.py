@@ -70,37 +70,54 @@ def free_dims(graph: Graph, box: InputBox) -> Tensor | None:
     return free if 0 < free.numel() <= MAX_INPUTS else None
 
 
-_MEMO: OrderedDict[
-    int,
-    tuple[weakref.ref[Tensor], weakref.ref[Tensor], tuple[int, int, tuple[int, ...]], dict[int, Interval]],
-] = OrderedDict()
+@dataclass(frozen=True)
+class _Entry:
+    """What a memo holds valid for: the graph, the box's tensors (identity and in-place version), the base
+    intervals (the very object: kept alive, so its identity cannot be reused) and the plan's nodes."""
+
+    graph: weakref.ref[Graph]
+    lo: weakref.ref[Tensor]
+    hi: weakref.ref[Tensor]
+    versions: tuple[int, int]
+    base: object
+    needed: tuple[int, ...]
+    found: dict[int, Interval]
+
+
+_MEMO: OrderedDict[int, _Entry] = OrderedDict()
 _MEMO_SIZE = 4
 """Forward intervals of the last few boxes, by the identity of the box's tensors: alpha-CROWN propagates
 the same box once per step (after a `crown` pass on it), and the forward bounds do not depend on its
 parameters; they are computed once per box instead of once per step (the smooth ops' tangent searches
-made that 28 of 38 s on a 2-input sin/cos graph). Entries die with their tensors; a memo is only ever
-a set of valid bounds on its box, so a hit is sound."""
+made that 28 of 38 s on a 2-input sin/cos graph). A hit needs the same graph object, the same box tensors
+unmodified since, the same base object and plan: the forward forms read the base's intervals (a domain's
+split constraints among them), and two graphs of one structure on one box tensor are not the same bounds.
+Entries die with their tensors; a memo is only ever a set of valid bounds on its box, so a hit is sound."""
 
 
-def _memo_key(graph: Graph, box: InputBox, plan: Plan) -> tuple[int, tuple[int, int, tuple[int, ...]]]:
+def _recall(graph: Graph, box: InputBox, plan: Plan, base: object) -> dict[int, Interval] | None:
     lo, hi = box[graph.inputs[0][0]]
-    return id(lo), (id(hi), len(graph.nodes), tuple(sorted(plan.needed)))
-
-
-def _recall(graph: Graph, box: InputBox, plan: Plan) -> dict[int, Interval] | None:
-    key, rest = _memo_key(graph, box, plan)
-    hit = _MEMO.get(key)
-    lo, hi = box[graph.inputs[0][0]]
-    if hit is None or hit[0]() is not lo or hit[1]() is not hi or hit[2] != rest:
+    hit = _MEMO.get(id(lo))
+    if (
+        hit is None
+        or hit.graph() is not graph
+        or hit.lo() is not lo
+        or hit.hi() is not hi
+        or hit.versions != (lo._version, hi._version)
+        or hit.base is not base
+        or hit.needed != tuple(sorted(plan.needed))
+    ):
         return None
-    return hit[3]
+    return hit.found
 
 
-def _remember(graph: Graph, box: InputBox, plan: Plan, found: dict[int, Interval]) -> None:
-    key, rest = _memo_key(graph, box, plan)
+def _remember(graph: Graph, box: InputBox, plan: Plan, base: object, found: dict[int, Interval]) -> None:
     lo, hi = box[graph.inputs[0][0]]
-    _MEMO[key] = (weakref.ref(lo), weakref.ref(hi), rest, found)
-    _MEMO.move_to_end(key)
+    versions = (lo._version, hi._version)
+    entry = _Entry(weakref.ref(graph), weakref.ref(lo), weakref.ref(hi), versions, base,
+                   tuple(sorted(plan.needed)), found)  # fmt: skip
+    _MEMO[id(lo)] = entry
+    _MEMO.move_to_end(id(lo))
     while len(_MEMO) > _MEMO_SIZE:
         _MEMO.popitem(last=False)
 
@@ -108,12 +125,14 @@ def _remember(graph: Graph, box: InputBox, plan: Plan, found: dict[int, Interval
 class ForwardBounds:
     """Forms of the nodes met so far in one topological sweep (`gridverify.bounds.crown.propagate`)."""
 
-    def __init__(self, graph: Graph, box: InputBox, plan: Plan, free: Tensor, relaxer: Relaxer) -> None:
+    def __init__(
+        self, graph: Graph, box: InputBox, plan: Plan, free: Tensor, relaxer: Relaxer, base: object = None
+    ) -> None:
         self.graph, self.relaxer = graph, relaxer
         name, self.input_id = graph.inputs[0]
-        self.memo = _recall(graph, box, plan)
+        self.memo = _recall(graph, box, plan, base)
         self.found: dict[int, Interval] = {}
-        self.key = (graph, box, plan)
+        self.key = (graph, box, plan, base)
         lo, hi = box[name]
         self.lo = lo.reshape(lo.shape[0], -1)[:, free]  # (B, n)
         self.hi = hi.reshape(hi.shape[0], -1)[:, free]

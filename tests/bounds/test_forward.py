@@ -173,3 +173,30 @@ def test_free_dims() -> None:
     assert free_dims(graph, {"x": (lower, upper)}).tolist() == [3]
     point = crown(graph, (lower + 0.25, lower + 0.25))  # no free dimension at all
     assert float(point.upper) == pytest.approx(0.25 * (MAX_INPUTS + 1), abs=1e-9)
+
+
+def test_memo_never_serves_another_graph_or_base_on_the_same_box_tensors() -> None:
+    """Forward intervals are memoised per box: two graphs of one structure (different weights) on one box
+    tensor, and one graph under two bases, each get their own sound intervals (a stale memo once gave the
+    second graph the first one's intervals: its first layer 8.8 off)."""
+    from gridverify.ir import GraphBuilder
+
+    box = (torch.full((1, 3), -1.0, dtype=torch.float64), torch.full((1, 3), 1.0, dtype=torch.float64))
+    x = box[0] + (box[1] - box[0]) * torch.rand(
+        4000, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    for seed in range(3):
+        gen = torch.Generator().manual_seed(seed)
+        b = GraphBuilder()
+        h = b.relu(b.linear(b.input("x", (3,)), 3 * torch.randn(8, 3, generator=gen, dtype=torch.float64),
+                            torch.randn(8, generator=gen, dtype=torch.float64)))  # fmt: skip
+        g = b.build({"y": b.sigmoid(b.linear(h, torch.randn(2, 8, generator=gen, dtype=torch.float64)))})
+        values = g.forward(x, keep_all=True)
+        for base in (None, tuple(None for _ in g.nodes)):
+            intervals = crown(g, box, "y", base=base).intervals
+            for i, iv in enumerate(intervals):
+                if iv is None:
+                    continue
+                v = values[i].reshape(x.shape[0], -1)
+                assert bool((iv[0].reshape(1, -1) <= v.min(0).values + 1e-9).all()), (seed, i)
+                assert bool((iv[1].reshape(1, -1) >= v.max(0).values - 1e-9).all()), (seed, i)
