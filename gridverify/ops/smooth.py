@@ -41,7 +41,7 @@ Solver = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 _BISECT_STEPS = 24
 _NEWTON_STEPS = 4
-_ENVELOPE_STEPS = 16
+_ENVELOPE_STEPS = 30
 _SLOPE_CAP = 1e30
 _NUDGE = 1e-9
 
