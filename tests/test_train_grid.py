@@ -103,6 +103,26 @@ def test_grid_options_are_refused_for_a_case_folder(capsys: pytest.CaptureFixtur
     assert "--samples: for a grid file only" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"solver": "ipopt"}, "unknown [data] settings ['solver']"),
+        ({"labeller": "knitro"}, "unknown AC-OPF labeller"),
+    ],
+)
+def test_a_bad_data_section_is_one_line(
+    data: dict[str, str], problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "c14"
+    out.mkdir()
+    (out / CASE14.name).write_bytes(CASE14.read_bytes())
+    definition = CaseDefinition("c14", CASE14.name, "+-10%", 0, {"hidden": [8]}, {"samples": 12, **data}, {})
+    (out / "case.toml").write_text(definition.to_toml())
+    assert main(["train", str(out), "--no-cache"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gridverify train: ") and "\n" not in err and problem in err, err
+
+
 def test_case_toml_round_trip_and_hidden_widths(tmp_path: Path) -> None:
     definition = CaseDefinition("x", "x.m", "0.9:1.1", 7, {"hidden": [16, 4], "activation": "relu"},
                                 {"samples": 5, "labeller": "runopf"}, {"learning_rate": 0.003})  # fmt: skip

@@ -219,6 +219,10 @@ def train_case(name_or_path: str | Path, data_config: DatasetConfig | None = Non
     case = load_case(name_or_path)
     config = TrainConfig.of(case)
     base = data_config or DatasetConfig()
+    known = set(base.__dict__) - {"seed", "cache_dir", "progress"}
+    unknown = sorted(set(case.definition.data) - known)
+    if unknown:
+        raise ValueError(f"case {case.name}: unknown [data] settings {unknown}; known: {sorted(known)}")
     data_config = DatasetConfig(**{**base.__dict__, **case.definition.data, "seed": case.definition.seed})
     dataset = generate(case.source, case.region, data_config)
     model, metrics = train_surrogate(case, dataset, config)
