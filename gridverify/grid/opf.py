@@ -21,6 +21,7 @@ constraint within ``OpfConfig.feasibility_tol_pu`` (balance residuals in pu, bou
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -54,7 +55,8 @@ class OpfConfig:
 class OpfSolution:
     """One solve at loads ``load`` = concat(pd_pu, qd_pu) (2D,). ``x``, ``lam_x``, ``lam_g``: IPOPT's primal
     point and multipliers (for warm starts); ``converged`` False: the other numbers are IPOPT's last
-    iterate, not an optimum."""
+    iterate, not an optimum; ``seconds``: IPOPT's wall time, a failed warm start's included; ``warm``:
+    whether the returned point came from a warm start."""
 
     load: np.ndarray
     converged: bool
@@ -180,11 +182,13 @@ class AcOpf:
     def solve(self, load: np.ndarray, start: OpfSolution | None = None) -> OpfSolution:
         """IPOPT at ``load`` (2D,) pu, warm from ``start`` when given (retried cold if that fails)."""
         load = np.asarray(load, dtype=np.float64)
-        if start is not None:
-            warm = self._run(self._warm, load, start.x, start.lam_x, start.lam_g)
-            if warm.converged:
-                return warm
-        return self._run(self._cold, load, self.flat_start(), None, None)
+        if start is None:
+            return self._run(self._cold, load, self.flat_start(), None, None)
+        warm = self._run(self._warm, load, start.x, start.lam_x, start.lam_g)
+        if warm.converged:
+            return warm
+        cold = self._run(self._cold, load, self.flat_start(), None, None)
+        return dataclasses.replace(cold, seconds=warm.seconds + cold.seconds)
 
     def _run(self, solver: ca.Function, load: np.ndarray, x0: np.ndarray, lam_x: np.ndarray | None,
              lam_g: np.ndarray | None) -> OpfSolution:  # fmt: skip
