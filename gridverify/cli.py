@@ -145,7 +145,7 @@ folder (see gridverify.surrogate.train).
 CASE is a shipped case name (e.g. case14), a case folder with case.toml (its settings are used; see
 cases/README.md), or a grid file: a MATPOWER / PGLib-OPF .m case or a pandapower .json net. For a grid file,
 a case folder is written first (--out: case.toml from --region, --samples, --hidden, --epochs, --seed,
---labeller, and a copy of the grid file); `gridverify verify FOLDER` then verifies the result.
+--stability, --labeller, and a copy of the grid file); `gridverify verify FOLDER` then verifies the result.
 
 Labels: AC-OPF solutions of loads drawn uniformly in the region (IPOPT with exact derivatives by default,
 PYPOWER's runopf as the cross-check), cached as they come: Ctrl-C stops within seconds and the same command
@@ -172,6 +172,9 @@ def _add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     grid.add_argument("--hidden", default=None, help="hidden layer widths, e.g. 64x64 (default 128x128)")
     grid.add_argument("--epochs", type=int, default=None, help="training epochs (default 1000)")
     grid.add_argument("--seed", type=int, default=None, help="seed of the loads and the weights (default 0)")
+    grid.add_argument("--stability", type=float, default=None,
+                      help="weight of the relu-stability penalty (stability_weight; default 0): 0.001 gives "
+                      "surrogates whose constraints verify decides (README: bench/stability.py)")  # fmt: skip
     grid.add_argument("--labeller", choices=("ipopt", "runopf"), default=None,
                       help="AC-OPF solver (default ipopt; runopf: PYPOWER, .m files only)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="AC-OPF processes (default 2)")

@@ -131,3 +131,15 @@ def test_case_toml_round_trip_and_hidden_widths(tmp_path: Path) -> None:
     assert parse_hidden("128x64") == (128, 64) and parse_hidden("32") == (32,)
     with pytest.raises(ValueError, match="not understood"):
         parse_hidden("0x3")
+
+
+def test_stability_option_reaches_case_toml_and_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "c14"
+    assert _train(CASE14, out, tmp_path / "cache", "--stability", "0.01") == 0
+    assert CaseDefinition.read(out / "case.toml").training["stability_weight"] == 0.01
+    metrics = load_case(out).metrics
+    assert len(metrics["unstable_relus"]) == 2 and all(0 <= n <= 8 for n in metrics["unstable_relus"])
+    assert _train(CASE14, tmp_path / "bad", tmp_path / "cache", "--stability", "-1") == 2
+    assert "--stability >= 0" in capsys.readouterr().err

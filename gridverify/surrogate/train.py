@@ -317,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 GRID_OPTIONS = {  # option of `gridverify train GRID` -> its default
     "region": "+-10%", "samples": 2000, "hidden": "128x128", "epochs": 1000, "seed": 0, "labeller": "ipopt",
+    "stability": 0.0,
 }  # fmt: skip
 
 
@@ -344,14 +345,14 @@ def grid_case_folder(grid: Path, args: argparse.Namespace) -> Path:
         k: default if getattr(args, k, None) is None else getattr(args, k)
         for k, default in GRID_OPTIONS.items()
     }
-    if opt["samples"] < 10 or opt["epochs"] < 1:
-        raise ValueError("--samples must be >= 10 and --epochs >= 1")
+    if opt["samples"] < 10 or opt["epochs"] < 1 or opt["stability"] < 0:
+        raise ValueError("--samples must be >= 10, --epochs >= 1 and --stability >= 0")
     definition = CaseDefinition(
         name=grid.stem, source=grid.name, region=str(opt["region"]), seed=int(opt["seed"]),
         architecture={"hidden": list(parse_hidden(opt["hidden"])), "activation": "relu"},
         data={"samples": int(opt["samples"]), "labeller": opt["labeller"]},
         training={"epochs": int(opt["epochs"]), "batch_size": 64, "learning_rate": 3e-3,
-                  "test_fraction": 0.2},
+                  "test_fraction": 0.2, "stability_weight": float(opt["stability"])},
     )  # fmt: skip
     out = args.out if args.out is not None else Path(grid.stem)
     comment = f"Written by `gridverify train {grid.name}`; retrain with `gridverify train {out}`."
