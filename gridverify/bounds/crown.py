@@ -237,6 +237,10 @@ def _tighten(lo: Tensor, hi: Tensor, bound: Tensor, rows: Tensor | None) -> Inte
     return new_lo.reshape(b, *lo.shape[1:]), new_hi.reshape(b, *hi.shape[1:])
 
 
+ROWS = 2048
+"""Rows of a specification bounded per backward pass of `final_bounds`."""
+
+
 def final_bounds(
     graph: Graph,
     box: InputBox,
@@ -245,8 +249,22 @@ def final_bounds(
     intervals: list[Interval | None],
     relaxer: Relaxer,
 ) -> tuple[Tensor, Tensor, LinearBounds]:
-    """Lower and upper bounds of C y_output and their linear forms, given the intervals."""
+    """Lower and upper bounds of C y_output and their linear forms, given the intervals; `ROWS` rows of C
+    per backward pass (its coefficients are rows x node size per node: case1354's 17k rows asked for GBs)."""
     m = c.shape[1]
+    if m > ROWS:
+        parts = [
+            final_bounds(graph, box, output, c[:, k : k + ROWS], intervals, relaxer)
+            for k in range(0, m, ROWS)
+        ]
+        joined = [p[2] for p in parts]
+        linear = LinearBounds(
+            {n: torch.cat([q.lower[n] for q in joined], 1) for n in joined[0].lower},
+            torch.cat([q.lower_bias for q in joined], 1),
+            {n: torch.cat([q.upper[n] for q in joined], 1) for n in joined[0].upper},
+            torch.cat([q.upper_bias for q in joined], 1),
+        )
+        return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1), linear
     found, bias = backward(graph, output, torch.cat([c, -c], dim=1), intervals, relaxer)
     bound = concretize(graph, found, bias, box)
     # Coefficients keep the batch of C (1) where nothing batched met them (an output linear in the input).
