@@ -343,6 +343,11 @@ def _unknowns(cert: Certificate) -> list[str]:
         "",
         "## Undecided (certified interval only)",
         "",
+        "No load found violates these, and the certified bound does not exclude it. A larger `--timeout`",
+        "narrows the bounds slowly when the surrogate's relu neurons straddle 0 over the region (see",
+        "`unstable_relus` in its `metrics.json`); a surrogate trained with `gridverify train --stability",
+        "0.001` keeps them stable and is usually decided (README, `bench/stability.py`).",
+        "",
         "| constraint | worst found | certified bound |",
         "|---|---:|---:|",
     ]
