@@ -36,7 +36,7 @@ def test_tightened_intervals_and_row_bounds_hold_on_sampled_and_attacked_loads(n
     case = load_case(name)
     _, graph, rows = prepare(case, None)
     box = case.region.box()
-    config = VerifyConfig(timeout_s=10.0, tighten_share=0.3, tighten_cache=tmp_path)
+    config = VerifyConfig(timeout_s=10.0 if name in FAST else 60.0, tighten_share=0.3, tighten_cache=tmp_path)
     base = tightened_base(graph, box, rows.spec, config)
     assert base is not None
     bound = crown(graph, box, OUTPUT, rows.spec, base=base).upper[0]
