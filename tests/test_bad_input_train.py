@@ -93,8 +93,9 @@ def test_interrupted_labels_are_kept_and_resumed(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("signum", "group"), [(signal.SIGTERM, False), (signal.SIGINT, True)])
 def test_a_signal_stops_training_in_seconds_without_a_traceback(signum, group, tmp_path):
-    """SIGTERM to the command, or Ctrl-C (SIGINT to its whole process group) while AC-OPF workers run."""
-    folder = _case(tmp_path / "case")
+    """SIGTERM to the command, or Ctrl-C (SIGINT to its whole process group) while AC-OPF workers run.
+    PYPOWER's runopf labels (about 0.3-1 s each): IPOPT's 400 would be done before the signal comes."""
+    folder = _case(tmp_path / "case", TINY.replace("samples = 400", 'samples = 400\nlabeller = "runopf"'))
     run = "from gridverify.cli import main; raise SystemExit(main())"
     command = [sys.executable, "-c", run, "train", str(folder), "--cache-dir", str(tmp_path / "cache")]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
