@@ -132,4 +132,4 @@ def test_search_says_why_it_stopped() -> None:
     tight = maximise(GRAPH, (lo, hi), spec[:1], threshold=r[0].worst + 1e-9, config=SearchConfig(timeout_s=1))
     # just above the worst point found: unknown at the end of the budget (unless a better point turns up)
     expected = ("time", "memory") if tight[0].verdict is Verdict.UNKNOWN else ("settled",)
-    assert tight[0].stopped in expected
+    assert tight[0].stopped.split(" ")[0] in expected  # "time (after input splits from 0.4 s)" names switches
