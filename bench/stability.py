@@ -19,20 +19,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
+from verify import balance_ratio  # bench/verify.py, beside this script
 
 from gridverify.surrogate.case import load_case
 from gridverify.surrogate.dataset import DatasetConfig, generate
 from gridverify.surrogate.train import TrainConfig, train_surrogate
 from gridverify.verify import VerifyConfig, verify
-
-
-def balance_ratio(cert) -> float:
-    ratios = [
-        r.bound / r.worst for r in cert.records if r.family in ("p_balance", "q_balance") and r.worst > 0
-    ]
-    return float(np.median(ratios)) if ratios else float("nan")
 
 
 def row(label: str, case, metrics: dict, timeout: float) -> str:
