@@ -1,6 +1,7 @@
 """`GridData`: a case's buses, loads, generators and branches as per-unit numpy arrays, MATPOWER conventions.
 
-The only module that touches pandapower. Two sources, one core (MATPOWER-layout arrays -> `GridData`):
+With `gridverify.grid.net` (grid files, nets) and `gridverify.grid.replay` (power flows), the only module
+that touches pandapower. Two sources, one core (MATPOWER-layout arrays -> `GridData`):
 
 - `from_pandapower(net)`: pandapower's own conversion (``to_ppc`` on a deep copy: the caller's net is never
   modified), so the data is what ``runpp`` solves; ids are pandapower element indices.

@@ -8,7 +8,6 @@ certified bound (no point in the region exceeds it); the true worst case lies in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from gridverify.grid.net import bus_geo
 from gridverify.verify.certificate import Certificate, ConstraintRecord
 
 COLOURS = {"verified": "#2a9d8f", "violated": "#e63946", "unknown": "#f4a261"}
@@ -290,41 +290,17 @@ def history_figure(cert: Certificate, top: int = 8) -> Figure | None:
 
 
 def bus_coordinates(net: Any, data: Any) -> np.ndarray:
-    """(N, 2) coordinates of the case's buses: the net's ``bus.geo`` when it has them, else those of the
-    IEEE case of the same name and size in ``pandapower.networks``, else a networkx layout of the grid."""
-    for source in (net, _ieee_net(data.name, len(data.ids.bus))):
-        xy = _geo(source, data) if source is not None else None
-        if xy is not None:
-            return xy
+    """(N, 2) coordinates of the case's buses: pandapower's (`gridverify.grid.net.bus_geo`: the net's own,
+    else those of the IEEE case of the same name and size), else a networkx layout of the grid."""
+    xy = bus_geo(net, data)
+    if xy is not None:
+        return xy
     import networkx as nx
 
     g = nx.Graph(list(zip(data.branches.from_bus.tolist(), data.branches.to_bus.tolist())))
     g.add_nodes_from(range(len(data.ids.bus)))
     pos = nx.kamada_kawai_layout(g)
     return np.array([pos[i] for i in range(len(data.ids.bus))])
-
-
-def _geo(net: Any, data: Any) -> np.ndarray | None:
-    if "geo" not in net.bus.columns or data.pandapower is None:
-        return None
-    geo = net.bus.geo.reindex(data.pandapower.bus)
-    if geo.isna().any():
-        return None
-    return np.array([json.loads(g)["coordinates"][:2] for g in geo])
-
-
-def _ieee_net(name: str, n_bus: int) -> Any:
-    import warnings
-
-    import pandapower.networks as pn
-
-    stem = name.removeprefix("pglib_opf_").split("_")[0]
-    if not stem.startswith("case") or not hasattr(pn, stem):
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net = getattr(pn, stem)()
-    return net if len(net.bus) == n_bus else None
 
 
 def save(fig: Figure | None, path: Path) -> Path | None:

@@ -9,7 +9,7 @@ A case folder holds:
 - ``case.toml``: the definition (`CaseDefinition`): source file, load region, architecture, data and
   training settings, seed (the format is described in ``cases/README.md``);
 - the source grid: a MATPOWER / PGLib-OPF ``.m`` file (a PGLib case keeps its CC BY 4.0 header) or a
-  pandapower ``.json`` net (`read_grid`);
+  pandapower ``.json`` net (`gridverify.grid.net.read_grid`);
 - ``surrogate.pt``: ``{"config": AcopfSurrogate.config(), "state_dict": float64 weights}``;
 - ``metrics.json``: what training measured (`gridverify.surrogate.train`);
 - ``README.md``: the regenerating command and the metrics.
@@ -31,7 +31,8 @@ from typing import Any
 import torch
 
 from gridverify.grid.acopf import AcopfProblem, build_acopf
-from gridverify.grid.data import GridData, GridError, from_matpower, from_pandapower, matpower_net
+from gridverify.grid.data import GridData, GridError
+from gridverify.grid.net import grid_net, read_grid
 from gridverify.ir.graph import Graph
 from gridverify.surrogate.compose import compose
 from gridverify.surrogate.model import AcopfSurrogate, Layout
@@ -48,9 +49,7 @@ __all__ = [
     "CaseDefinition",
     "SurrogateError",
     "available_cases",
-    "grid_net",
     "load_case",
-    "read_grid",
     "read_surrogate",
     "write_case_folder",
 ]
@@ -58,33 +57,6 @@ __all__ = [
 # The shipped case folders: package data of gridverify (in a checkout, the link gridverify/cases -> cases/).
 CASES_DIR = (Path(str(importlib.resources.files("gridverify"))) / "cases").resolve()
 DEFINITION = "case.toml"
-GRID_SUFFIXES = (".m", ".json")  # MATPOWER / PGLib-OPF cases, pandapower nets
-
-
-def read_grid(path: str | Path) -> GridData:
-    """`GridData` of a grid file: a MATPOWER / PGLib-OPF ``.m`` case (`from_matpower`) or a pandapower
-    ``.json`` net (`from_pandapower` of ``pandapower.from_json``); other suffixes are refused."""
-    path = Path(path)
-    if path.suffix.lower() == ".json":
-        return from_pandapower(grid_net(path), name=path.stem)
-    if path.suffix.lower() != ".m":
-        raise ValueError(f"{path}: not a grid file (expected a MATPOWER .m case or a pandapower .json net)")
-    return from_matpower(path)
-
-
-def grid_net(path: str | Path) -> Any:
-    """A fresh pandapower net of a grid file (``.m``: `matpower_net`; ``.json``: ``pandapower.from_json``)."""
-    path = Path(path)
-    if path.suffix.lower() != ".json":
-        return matpower_net(path)
-    if not path.is_file():
-        raise GridError(f"{path}: no such file")
-    import pandapower
-
-    try:
-        return pandapower.from_json(str(path))
-    except Exception as err:  # pandapower raises many kinds on a file that is not a net
-        raise GridError(f"{path}: not a readable pandapower net ({type(err).__name__})") from None
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,8 @@ from pypower.idx_gen import PG, QG
 from tqdm import tqdm
 
 from gridverify.grid.data import GridData
+from gridverify.grid.net import read_grid
 from gridverify.grid.opf import AcOpf, Labeller, OpfConfig
-from gridverify.surrogate.case import read_grid
 from gridverify.surrogate.region import Region
 
 __all__ = ["LABELLERS", "Dataset", "DatasetConfig", "Interrupted", "generate", "solve_opf"]

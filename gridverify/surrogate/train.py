@@ -33,8 +33,9 @@ import torch
 
 from gridverify.grid.acopf import AcopfProblem, Kind, compile_acopf
 from gridverify.grid.data import GridData
+from gridverify.grid.net import GRID_SUFFIXES
 from gridverify.ir.graph import Graph
-from gridverify.surrogate.case import GRID_SUFFIXES, Case, CaseDefinition, load_case, write_case_folder
+from gridverify.surrogate.case import Case, CaseDefinition, load_case, write_case_folder
 from gridverify.surrogate.dataset import Dataset, DatasetConfig, generate
 from gridverify.surrogate.model import DISPATCH, AcopfSurrogate, Layout
 

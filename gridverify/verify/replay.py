@@ -1,16 +1,15 @@
-"""Replay a load in pandapower: its power flow at the surrogate's set-points, next to gridverify's numbers.
+"""Replay a verification's witnesses in pandapower, next to gridverify's numbers.
 
-For a load vector (a witness), the surrogate's dispatch gives the generator set-points: active power ``pg``
-and voltage magnitude ``vm`` at every ``gen`` (PV bus), voltage magnitude and angle at every ``ext_grid``
-(slack); other generator elements are refused by name. They are written, with the loads, into a copy of the
-case's pandapower net and ``runpp`` solves the power flow. The slack then balances whatever the surrogate's
-dispatch leaves unbalanced, and bus voltages and flows follow the physics instead of the surrogate.
+For a load vector (a witness), the surrogate's dispatch is replayed by `gridverify.grid.replay.power_flow`
+(solved to `WITNESS`'s settings): the generator set-points into a copy of the case's pandapower net, and
+``runpp`` solves the power flow. The slack then balances whatever the surrogate's dispatch leaves
+unbalanced, and bus voltages and flows follow the physics instead of the surrogate.
 
 Two sets of constraint values are compared: gridverify's (the constraints evaluated at the surrogate's
 output, i.e. what was verified) and the same constraints at pandapower's solved state. For a violated
 constraint the replay records both, pandapower's own result columns for the element
-(``res_line.loading_percent``, ``res_bus.vm_pu``, ``res_gen.p_mw`` ...) and whether pandapower's state
-violates it too (``confirmed``). A surrogate whose dispatch is power-flow feasible gives equal values.
+(`gridverify.grid.replay.element_results`) and whether pandapower's state violates it too
+(``confirmed``). A surrogate whose dispatch is power-flow feasible gives equal values.
 
 Beside those, `consequences` reads pandapower's solved state as an engineer would: the slack's power
 against the surrogate's, generators outside their P or Q limits (units sharing a bus are checked together
@@ -21,50 +20,22 @@ surrogate's predicted value beside it. A limit is exceeded when by more than `PH
 
 from __future__ import annotations
 
-import copy
 import time
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import pandapower as pp
 import torch
 
 from gridverify.grid import GridData, compile_acopf, operating_point, pandapower_ids
 from gridverify.grid.data import branch_flows
+from gridverify.grid.replay import WITNESS, PowerFlow, element_results
+from gridverify.grid.replay import power_flow as replay_dispatch
 from gridverify.ir import Graph
 from gridverify.surrogate.case import Case
-from gridverify.surrogate.replay import graph_values, surrogate_point, write_loads, write_setpoints
 from gridverify.verify.certificate import ConstraintRecord
 from gridverify.verify.sources import FileCase
-
-# pandapower element kind -> its res_* columns kept in the certificate. ``loading_percent`` is against
-# pandapower's own rating (max_i_ka at the solved voltage, a transformer's sn_mva), not the case's rate_a:
-# the report shows ``s_from_mva`` / ``s_to_mva`` against ``rate_a_mva`` instead (`element_results`).
-RESULT_COLUMNS = {
-    "bus": ("vm_pu", "va_degree", "p_mw", "q_mvar"),
-    "line": ("loading_percent", "p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar", "i_ka"),
-    "trafo": ("loading_percent", "p_hv_mw", "q_hv_mvar", "p_lv_mw", "q_lv_mvar"),
-    "impedance": ("p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar"),
-    "gen": ("p_mw", "q_mvar", "vm_pu"),
-    "ext_grid": ("p_mw", "q_mvar"),
-    "sgen": ("p_mw", "q_mvar"),
-}
-
-
-@dataclass(frozen=True)
-class PowerFlow:
-    """pandapower's answer at one load vector: the solved net and, per family, constraint values (n,) at
-    the surrogate's output (``surrogate``) and at pandapower's solved state (``pandapower``, None if the
-    power flow did not converge); ``dispatch``: the surrogate's output (`_dispatch`)."""
-
-    net: Any
-    converged: bool
-    surrogate: Mapping[str, np.ndarray]
-    pandapower: Mapping[str, np.ndarray] | None
-    dispatch: Mapping[str, np.ndarray]
 
 
 def _dispatch(case: Case | FileCase, load: np.ndarray) -> dict[str, np.ndarray]:
@@ -80,54 +51,12 @@ PHYSICAL_TOLERANCE = 1e-4  # pu for P, Q and vm; relative (0.01 %) for branch lo
 def power_flow(
     case: Case | FileCase, load: np.ndarray, physics: Graph | None = None, base_net: Any | None = None
 ) -> PowerFlow:
-    """Run pandapower's power flow at ``load`` with the surrogate's set-points (module docstring) in a copy
-    of ``base_net`` (default: the case's net); ``physics``: `compile_acopf` of the case, when at hand."""
+    """pandapower's power flow at ``load`` with the surrogate's set-points (module docstring) in a copy of
+    ``base_net`` (default: the case's net); ``physics``: `compile_acopf` of the case, when at hand."""
     load = np.asarray(load, dtype=np.float64).reshape(-1)
     physics = physics or compile_acopf(case.problem)
-    net = copy.deepcopy(case.net if base_net is None else base_net)
-    dispatch = _dispatch(case, load)
-    write_loads(case.data, net, load)
-    write_setpoints(case.data, net, dispatch)
-    at_surrogate = graph_values(physics, surrogate_point(case.data, load, dispatch))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            pp.runpp(net, numba=False, calculate_voltage_angles=True, init="dc", max_iteration=30)
-    except pp.LoadflowNotConverged:
-        return PowerFlow(net, False, at_surrogate, None, dispatch)
-    d = len(case.data.loads.bus)
-    solved = replace(operating_point(case.data, net), pd_pu=load[:d], qd_pu=load[d:])
-    return PowerFlow(net, True, at_surrogate, graph_values(physics, solved), dispatch)
-
-
-def element_results(net: Any, data: GridData, record: ConstraintRecord) -> dict[str, float]:
-    """pandapower's own result columns for the record's element (see `RESULT_COLUMNS`); for a branch also
-    its apparent power at both ends (MVA, the case's from/to ends) and the case's ``rate_a`` (MVA)."""
-    kind, idx = _pandapower_element(data, record)
-    table = net[f"res_{kind}"]
-    cols = [c for c in RESULT_COLUMNS.get(kind, ()) if c in table.columns]
-    out = {f"res_{kind}.{c}": float(table.at[idx, c]) for c in cols}
-    if record.family.startswith(("thermal", "angle")):
-        k = list(zip(data.ids.branch_kinds, data.ids.branch.tolist())).index(tuple(record.element))
-        flows, base = branch_flows(data, net), data.base_mva
-        out["s_from_mva"] = float(np.hypot(flows["p_from"][k], flows["q_from"][k]) * base)
-        out["s_to_mva"] = float(np.hypot(flows["p_to"][k], flows["q_to"][k]) * base)
-        if np.isfinite(data.branches.rate_a_pu[k]):
-            out["rate_a_mva"] = float(data.branches.rate_a_pu[k] * base)
-    return out
-
-
-def _pandapower_element(data: GridData, record: ConstraintRecord) -> tuple[str, int]:
-    """The case's element id (MATPOWER numbering) -> pandapower's element."""
-    ids, pp_ids = data.ids, pandapower_ids(data)
-    kind, idx = record.element
-    if kind == "bus":
-        return "bus", int(pp_ids.bus[np.flatnonzero(ids.bus == idx)[0]])
-    if record.family.startswith(("pg", "qg")):
-        k = list(zip(ids.gen_kinds, ids.gen.tolist())).index((kind, idx))
-        return pp_ids.gen_kinds[k], int(pp_ids.gen[k])
-    k = list(zip(ids.branch_kinds, ids.branch.tolist())).index((kind, idx))
-    return pp_ids.branch_kinds[k], int(pp_ids.branch[k])
+    net = case.net if base_net is None else base_net
+    return replay_dispatch(case.data, net, physics, load, _dispatch(case, load), WITNESS)
 
 
 BALANCE = ("p_balance", "q_balance")
@@ -177,7 +106,7 @@ def _replay_entry(case: Case | FileCase, flow: PowerFlow, r: ConstraintRecord, k
         "pandapower": theirs,
         "confirmed": theirs > r.tolerance,
         "difference": theirs - ours,
-        "results": element_results(flow.net, case.data, r),
+        "results": element_results(flow.net, case.data, r.family, r.element),
         "consequences": consequences(case.data, flow),
     }
 

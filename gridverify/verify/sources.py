@@ -5,21 +5,16 @@ as ``.json``) with a surrogate file (``surrogate.pt`` as `gridverify train` writ
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import pandapower as pp
-
-from gridverify.grid import AcopfProblem, GridData, build_acopf, from_matpower, from_pandapower, matpower_net
-from gridverify.grid.data import GridError
+from gridverify.grid import AcopfProblem, GridData, build_acopf
+from gridverify.grid.net import GRID_SUFFIXES, grid_net, read_grid
 from gridverify.ir import Graph
 from gridverify.surrogate import AcopfSurrogate, Region, compose
 from gridverify.surrogate.case import Case, load_case, read_surrogate
-
-GRID_SUFFIXES = (".m", ".json")
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,31 +43,12 @@ class FileCase:
 
     @property
     def net(self) -> Any:
-        if self.grid.suffix == ".m":
-            return matpower_net(self.grid)
-        return read_net(self.grid)
+        return grid_net(self.grid)
 
     @cached_property
     def data(self) -> GridData:
         """The grid; a file that cannot be read or is outside the model raises `GridError` naming it."""
-        if self.grid.suffix == ".m":
-            return from_matpower(self.grid)
-        net = read_net(self.grid)
-        try:
-            return from_pandapower(net, self.grid.stem)
-        except GridError as err:
-            raise GridError(f"{self.grid}: {str(err).removeprefix(self.grid.stem + ': ')}") from None
-        except (
-            NotImplementedError,
-            ValueError,
-            KeyError,
-            IndexError,
-            AttributeError,
-            TypeError,
-            UserWarning,
-        ) as err:
-            # pandapower raises UserWarning for a net without a slack (no ext_grid, no slack gen)
-            raise GridError(f"{self.grid}: pandapower net not supported ({_first_line(err)})") from None
+        return read_grid(self.grid)
 
     @cached_property
     def problem(self) -> AcopfProblem:
@@ -94,25 +70,6 @@ class FileCase:
     @property
     def metrics(self) -> dict[str, Any]:
         return {}
-
-
-def read_net(path: Path) -> Any:
-    """The pandapower net saved at ``path`` (``pandapower.to_json``); `GridError` naming the file when it is
-    not one (not JSON, another JSON document, an empty net)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            net = pp.from_json(str(path))
-    except Exception as err:  # pandapower raises UserWarning, AttributeError, KeyError, ... on bad files
-        raise GridError(f"{path}: not a pandapower net ({type(err).__name__}: {_first_line(err)})") from None
-    if not isinstance(net, pp.pandapowerNet) or "bus" not in net or len(net.bus) == 0:
-        raise GridError(f"{path}: not a pandapower net with buses")
-    return net
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 def open_case(name: str | Path, surrogate: str | Path | None = None) -> Case | FileCase:
