@@ -41,6 +41,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("gridverify.surrogate.cli", "gridverify.cli"): "the train subcommand's parser lives in the top CLI",
 }
 
+
 def _modules() -> Iterator[tuple[str, Path]]:
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = ("gridverify", *path.relative_to(PACKAGE).with_suffix("").parts)
