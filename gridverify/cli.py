@@ -39,12 +39,6 @@ alpha-CROWN) on one nonlinear computation graph.
 
 
 LIGHT = ("demo", "vnnlib")  # commands that need neither pandapower nor the grid packages
-# the constraint families of `gridverify.grid.FAMILIES`, named here so that `verify --help` imports no grid
-# code; `_verify` checks --constraints against the real list
-VERIFY_FAMILIES = (
-    "p_balance", "q_balance", "ref_angle", "thermal_from", "thermal_to", "angle_min", "angle_max",
-    "vm_min", "vm_max", "pg_min", "pg_max", "qg_min", "qg_max",
-)  # fmt: skip
 STUBS = {  # command -> its one-line help, for the command list when another command (or none) is named
     "train": "train an ACOPF surrogate: a case folder (case.toml) or a grid file (.m / .json)",
     "study": "run a study (cases x surrogates x families x regions) resumably, locally or on Dask",
@@ -220,6 +214,8 @@ input (unknown case, malformed region, unwritable output folder, ...). The balan
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:
+    from gridverify.grid.families import NAMES  # the family table alone: no sympy, pandapower or torch
+
     p = sub.add_parser(
         "verify",
         help="verify a case's surrogate against every AC power-flow constraint over a load region",
@@ -243,7 +239,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         "--constraints",
         nargs="+",
         metavar="FAMILY",
-        help="constraint families to verify (default: all): " + ", ".join(VERIFY_FAMILIES),
+        help="constraint families to verify (default: all): " + ", ".join(NAMES),
     )
     p.add_argument("--tolerance", type=float, default=1e-4, help="violation tolerance in each family's unit")
     p.add_argument(
@@ -283,10 +279,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from gridverify.grid import FAMILIES
+    from gridverify.grid.families import NAMES as known
     from gridverify.verify.cli import run_verify
 
-    known = [f for f, _ in FAMILIES]
     unknown = [f for f in args.constraints or () if f not in known]
     if unknown:
         print(f"gridverify verify: --constraints: unknown family {', '.join(map(repr, unknown))} "

@@ -36,18 +36,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Protocol
 
 import numpy as np
 import sympy
 
 from gridverify.grid.data import GridData, OperatingPoint
+from gridverify.grid.families import FAMILIES, Kind
+from gridverify.grid.families import family as family_of
 from gridverify.ir.from_sympy import from_sympy
 from gridverify.ir.graph import Graph
 
 __all__ = [
-    "FAMILIES",
     "QUANTITIES",
     "AcopfProblem",
     "Constraint",
@@ -64,29 +64,6 @@ Expr = sympy.Expr
 Symbols = tuple[sympy.Symbol, ...]
 
 
-class Kind(Enum):
-    """An equality residual ``h(x) = 0`` or an inequality ``g(x) <= 0``."""
-
-    EQUALITY = "equality"
-    INEQUALITY = "inequality"
-
-
-FAMILIES: tuple[tuple[str, Kind], ...] = (
-    ("p_balance", Kind.EQUALITY),
-    ("q_balance", Kind.EQUALITY),
-    ("ref_angle", Kind.EQUALITY),
-    ("thermal_from", Kind.INEQUALITY),
-    ("thermal_to", Kind.INEQUALITY),
-    ("angle_min", Kind.INEQUALITY),
-    ("angle_max", Kind.INEQUALITY),
-    ("vm_min", Kind.INEQUALITY),
-    ("vm_max", Kind.INEQUALITY),
-    ("pg_min", Kind.INEQUALITY),
-    ("pg_max", Kind.INEQUALITY),
-    ("qg_min", Kind.INEQUALITY),
-    ("qg_max", Kind.INEQUALITY),
-)
-_KIND = dict(FAMILIES)
 QUANTITIES = ("p_from", "q_from", "p_to", "q_to", "cost")  # graph outputs besides the families
 
 
@@ -233,7 +210,7 @@ class AcopfProblem:
     def families(self) -> tuple[str, ...]:
         """Families with at least one constraint, in `FAMILIES` order."""
         present = {c.family for c in self.constraints}
-        return tuple(f for f, _ in FAMILIES if f in present)
+        return tuple(f.name for f in FAMILIES if f.name in present)
 
     def family(self, name: str) -> tuple[Constraint, ...]:
         return tuple(c for c in self.constraints if c.family == name)
@@ -277,7 +254,7 @@ def compile_acopf(problem: AcopfProblem) -> Graph:
 
 
 def _sorted(constraints: tuple[Constraint, ...]) -> tuple[Constraint, ...]:
-    order = {f: i for i, (f, _) in enumerate(FAMILIES)}
+    order = {f.name: i for i, f in enumerate(FAMILIES)}
     return tuple(sorted(constraints, key=lambda c: order[c.family]))  # stable: element order kept
 
 
@@ -300,8 +277,8 @@ def _gen(data: GridData, g: int) -> Label:
     return f"{kind} {idx}", (kind, idx)
 
 
-def _make(family: str, label: Label, expr: Expr) -> Constraint:
-    return Constraint(f"{family}[{label[0]}]", family, _KIND[family], label[1], expr)
+def _make(name: str, label: Label, expr: Expr) -> Constraint:
+    return Constraint(f"{name}[{label[0]}]", name, family_of(name).kind, label[1], expr)
 
 
 # -- constraint families ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import pandapower as pp
 import torch
 
 from gridverify.grid.data import GridData, OperatingPoint, branch_flows, operating_point, pandapower_ids
+from gridverify.grid.families import family as family_of
 from gridverify.ir.graph import Graph
 
 __all__ = [
@@ -195,7 +196,7 @@ def element_results(net: Any, data: GridData, family: str, element: tuple[str, i
     table = net[f"res_{kind}"]
     cols = [c for c in RESULT_COLUMNS.get(kind, ()) if c in table.columns]
     out = {f"res_{kind}.{c}": float(table.at[idx, c]) for c in cols}
-    if family.startswith(("thermal", "angle")):
+    if family_of(family).element == "branch":
         k = list(zip(data.ids.branch_kinds, data.ids.branch.tolist())).index(element)
         flows, base = branch_flows(data, net), data.base_mva
         out["s_from_mva"] = float(np.hypot(flows["p_from"][k], flows["q_from"][k]) * base)
@@ -211,7 +212,7 @@ def _pandapower_element(data: GridData, family: str, element: tuple[str, int]) -
     kind, idx = element
     if kind == "bus":
         return "bus", int(pp_ids.bus[np.flatnonzero(ids.bus == idx)[0]])
-    if family.startswith(("pg", "qg")):
+    if family_of(family).element == "gen":
         k = list(zip(ids.gen_kinds, ids.gen.tolist())).index((kind, idx))
         return pp_ids.gen_kinds[k], int(pp_ids.gen[k])
     k = list(zip(ids.branch_kinds, ids.branch.tolist())).index((kind, idx))

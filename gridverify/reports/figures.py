@@ -21,17 +21,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from gridverify.grid.families import BALANCE, THERMAL, of_element
 from gridverify.grid.net import bus_geo
 from gridverify.verify.certificate import Certificate, ConstraintRecord
 
 COLOURS = {"verified": "#2a9d8f", "violated": "#e63946", "unknown": "#f4a261"}
-BUS_FAMILIES = ("p_balance", "q_balance", "vm_min", "vm_max")
-BRANCH_FAMILIES = ("thermal_from", "thermal_to", "angle_min", "angle_max")
-GEN_FAMILIES = ("pg_min", "pg_max", "qg_min", "qg_max")
-PANELS = {  # file -> families, title, x axis label
-    "intervals_bus.png": (BUS_FAMILIES, "buses", "bus (case id)"),
-    "intervals_branch.png": (BRANCH_FAMILIES, "branches", "branch (from bus - to bus)"),
-    "intervals_generator.png": (GEN_FAMILIES, "generators", "generator (case id)"),
+UNDRAWN = ("ref_angle",)  # one bus, its angle exact in every formulation: no interval to draw
+PANELS = {  # file -> families (of one element type, `gridverify.grid.families`), title, x axis label
+    "intervals_bus.png": (of_element("bus", UNDRAWN), "buses", "bus (case id)"),
+    "intervals_branch.png": (of_element("branch", UNDRAWN), "branches", "branch (from bus - to bus)"),
+    "intervals_generator.png": (of_element("gen", UNDRAWN), "generators", "generator (case id)"),
 }
 LOADING_CAP_PERCENT = 200.0  # loading axes and the grid's colours stop here; bounds beyond are marked
 
@@ -67,7 +66,7 @@ def intervals_figure(
     fig, axes = plt.subplots(len(present), 1, figsize=(10, 2.4 * len(present) + 0.6), squeeze=False)
     for ax, fam in zip(axes[:, 0], present):
         recs = cert.family(fam)
-        if rates is not None and fam.startswith("thermal"):
+        if rates is not None and fam in THERMAL:
             _loading_panel(ax, recs, fam, rates)
         else:
             _interval_panel(ax, recs, fam)
@@ -239,7 +238,7 @@ def _luminance(rgba: tuple[float, ...]) -> float:
 def _bus_residual(cert: Certificate, ids: list[int]) -> np.ndarray:
     worst = dict.fromkeys(ids, np.nan)
     for r in cert.records:
-        if r.family in ("p_balance", "q_balance") and r.element[1] in worst:
+        if r.family in BALANCE and r.element[1] in worst:
             worst[r.element[1]] = np.nanmax([worst[r.element[1]], _finite(r.bound)])
     return np.array(list(worst.values()))
 
@@ -251,7 +250,7 @@ def _branch_loading(cert: Certificate, data: Any, which: str) -> np.ndarray:
     out = dict.fromkeys(rates, np.nan)
     for r in cert.records:
         key = tuple(r.element)
-        if r.family in ("thermal_from", "thermal_to") and key in out:
+        if r.family in THERMAL and key in out:
             value = _finite(getattr(r, which))
             pct = float(loading_percent(np.array(value), np.array(rates[key])))
             out[key] = np.nanmax([out[key], pct])

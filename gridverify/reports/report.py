@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from gridverify.deadline import process_alive
+from gridverify.grid.families import BALANCE
 from gridverify.verify.certificate import VERDICTS, Certificate, ConstraintRecord
 
 FIGURES = {
@@ -32,7 +33,6 @@ FIGURES = {
     "grid.png": "the grid: branches coloured by certified max loading, buses by max balance residual",
     "bound_vs_time.png": "certified bound over the search's time for the constraints whose bound moved",
 }
-BALANCE = ("p_balance", "q_balance")
 LOCK = ".report.lock"
 FINDING_ORDER = {"overload": 0, "voltage": 1, "q_limit": 2, "p_limit": 3}
 FINDING_NAMES = {"overload": "overload", "voltage": "voltage", "q_limit": "Q limit", "p_limit": "P limit"}

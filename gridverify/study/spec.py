@@ -181,13 +181,13 @@ def _list_problems(key: str, values: list[Any]) -> list[str]:
 
 
 def _spec(raw: Mapping[str, Any]) -> StudySpec:
-    from gridverify.grid import FAMILIES
+    from gridverify.grid.families import NAMES
 
     return StudySpec(
         name=raw.get("name", ""),
         cases=tuple(raw["cases"]),
         surrogates=tuple(raw.get("surrogates", [SHIPPED])),
-        families=tuple(raw.get("families", [f for f, _ in FAMILIES])),
+        families=tuple(raw.get("families", NAMES)),
         regions=tuple(raw["regions"]),
         tolerances=tuple(float(t) for t in raw.get("tolerances", [1e-4])),
         timeout_s=float(raw["timeout_s"]),
@@ -232,9 +232,8 @@ def expand(spec: StudySpec, source: str = "<study>") -> list[Job]:
 
 
 def _family_problems(families: Sequence[str]) -> list[str]:
-    from gridverify.grid import FAMILIES
+    from gridverify.grid.families import NAMES as known
 
-    known = [f for f, _ in FAMILIES]
     out = [f"families[{i}] {f!r}: unknown family (known: {', '.join(known)})" for i, f in enumerate(families)]
     out = [p for p, f in zip(out, families) if f not in known]
     seen: dict[str, int] = {}

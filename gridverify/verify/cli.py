@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 
 from gridverify.grid.data import GridError
+from gridverify.grid.families import BALANCE
 from gridverify.reports.report import ReportLockedError, report_lock, write_report
 from gridverify.surrogate import Region
 from gridverify.surrogate.case import Case, SurrogateError, load_case
 from gridverify.verify.certificate import VERDICTS, Certificate, CertificateError
-from gridverify.verify.run import BALANCE, DEFAULT_TOLERANCES, RegionWarning, VerifyConfig, verify
+from gridverify.verify.run import DEFAULT_TOLERANCES, RegionWarning, VerifyConfig, verify
 from gridverify.verify.sources import FileCase, open_case
 
 EXIT_VERIFIED, EXIT_VIOLATED, EXIT_BAD_INPUT, EXIT_UNKNOWN = 0, 1, 2, 3

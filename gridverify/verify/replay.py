@@ -30,6 +30,7 @@ import torch
 
 from gridverify.grid import GridData, compile_acopf, operating_point, pandapower_ids
 from gridverify.grid.data import branch_flows
+from gridverify.grid.families import BALANCE
 from gridverify.grid.replay import WITNESS, PowerFlow, element_results
 from gridverify.grid.replay import power_flow as replay_dispatch
 from gridverify.ir import Graph
@@ -57,9 +58,6 @@ def power_flow(
     physics = physics or compile_acopf(case.problem)
     net = case.net if base_net is None else base_net
     return replay_dispatch(case.data, net, physics, load, _dispatch(case, load), WITNESS)
-
-
-BALANCE = ("p_balance", "q_balance")
 
 
 def replay_records(

@@ -55,20 +55,16 @@ from gridverify.bab import (
 from gridverify.bab.lp_tighten import DEFAULT_CACHE as TIGHTEN_CACHE
 from gridverify.bab.lp_tighten import Base, lp_base
 from gridverify.bounds import crown
-from gridverify.grid import FAMILIES, Constraint, Kind
+from gridverify.grid import Constraint, Kind
+from gridverify.grid.families import BALANCE, NAMES, family
 from gridverify.ir import Graph
 from gridverify.ir.builder import rebuild
 from gridverify.surrogate import Region
 from gridverify.surrogate.case import Case, load_case
 from gridverify.verify.certificate import Certificate, ConstraintRecord
-from gridverify.verify.replay import BALANCE, replay_records
+from gridverify.verify.replay import replay_records
 from gridverify.verify.sources import FileCase
 
-UNITS = {
-    "p_balance": "pu", "q_balance": "pu", "ref_angle": "rad", "thermal_from": "pu^2", "thermal_to": "pu^2",
-    "angle_min": "rad", "angle_max": "rad", "vm_min": "pu", "vm_max": "pu", "pg_min": "pu", "pg_max": "pu",
-    "qg_min": "pu", "qg_max": "pu",
-}  # fmt: skip
 OUTPUT = "violation"
 DEFAULT_TOLERANCES = dict.fromkeys(BALANCE, 0.01)
 """Families whose default tolerance is not ``VerifyConfig.tolerance``: a surrogate never balances power
@@ -84,7 +80,7 @@ class VerifyConfig:
     """Budget and settings of one verification run: ``timeout_s`` is wall time for the whole `verify` call
     (loading, tightening, search and replay; violations the replay does not reach in time keep no replay)."""
 
-    tolerance: float = 1e-4  # in each family's unit (`UNITS`), for families not in `tolerances`
+    tolerance: float = 1e-4  # in each family's unit (`Family.unit`), for families not in `tolerances`
     tolerances: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
     timeout_s: float = 120.0
     narrow_share: float = 0.1  # of the budget kept for narrowing violated rows (and all the others leave)
@@ -105,9 +101,9 @@ class VerifyConfig:
     tighten_cache: Path | None = TIGHTEN_CACHE  # tightened intervals kept between runs (None: memory only)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.tolerances) - set(UNITS))
+        unknown = sorted(set(self.tolerances) - set(NAMES))
         if unknown:
-            raise ValueError(f"tolerances for unknown families {unknown}; known: {list(UNITS)}")
+            raise ValueError(f"tolerances for unknown families {unknown}; known: {list(NAMES)}")
         if self.dtype != torch.float64:
             raise ValueError(
                 f"dtype {self.dtype}: certified bounds are computed in float64 only (float32 relaxations "
@@ -208,9 +204,9 @@ def select_constraints(case: Case | FileCase, families: Sequence[str] | None) ->
     """The case's constraints of ``families`` (all present families when None), in family order."""
     present = case.problem.families
     wanted = tuple(present if families is None else families)
-    unknown = [f for f in wanted if f not in dict(FAMILIES)]
+    unknown = [f for f in wanted if f not in NAMES]
     if unknown:
-        raise ValueError(f"unknown constraint families {unknown}; known: {[f for f, _ in FAMILIES]}")
+        raise ValueError(f"unknown constraint families {unknown}; known: {list(NAMES)}")
     empty = [f for f in wanted if f not in present]
     if empty and families is not None and len(empty) == len(wanted):
         raise ValueError(f"case {case.name} has no constraints in {empty} (present: {list(present)})")
@@ -459,7 +455,7 @@ def _record(constraint: Constraint, results: Sequence[SpecResult], tolerance: fl
         family=constraint.family,
         kind=constraint.kind.value,
         element=constraint.element,
-        unit=UNITS[constraint.family],
+        unit=family(constraint.family).unit,
         tolerance=tolerance,
         verdict=verdict,
         bound=max(r.upper for r in results),
