@@ -22,8 +22,8 @@ import numpy as np
 
 from gridverify.grid.data import from_matpower
 from gridverify.grid.opf import AcOpf, Labeller
+from gridverify.specs.region import Region, nominal_load
 from gridverify.surrogate.dataset import _Solver
-from gridverify.surrogate.region import Region, nominal_load
 
 PGLIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pglib"
 BASELINE = {  # PGLib's AC objective ($/h): BASELINE.md of v23.07 (5 digits; 14 and 118: 7 digits, as in

@@ -24,14 +24,14 @@ LAYERS: dict[str, int] = {
     "ops": 1,  # the closed primitive set: one OpDef per op
     "ir": 2,  # the graph and its front ends (sympy, torch, ONNX), built from the op registry
     "bounds": 3,  # IBP, CROWN, alpha-CROWN, forward mode, the LP relaxation
-    "specs": 3,  # VNN-LIB properties
-    "grid": 3,  # GridData (pandapower's adapter), the ACOPF constraints in sympy
+    "grid": 3,  # GridData, the constraint families, the ACOPF constraints in sympy; the pandapower adapter
     "bab": 4,  # branch and bound, the falsifier, the verdict rule
-    "surrogate": 4,  # neural surrogates, load regions, cases, training
-    "verify": 5,  # the driver: a case's surrogate against its constraints, into a Certificate
-    "vnncomp": 5,  # the driver of one VNN-COMP instance
-    "reports": 6,  # report.md and figures of a certificate
-    "study": 7,  # many jobs, resumably
+    "specs": 5,  # load regions, VNN-LIB properties, the Certificate (checked by bab's verdict rule)
+    "surrogate": 6,  # neural surrogates, cases, training
+    "verify": 7,  # the driver: a case's surrogate against its constraints, into a Certificate
+    "vnncomp": 7,  # the driver of one VNN-COMP instance
+    "reports": 8,  # report.md and figures of a certificate
+    "study": 9,  # many jobs, resumably
 }
 COMMANDS = {"gridverify.cli", "gridverify.demo"}  # and every module named cli or __main__
 

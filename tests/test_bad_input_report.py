@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gridverify.cli import main
-from gridverify.verify.certificate import Certificate, ConstraintRecord
+from gridverify.specs.certificate import Certificate, ConstraintRecord
 
 
 def _record(verdict: str, **kw: object) -> ConstraintRecord:

@@ -295,7 +295,7 @@ def test_nan_bounds_are_refused_and_nothing_is_written(tmp_path, capsys, monkeyp
     import math
 
     import gridverify.verify.cli as verify_cli
-    from gridverify.verify.certificate import Certificate, ConstraintRecord
+    from gridverify.specs.certificate import Certificate, ConstraintRecord
 
     record = ConstraintRecord("vm_max[bus 1]", "vm_max", "inequality", ("bus", 1), "pu", 1e-4, "unknown",
                               math.nan, -math.inf, None, 0.1, 1)  # fmt: skip

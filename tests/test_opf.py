@@ -14,8 +14,8 @@ import torch
 from gridverify.grid.acopf import Kind, build_acopf, compile_acopf
 from gridverify.grid.data import GridData, from_matpower
 from gridverify.grid.opf import AcOpf, Labeller, OpfSolution
+from gridverify.specs.region import Region, nominal_load
 from gridverify.surrogate.dataset import _Solver
-from gridverify.surrogate.region import Region, nominal_load
 
 # PGLib's AC objectives ($/h): 14 and 118 as in tests/grid/test_reference_opf.py, 300 from BASELINE.md
 PGLIB_COST = {"case14_ieee": 2178.08, "case118_ieee": 97213.61, "case300_ieee": 5.6522e5}

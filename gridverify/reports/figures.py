@@ -23,7 +23,7 @@ from matplotlib.patches import Patch
 
 from gridverify.grid.families import BALANCE, THERMAL, of_element
 from gridverify.grid.net import bus_geo
-from gridverify.verify.certificate import Certificate, ConstraintRecord
+from gridverify.specs.certificate import Certificate, ConstraintRecord
 
 COLOURS = {"verified": "#2a9d8f", "violated": "#e63946", "unknown": "#f4a261"}
 UNDRAWN = ("ref_angle",)  # one bus, its angle exact in every formulation: no interval to draw

@@ -23,7 +23,7 @@ import numpy as np
 
 from gridverify.deadline import process_alive
 from gridverify.grid.families import BALANCE
-from gridverify.verify.certificate import VERDICTS, Certificate, ConstraintRecord
+from gridverify.specs.certificate import VERDICTS, Certificate, ConstraintRecord
 
 FIGURES = {
     "intervals_bus.png": "certified interval per bus (balance residuals |h| and voltage limits)",

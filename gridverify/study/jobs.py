@@ -29,7 +29,8 @@ def open_job(job: Job) -> tuple[Any, Any]:
     The case is read once per worker process and kept (keyed by its and its surrogate's file hashes, so
     changed files are read again): grid data, constraint set and surrogate cost more than a small job.
     """
-    from gridverify.surrogate import Region, load_case
+    from gridverify.specs import Region
+    from gridverify.surrogate import load_case
 
     folder_case = load_case(job.case)  # reads case.toml only
     seen = (case_fingerprint(folder_case), file_sha256(surrogate_path(folder_case, job.surrogate)))

@@ -308,7 +308,7 @@ def _read_surrogate(path: Path, data: Any) -> Any:
 
 
 def _regions(spec: StudySpec, case: Any, where: str, problems: list[str]) -> list[_Resolved]:
-    from gridverify.surrogate import Region
+    from gridverify.specs import Region
 
     out = []
     for j, text in enumerate(spec.regions):
@@ -338,7 +338,7 @@ def _collect(problems: list[str], where: str, make: Callable[[], Any]) -> Any:
 
 def _region_pct(lower: np.ndarray, upper: np.ndarray, data: Any) -> float:
     """Largest half-width of the box as a percentage of the nominal load magnitude, over nonzero loads."""
-    from gridverify.surrogate.region import nominal_load
+    from gridverify.specs.region import nominal_load
 
     nominal = np.abs(nominal_load(data))
     nonzero = nominal > 0

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from gridverify.study.spec import Job
 
 if TYPE_CHECKING:  # the verify package is imported where certificates are read: workers stay light
-    from gridverify.verify.certificate import Certificate
+    from gridverify.specs.certificate import Certificate
 
 __all__ = ["JobResult", "JobStore"]
 
@@ -66,7 +66,7 @@ class JobStore:
     # -- plan ----------------------------------------------------------------------------------------
     def write_plan(self, jobs: Sequence[Job], name: str = "") -> None:
         """Record the study's jobs (for the report) and log a start event."""
-        from gridverify.verify.certificate import write_json_atomic
+        from gridverify.specs.certificate import write_json_atomic
 
         write_json_atomic(self.root / "jobs.json", {"name": name, "jobs": [j.to_dict() for j in jobs]})
         self.log("start", jobs=len(jobs), pid=os.getpid())
@@ -87,7 +87,7 @@ class JobStore:
 
     def certificate_problem(self, job_id: str) -> str | None:
         """Why the job's certificate does not count as its result ("absent", or what is wrong), or None."""
-        from gridverify.verify.certificate import CertificateError
+        from gridverify.specs.certificate import CertificateError
 
         if not self.certificate_path(job_id).exists():
             return "absent"
@@ -114,7 +114,7 @@ class JobStore:
 
     def save(self, job: Job, result: JobResult, attempt: int) -> Certificate:
         """Check the returned certificate; write its run record, then the certificate (which marks done)."""
-        from gridverify.verify.certificate import Certificate, write_json_atomic
+        from gridverify.specs.certificate import Certificate, write_json_atomic
 
         cert = Certificate.from_dict(result.certificate)
         run = {"job": job.id, "seconds": result.seconds, "host": result.host, "pid": result.pid}
@@ -126,7 +126,7 @@ class JobStore:
         return cert
 
     def certificate(self, job_id: str) -> Certificate:
-        from gridverify.verify.certificate import Certificate
+        from gridverify.specs.certificate import Certificate
 
         return Certificate.load(self.certificate_path(job_id))
 
@@ -134,7 +134,7 @@ class JobStore:
         return json.loads((self.root / "runs" / f"{job_id}.json").read_text())
 
     def record_failure(self, job: Job, error: BaseException, attempt: int) -> None:
-        from gridverify.verify.certificate import write_json_atomic
+        from gridverify.specs.certificate import write_json_atomic
 
         detail = {"job": job.id, "error": type(error).__name__, "message": str(error), "attempt": attempt}
         write_json_atomic(self.root / "failures" / f"{job.id}.json", detail)
@@ -146,7 +146,7 @@ class JobStore:
 
     def completed(self, jobs: Iterable[Job]) -> dict[str, Certificate]:
         """Certificates of the finished jobs among ``jobs`` (unreadable ones are left out)."""
-        from gridverify.verify.certificate import CertificateError
+        from gridverify.specs.certificate import CertificateError
 
         out = {}
         for job in jobs:

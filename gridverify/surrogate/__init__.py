@@ -1,4 +1,4 @@
-"""ACOPF surrogates: load regions (`Region`), the MLP with outputs squashed into their limits
+"""ACOPF surrogates: the MLP with outputs squashed into their limits
 (`AcopfSurrogate`, `Layout`), its composition with the constraint graph (`compose`), training data from
 PYPOWER's AC-OPF and training (`gridverify.surrogate.dataset`, `gridverify.surrogate.train`), replay in
 pandapower (`replay`), and the cases shipped in ``cases/`` (`load_case`, `available_cases`)."""
@@ -6,7 +6,6 @@ pandapower (`replay`), and the cases shipped in ``cases/`` (`load_case`, `availa
 from gridverify.surrogate.case import Case, CaseDefinition, available_cases, load_case, read_surrogate
 from gridverify.surrogate.compose import compose, graft, surrogate_graph
 from gridverify.surrogate.model import DISPATCH, AcopfSurrogate, Layout
-from gridverify.surrogate.region import Region, nominal_load
 from gridverify.surrogate.replay import Replay, replay
 
 __all__ = [
@@ -15,13 +14,11 @@ __all__ = [
     "Case",
     "CaseDefinition",
     "Layout",
-    "Region",
     "Replay",
     "available_cases",
     "compose",
     "graft",
     "load_case",
-    "nominal_load",
     "read_surrogate",
     "replay",
     "surrogate_graph",

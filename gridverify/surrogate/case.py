@@ -34,9 +34,9 @@ from gridverify.grid.acopf import AcopfProblem, build_acopf
 from gridverify.grid.data import GridData, GridError
 from gridverify.grid.net import grid_net, read_grid
 from gridverify.ir.graph import Graph
+from gridverify.specs.region import Region
 from gridverify.surrogate.compose import compose
 from gridverify.surrogate.model import AcopfSurrogate, Layout
-from gridverify.surrogate.region import Region
 
 if sys.version_info >= (3, 11):
     import tomllib

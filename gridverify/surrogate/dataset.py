@@ -40,7 +40,7 @@ from tqdm import tqdm
 from gridverify.grid.data import GridData
 from gridverify.grid.net import read_grid
 from gridverify.grid.opf import AcOpf, Labeller, OpfConfig
-from gridverify.surrogate.region import Region
+from gridverify.specs.region import Region
 
 __all__ = ["LABELLERS", "Dataset", "DatasetConfig", "Interrupted", "generate", "solve_opf"]
 

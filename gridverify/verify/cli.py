@@ -21,9 +21,9 @@ import torch
 from gridverify.grid.data import GridError
 from gridverify.grid.families import BALANCE
 from gridverify.reports.report import ReportLockedError, report_lock, write_report
-from gridverify.surrogate import Region
+from gridverify.specs import Region
+from gridverify.specs.certificate import VERDICTS, Certificate, CertificateError
 from gridverify.surrogate.case import Case, SurrogateError, load_case
-from gridverify.verify.certificate import VERDICTS, Certificate, CertificateError
 from gridverify.verify.run import DEFAULT_TOLERANCES, RegionWarning, VerifyConfig, verify
 from gridverify.verify.sources import FileCase, open_case
 

@@ -34,8 +34,8 @@ from gridverify.grid.families import BALANCE
 from gridverify.grid.replay import WITNESS, PowerFlow, element_results
 from gridverify.grid.replay import power_flow as replay_dispatch
 from gridverify.ir import Graph
+from gridverify.specs.certificate import ConstraintRecord
 from gridverify.surrogate.case import Case
-from gridverify.verify.certificate import ConstraintRecord
 from gridverify.verify.sources import FileCase
 
 

@@ -59,9 +59,9 @@ from gridverify.grid import Constraint, Kind
 from gridverify.grid.families import BALANCE, NAMES, family
 from gridverify.ir import Graph
 from gridverify.ir.builder import rebuild
-from gridverify.surrogate import Region
+from gridverify.specs import Region
+from gridverify.specs.certificate import Certificate, ConstraintRecord
 from gridverify.surrogate.case import Case, load_case
-from gridverify.verify.certificate import Certificate, ConstraintRecord
 from gridverify.verify.replay import replay_records
 from gridverify.verify.sources import FileCase
 

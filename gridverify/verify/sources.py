@@ -13,7 +13,8 @@ from typing import Any
 from gridverify.grid import AcopfProblem, GridData, build_acopf
 from gridverify.grid.net import GRID_SUFFIXES, grid_net, read_grid
 from gridverify.ir import Graph
-from gridverify.surrogate import AcopfSurrogate, Region, compose
+from gridverify.specs import Region
+from gridverify.surrogate import AcopfSurrogate, compose
 from gridverify.surrogate.case import Case, load_case, read_surrogate
 
 

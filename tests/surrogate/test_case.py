@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from gridverify.surrogate import AcopfSurrogate, Region, available_cases, load_case
+from gridverify.specs import Region
+from gridverify.surrogate import AcopfSurrogate, available_cases, load_case
 from gridverify.surrogate.case import CASES_DIR
 from gridverify.surrogate.dataset import _Solver, solve_opf
 

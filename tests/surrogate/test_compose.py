@@ -8,7 +8,8 @@ from torch import nn
 
 from gridverify.bounds import crown
 from gridverify.grid.acopf import AcopfProblem, build_acopf, compile_acopf
-from gridverify.surrogate import AcopfSurrogate, Layout, Region, compose, load_case
+from gridverify.specs import Region
+from gridverify.surrogate import AcopfSurrogate, Layout, compose, load_case
 
 
 def _reference(problem: AcopfProblem, module: nn.Module, layout: Layout, load: torch.Tensor) -> dict:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from gridverify.grid.data import GridData
-from gridverify.surrogate import AcopfSurrogate, Layout, Region, load_case
+from gridverify.specs import Region
+from gridverify.surrogate import AcopfSurrogate, Layout, load_case
 
 
 @pytest.fixture(scope="module")

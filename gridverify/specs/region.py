@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from gridverify.grid.data import GridData
+if TYPE_CHECKING:
+    from gridverify.grid.data import GridData
 
 __all__ = ["Region", "nominal_load"]
 

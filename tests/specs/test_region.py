@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from gridverify.grid.data import GridData
-from gridverify.surrogate import Region, load_case, nominal_load
+from gridverify.specs import Region, nominal_load
+from gridverify.surrogate import load_case
 
 
 @pytest.fixture(scope="module")

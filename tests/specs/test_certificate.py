@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from gridverify.verify.certificate import SCHEMA, Certificate, CertificateError, ConstraintRecord
+from gridverify.specs.certificate import SCHEMA, Certificate, CertificateError, ConstraintRecord
 
 
 def _record(name: str = "thermal_from[line 3: 4-7]", verdict: str = "violated", **kw) -> ConstraintRecord:
