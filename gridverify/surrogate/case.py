@@ -1,4 +1,7 @@
-"""Shipped cases: ``cases/<name>/`` folders, each a ready-to-run surrogate verification problem.
+"""Cases: a grid, its constraints, a surrogate and a default load region, ready to verify (`Case`, the
+protocol that `gridverify.verify`, the replay and the report read). Two kinds: case folders (`CaseFolder`,
+the shipped ones among them: ``cases/<name>/``) and a bare grid file with a surrogate file (`FileCase`);
+`open_case` opens either from the command line's words.
 
 The shipped folders are package data: ``gridverify/cases`` is a link to the repository's ``cases/`` (so a
 checkout and an editable install read them there), and a wheel or a non-editable install copies them into
@@ -15,6 +18,10 @@ A case folder holds:
 - ``README.md``: the regenerating command and the metrics.
 
 ``load_case("case14")`` reads a shipped case by name, ``load_case(path)`` any folder of that form.
+
+A grid file (a MATPOWER / PGLib ``.m`` case or a pandapower net saved as ``.json``) with a surrogate file
+(``surrogate.pt`` as `gridverify train` writes it) is a `FileCase`; its default region is ``+-10%`` (no
+training region is known for a bare file).
 """
 
 from __future__ import annotations
@@ -26,13 +33,13 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from gridverify.grid.acopf import AcopfProblem, build_acopf
 from gridverify.grid.data import GridData, GridError
-from gridverify.grid.net import grid_net, read_grid
+from gridverify.grid.net import GRID_SUFFIXES, grid_net, read_grid
 from gridverify.ir.graph import Graph
 from gridverify.specs.region import Region
 from gridverify.surrogate.compose import compose
@@ -47,9 +54,12 @@ __all__ = [
     "CASES_DIR",
     "Case",
     "CaseDefinition",
+    "CaseFolder",
+    "FileCase",
     "SurrogateError",
     "available_cases",
     "load_case",
+    "open_case",
     "read_surrogate",
     "write_case_folder",
 ]
@@ -143,11 +153,38 @@ def write_case_folder(grid: Path, out: Path, definition: CaseDefinition, comment
     return out
 
 
+class Case(Protocol):
+    """What the verification, the replay and the report read of a case: its ``name``, ``folder`` (where it
+    lives), grid ``data``, a fresh pandapower ``net``, the constraints (``problem``), the default
+    ``region``, the ``surrogate``, their composition (``graph``: input ``"load"`` -> every constraint and
+    quantity) and what training measured (``metrics``, empty when unknown). `CaseFolder` and `FileCase`
+    are the two kinds."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def folder(self) -> Path: ...
+    @property
+    def data(self) -> GridData: ...
+    @property
+    def net(self) -> Any: ...
+    @property
+    def problem(self) -> AcopfProblem: ...
+    @property
+    def region(self) -> Region: ...
+    @property
+    def surrogate(self) -> AcopfSurrogate: ...
+    @property
+    def graph(self) -> Graph: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True, eq=False)
-class Case:
-    """A case folder. ``data``, ``problem``, ``region``, ``surrogate``, ``graph`` (the composition) and
-    ``metrics`` are made once, on first use; ``net`` is a fresh pandapower net of the source file at every
-    access."""
+class CaseFolder:
+    """A case folder (a `Case`). ``data``, ``problem``, ``region``, ``surrogate``, ``graph`` (the
+    composition) and ``metrics`` are made once, on first use; ``net`` is a fresh pandapower net of the source
+    file at every access."""
 
     folder: Path
     definition: CaseDefinition
@@ -257,7 +294,7 @@ def available_cases() -> tuple[str, ...]:
     return tuple(sorted(p.name for p in CASES_DIR.iterdir() if (p / DEFINITION).is_file()))
 
 
-def load_case(name_or_path: str | Path) -> Case:
+def load_case(name_or_path: str | Path) -> CaseFolder:
     """A shipped case by name (``"case14"``) or any case folder by path."""
     folder = Path(name_or_path)
     if not (folder / DEFINITION).is_file():
@@ -267,4 +304,72 @@ def load_case(name_or_path: str | Path) -> Case:
             f"no case {str(name_or_path)!r}: not a folder with {DEFINITION}, nor a shipped case; "
             f"shipped cases: {', '.join(available_cases()) or '(none found in ' + str(CASES_DIR) + ')'}"
         )
-    return Case(folder.resolve(), CaseDefinition.read(folder / DEFINITION))
+    return CaseFolder(folder.resolve(), CaseDefinition.read(folder / DEFINITION))
+
+
+@dataclass(frozen=True, eq=False)
+class FileCase:
+    """``grid``: a ``.m`` case or a pandapower ``.json`` net; ``surrogate_file``: the surrogate's weights;
+    ``region_text``: the default region (no training region is known for a bare file)."""
+
+    grid: Path
+    surrogate_file: Path
+    region_text: str = "+-10%"
+
+    def __post_init__(self) -> None:
+        if self.grid.suffix not in GRID_SUFFIXES:
+            raise ValueError(f"{self.grid}: a grid file must end in {' or '.join(GRID_SUFFIXES)}")
+        for what, path in (("grid file", self.grid), ("surrogate", self.surrogate_file)):
+            if not path.is_file():
+                raise ValueError(f"{what} {path} does not exist")
+
+    @property
+    def name(self) -> str:
+        return self.grid.stem
+
+    @property
+    def folder(self) -> Path:
+        return self.grid.parent
+
+    @property
+    def net(self) -> Any:
+        return grid_net(self.grid)
+
+    @cached_property
+    def data(self) -> GridData:
+        """The grid; a file that cannot be read or is outside the model raises `GridError` naming it."""
+        return read_grid(self.grid)
+
+    @cached_property
+    def problem(self) -> AcopfProblem:
+        return build_acopf(self.data)
+
+    @cached_property
+    def region(self) -> Region:
+        return Region.parse(self.region_text, self.data)
+
+    @cached_property
+    def surrogate(self) -> AcopfSurrogate:
+        return read_surrogate(self.surrogate_file, self.data)
+
+    @cached_property
+    def graph(self) -> Graph:
+        """``compose(problem, surrogate)``, as `CaseFolder.graph`."""
+        return compose(self.problem, self.surrogate)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return {}
+
+
+def open_case(name: str | Path, surrogate: str | Path | None = None) -> Case:
+    """A shipped case or case folder (optionally with another surrogate), or a grid file with a surrogate."""
+    path = Path(name)
+    if path.suffix in GRID_SUFFIXES:
+        if surrogate is None:
+            raise ValueError(f"{path}: a grid file needs a surrogate (--surrogate FILE)")
+        return FileCase(path, Path(surrogate))
+    case = load_case(name)
+    if surrogate is None:
+        return case
+    return FileCase(case.source, Path(surrogate), case.definition.region)

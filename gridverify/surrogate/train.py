@@ -35,7 +35,7 @@ from gridverify.grid.acopf import AcopfProblem, Kind, compile_acopf
 from gridverify.grid.data import GridData
 from gridverify.grid.net import GRID_SUFFIXES
 from gridverify.ir.graph import Graph
-from gridverify.surrogate.case import Case, CaseDefinition, load_case, write_case_folder
+from gridverify.surrogate.case import CaseDefinition, CaseFolder, load_case, write_case_folder
 from gridverify.surrogate.dataset import Dataset, DatasetConfig, generate
 from gridverify.surrogate.model import DISPATCH, AcopfSurrogate, Layout
 
@@ -60,7 +60,7 @@ class TrainConfig:
     seed: int = 0
 
     @classmethod
-    def of(cls, case: Case) -> TrainConfig:
+    def of(cls, case: CaseFolder) -> TrainConfig:
         given = {**case.definition.architecture, **case.definition.training, "seed": case.definition.seed}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(given) - known)
@@ -189,7 +189,7 @@ def _feeds(ds: Dataset) -> dict[str, torch.Tensor]:
 
 # -- a whole case ----------------------------------------------------------------------------------------
 def train_surrogate(
-    case: Case, dataset: Dataset, config: TrainConfig
+    case: CaseFolder, dataset: Dataset, config: TrainConfig
 ) -> tuple[AcopfSurrogate, dict[str, Any]]:
     """Split, fit and measure; returns the model and its metrics."""
     order = np.random.default_rng(config.seed).permutation(len(dataset))
@@ -252,7 +252,7 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
-def _readme(case: Case, m: dict[str, Any], config: TrainConfig, labeller: str) -> str:
+def _readme(case: CaseFolder, m: dict[str, Any], config: TrainConfig, labeller: str) -> str:
     pglib = case.definition.source.startswith("pglib_opf_")
     return README.format(
         name=case.folder.name, source=case.definition.source, region=case.definition.region,

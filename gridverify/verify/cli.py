@@ -23,9 +23,8 @@ from gridverify.grid.families import BALANCE
 from gridverify.reports.report import ReportLockedError, report_lock, write_report
 from gridverify.specs import Region
 from gridverify.specs.certificate import VERDICTS, Certificate, CertificateError
-from gridverify.surrogate.case import Case, SurrogateError, load_case
+from gridverify.surrogate.case import Case, CaseFolder, SurrogateError, load_case, open_case
 from gridverify.verify.run import DEFAULT_TOLERANCES, RegionWarning, VerifyConfig, verify
-from gridverify.verify.sources import FileCase, open_case
 
 EXIT_VERIFIED, EXIT_VIOLATED, EXIT_BAD_INPUT, EXIT_UNKNOWN = 0, 1, 2, 3
 
@@ -83,9 +82,7 @@ def run_verify(args: argparse.Namespace) -> int:
     return exit_code(cert, strict=args.strict)
 
 
-def _case_and_region(
-    name: str, region_text: str | None, surrogate: Path | None
-) -> tuple[Case | FileCase, Region]:
+def _case_and_region(name: str, region_text: str | None, surrogate: Path | None) -> tuple[Case, Region]:
     """The case, its grid, surrogate and region, each read now: a problem with any is bad input, named by
     the file it is in (a grid file's problem is never blamed on the surrogate)."""
     try:
@@ -222,7 +219,7 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _case_if_shipped(name: str) -> Case | None:
+def _case_if_shipped(name: str) -> CaseFolder | None:
     try:
         return load_case(name)
     except ValueError:

@@ -36,10 +36,9 @@ from gridverify.grid.replay import power_flow as replay_dispatch
 from gridverify.ir import Graph
 from gridverify.specs.certificate import ConstraintRecord
 from gridverify.surrogate.case import Case
-from gridverify.verify.sources import FileCase
 
 
-def _dispatch(case: Case | FileCase, load: np.ndarray) -> dict[str, np.ndarray]:
+def _dispatch(case: Case, load: np.ndarray) -> dict[str, np.ndarray]:
     """The surrogate's output at ``load`` (2D,): ``pg_pu``, ``qg_pu`` (G,), ``vm_pu``, ``va_rad`` (N,)."""
     with torch.no_grad():
         out = case.surrogate.dispatch(torch.tensor(load, dtype=torch.float64).reshape(1, -1))
@@ -50,7 +49,7 @@ PHYSICAL_TOLERANCE = 1e-4  # pu for P, Q and vm; relative (0.01 %) for branch lo
 
 
 def power_flow(
-    case: Case | FileCase, load: np.ndarray, physics: Graph | None = None, base_net: Any | None = None
+    case: Case, load: np.ndarray, physics: Graph | None = None, base_net: Any | None = None
 ) -> PowerFlow:
     """pandapower's power flow at ``load`` with the surrogate's set-points (module docstring) in a copy of
     ``base_net`` (default: the case's net); ``physics``: `compile_acopf` of the case, when at hand."""
@@ -61,7 +60,7 @@ def power_flow(
 
 
 def replay_records(
-    case: Case | FileCase, records: Sequence[ConstraintRecord], deadline: float | None = None
+    case: Case, records: Sequence[ConstraintRecord], deadline: float | None = None
 ) -> list[ConstraintRecord]:
     """Attach a replay to every violated record (one power flow per distinct witness), physical limits
     first and the worst violations first within them. Past ``deadline`` (`time.perf_counter`) only each
@@ -85,7 +84,7 @@ def replay_records(
     return out
 
 
-def _family_index(case: Case | FileCase) -> dict[str, int]:
+def _family_index(case: Case) -> dict[str, int]:
     """Constraint name -> its position within its family's output."""
     out = {}
     for fam in case.problem.families:
@@ -93,7 +92,7 @@ def _family_index(case: Case | FileCase) -> dict[str, int]:
     return out
 
 
-def _replay_entry(case: Case | FileCase, flow: PowerFlow, r: ConstraintRecord, k: int) -> dict[str, Any]:
+def _replay_entry(case: Case, flow: PowerFlow, r: ConstraintRecord, k: int) -> dict[str, Any]:
     ours = float(_violation(flow.surrogate[r.family][k], r.kind))
     entry: dict[str, Any] = {"converged": flow.converged, "gridverify": ours}
     if flow.pandapower is None:

@@ -63,7 +63,6 @@ from gridverify.specs import Region
 from gridverify.specs.certificate import Certificate, ConstraintRecord
 from gridverify.surrogate.case import Case, load_case
 from gridverify.verify.replay import replay_records
-from gridverify.verify.sources import FileCase
 
 OUTPUT = "violation"
 DEFAULT_TOLERANCES = dict.fromkeys(BALANCE, 0.01)
@@ -139,7 +138,7 @@ class Rows:
 
 
 def verify(
-    case: str | Path | Case | FileCase,
+    case: str | Path | Case,
     region: str | Region | None = None,
     families: Sequence[str] | None = None,
     config: VerifyConfig = VerifyConfig(),
@@ -184,7 +183,7 @@ def verify(
 
 
 # -- inputs ---------------------------------------------------------------------------------------------
-def resolve_region(case: Case | FileCase, region: str | Region | None) -> Region:
+def resolve_region(case: Case, region: str | Region | None) -> Region:
     """The case's default region, a parsed text, or the given region; warns outside the training region."""
     if region is None:
         return case.region
@@ -200,7 +199,7 @@ def resolve_region(case: Case | FileCase, region: str | Region | None) -> Region
     return chosen
 
 
-def select_constraints(case: Case | FileCase, families: Sequence[str] | None) -> list[Constraint]:
+def select_constraints(case: Case, families: Sequence[str] | None) -> list[Constraint]:
     """The case's constraints of ``families`` (all present families when None), in family order."""
     present = case.problem.families
     wanted = tuple(present if families is None else families)
@@ -213,7 +212,7 @@ def select_constraints(case: Case | FileCase, families: Sequence[str] | None) ->
     return [c for f in present if f in wanted for c in case.problem.family(f)]
 
 
-def prepare(case: Case | FileCase, families: Sequence[str] | None) -> tuple[list[Constraint], Graph, Rows]:
+def prepare(case: Case, families: Sequence[str] | None) -> tuple[list[Constraint], Graph, Rows]:
     """The selected constraints, the graph from the load box to their values (one output), their rows."""
     constraints = select_constraints(case, families)
     graph = violation_graph(case.graph, _families(constraints))
@@ -245,7 +244,7 @@ def spec_rows(constraints: Sequence[Constraint], n_out: int) -> Rows:
     return Rows(torch.stack(spec), np.array(owner))
 
 
-def _input_names(case: Case | FileCase) -> tuple[str, ...]:
+def _input_names(case: Case) -> tuple[str, ...]:
     buses = case.data.ids.bus[case.data.loads.bus]
     return tuple(f"pd_pu[bus {b}]" for b in buses) + tuple(f"qd_pu[bus {b}]" for b in buses)
 
