@@ -1,9 +1,11 @@
 """The `gridverify` command line.
 
-Start-up is kept light: building the parser imports nothing heavy (no torch, pandapower, sympy), so that
-``gridverify --help`` and ``gridverify COMMAND --help`` answer at once (``bench/cli.py`` times them). A
-command's own modules are imported when it runs; ``train`` and ``study`` register their full parsers only
-when named (the others see a one-line stub for the command list).
+Every subcommand is one row of `COMMANDS`: the function that adds its parser and the function that runs
+it. Start-up is kept light: building the parser imports nothing heavy (no torch, pandapower, sympy), so
+that ``gridverify --help`` and ``gridverify COMMAND --help`` answer at once (``bench/cli.py`` times them).
+A command's own modules are imported when it runs; ``train`` and ``study`` register their full parsers
+only when named (the others see a one-line stub for the command list); a light command (``demo``,
+``vnnlib``) builds only the light commands' parsers.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from gridverify.deadline import process_start
 
@@ -38,11 +40,28 @@ alpha-CROWN) on one nonlinear computation graph.
 """
 
 
-LIGHT = ("demo", "vnnlib")  # commands that need neither pandapower nor the grid packages
-STUBS = {  # command -> its one-line help, for the command list when another command (or none) is named
-    "train": "train an ACOPF surrogate: a case folder (case.toml) or a grid file (.m / .json)",
-    "study": "run a study (cases x surrogates x families x regions) resumably, locally or on Dask",
-}
+Subparsers = argparse._SubParsersAction
+
+
+class Invocation(NamedTuple):
+    """How the command line was called: ``started`` (the ``time.monotonic()`` instant a deadline counts
+    from) and ``own_process`` (the command itself, not a Python caller: see `main`)."""
+
+    started: float
+    own_process: bool
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: ``add`` adds its parser to the subparsers, ``run`` runs the parsed arguments and
+    returns the exit status. ``light``: it needs neither pandapower nor the grid packages (its parser
+    and the other light ones are all a light command builds); ``stub``: the one-line help shown for a
+    heavy parser when another command (or none) is named (None: always the full parser)."""
+
+    add: Callable[[Subparsers], object]
+    run: Callable[[argparse.Namespace, Invocation], int]
+    light: bool = False
+    stub: str | None = None
 
 
 def _docstring(module: str) -> str | None:
@@ -69,8 +88,9 @@ def _command(argv: Sequence[str]) -> str | None:
 
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser; for a light command (`LIGHT`) only the light subcommands, so that a VNN-COMP
-    instance does not pay for importing pandapower at every process start."""
+    """The whole parser, one subparser per row of `COMMANDS`; for a light command only the light
+    subcommands, so that a VNN-COMP instance does not pay for importing pandapower at every process start;
+    a stub for each heavy command but ``command``."""
     parser = argparse.ArgumentParser(prog="gridverify", description=DESCRIPTION)
     parser.add_argument(
         "--threads",
@@ -80,6 +100,18 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         "ops, and more threads mostly add synchronisation; raise it for very large cases)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    light = command in COMMANDS and COMMANDS[command].light
+    for name, cmd in COMMANDS.items():
+        if light and not cmd.light:
+            continue
+        if cmd.stub is not None and name != command:
+            sub.add_parser(name, help=cmd.stub, add_help=False)
+        else:
+            cmd.add(sub)
+    return parser
+
+
+def _add_demo(sub: Subparsers) -> None:
     d = sub.add_parser(
         "demo",
         help="bound a line's power flow behind a small network with IBP, CROWN and alpha-CROWN",
@@ -87,10 +119,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d.add_argument("--radius", type=float, default=0.1, help="half-width of the load box in pu (default 0.1)")
-    if command not in LIGHT:
-        _add_verify(sub)
-        _add_report(sub)
-        _add_heavy(sub, command)
+
+
+def _add_vnnlib(sub: Subparsers) -> None:
     v = sub.add_parser(
         "vnnlib",
         help="decide a VNN-COMP instance (ONNX model + VNN-LIB property) and write the result file",
@@ -117,22 +148,16 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     v.add_argument("--out", type=Path, help="result file (VNN-COMP format); default: print only")
     v.add_argument("--progress", action="store_true", help="show a progress bar during branch and bound")
-    return parser
 
 
-def _add_heavy(sub: argparse._SubParsersAction, command: str | None) -> None:
-    """``train`` and ``study``: the real parser for the command named, a stub for the other."""
-    for name, help_line in STUBS.items():
-        if name != command:
-            sub.add_parser(name, help=help_line, add_help=False)
-        elif name == "train":
-            _add_train(sub)
-        else:
-            from gridverify.study.cli import add_study_parser
+def _add_study(sub: Subparsers) -> None:
+    from gridverify.study.cli import add_study_parser
 
-            add_study_parser(sub)
+    add_study_parser(sub)
 
 
+STUDY_HELP = "run a study (cases x surrogates x families x regions) resumably, locally or on Dask"
+TRAIN_HELP_LINE = "train an ACOPF surrogate: a case folder (case.toml) or a grid file (.m / .json)"
 TRAIN_HELP = """Train an ACOPF surrogate and write surrogate.pt, metrics.json and README.md into its case
 folder (see gridverify.surrogate.train).
 
@@ -146,13 +171,13 @@ PYPOWER's runopf as the cross-check), cached as they come: Ctrl-C stops within s
 resumes after the labels solved so far."""
 
 
-def _add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_train(sub: Subparsers) -> argparse.ArgumentParser:
     """``train CASE|GRID [--region R] [--samples N] [--hidden AxB] [--out DIR] [--workers N] ...``, without
     importing the training code (the package imports torch, pandapower and the solvers): ``--help`` stays
     fast."""
     p = sub.add_parser(
         "train",
-        help=STUBS["train"],
+        help=TRAIN_HELP_LINE,
         description=TRAIN_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -179,11 +204,10 @@ def _add_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=Path.home() / ".cache" / "gridverify" / "datasets",
         help="label cache folder (default ~/.cache/gridverify/datasets)",
     )
-    p.set_defaults(func=_run_train)
     return p
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _run_train(args: argparse.Namespace, _: Invocation) -> int:
     from gridverify.surrogate.cli import run_train
 
     return run_train(args)
@@ -213,7 +237,7 @@ input (unknown case, malformed region, unwritable output folder, ...). The balan
 """
 
 
-def _add_verify(sub: argparse._SubParsersAction) -> None:
+def _add_verify(sub: Subparsers) -> None:
     from gridverify.grid.families import NAMES  # the family table alone: no sympy, pandapower or torch
 
     p = sub.add_parser(
@@ -267,7 +291,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def _add_report(sub: argparse._SubParsersAction) -> None:
+def _add_report(sub: Subparsers) -> None:
     p = sub.add_parser(
         "report",
         help="re-render report.md and figures from a certificate.json",
@@ -278,7 +302,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="output folder (default: the certificate's folder)")
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _verify(args: argparse.Namespace, _: Invocation) -> int:
     from gridverify.grid.families import NAMES as known
     from gridverify.verify.cli import run_verify
 
@@ -290,7 +314,7 @@ def _verify(args: argparse.Namespace) -> int:
     return run_verify(args)
 
 
-def _report(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace, _: Invocation) -> int:
     from gridverify.verify.cli import run_report
 
     return run_report(args)
@@ -311,11 +335,14 @@ def _vnnlib_usage_error(args: argparse.Namespace) -> str | None:
     return None if args.out is None else unwritable(args.out)
 
 
-def _vnnlib(args: argparse.Namespace, started: float, own_process: bool) -> int:
-    """Run one instance; ``started`` is the ``time.monotonic()`` instant ``--timeout`` counts from. At the
-    deadline the watchdog writes ``timeout`` and, in a process of our own, ends it (`gridverify.deadline`);
-    called from Python (``own_process`` False) it leaves the caller's process running."""
+def _vnnlib(args: argparse.Namespace, call: Invocation) -> int:
+    """Run one instance; ``call.started`` is the ``time.monotonic()`` instant ``--timeout`` counts from. At
+    the deadline the watchdog writes ``timeout`` and, in a process of our own, ends it
+    (`gridverify.deadline`); called from Python (``own_process`` False) it leaves the caller's process
+    running."""
     from gridverify.deadline import Deadline, ResultFile, Watchdog
+
+    started, own_process = call
 
     problem = _vnnlib_usage_error(args)
     if problem is not None:
@@ -450,31 +477,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     _no_bars_off_terminal(args)
-    if args.command == "vnnlib":
-        return _vnnlib(args, started, own_process)
-    if args.command == "verify":
-        return _verify(args)
-    if args.command == "report":
-        return _report(args)
-    if args.command == "train":
-        return args.func(args)
-    if args.command == "study":
-        return args.handler(args)
-    if args.command == "demo":
-        if not (math.isfinite(args.radius) and args.radius >= 0):
-            print(f"gridverify demo: --radius must be finite and >= 0, got {args.radius}", file=sys.stderr)
-            return 2
-        from gridverify import demo
+    return COMMANDS[args.command].run(args, Invocation(started, own_process))
 
-        rows = demo.run_demo(args.radius)
-        print("active power flow p_from (pu) over the load box, certified bounds vs samples:")
-        print(demo.format_rows(rows))
-        certified = rows[:3]
-        sampled = rows[3]
-        sound = all(r.lower <= sampled.lower and r.upper >= sampled.upper for r in certified)
-        print("every certified bound contains the sampled range:", "yes" if sound else "NO")
-        return 0 if sound else 1
-    return 2
+
+def _study(args: argparse.Namespace, _: Invocation) -> int:
+    from gridverify.study.cli import study_command
+
+    return study_command(args)
+
+
+def _demo(args: argparse.Namespace, _: Invocation) -> int:
+    if not (math.isfinite(args.radius) and args.radius >= 0):
+        print(f"gridverify demo: --radius must be finite and >= 0, got {args.radius}", file=sys.stderr)
+        return 2
+    from gridverify import demo
+
+    rows = demo.run_demo(args.radius)
+    print("active power flow p_from (pu) over the load box, certified bounds vs samples:")
+    print(demo.format_rows(rows))
+    certified = rows[:3]
+    sampled = rows[3]
+    sound = all(r.lower <= sampled.lower and r.upper >= sampled.upper for r in certified)
+    print("every certified bound contains the sampled range:", "yes" if sound else "NO")
+    return 0 if sound else 1
+
+
+# The subcommands, in the order `gridverify --help` lists them.
+COMMANDS: dict[str, Command] = {
+    "demo": Command(_add_demo, _demo, light=True),
+    "verify": Command(_add_verify, _verify),
+    "report": Command(_add_report, _report),
+    "train": Command(_add_train, _run_train, stub=TRAIN_HELP_LINE),
+    "study": Command(_add_study, _study, stub=STUDY_HELP),
+    "vnnlib": Command(_add_vnnlib, _vnnlib, light=True),
+}
 
 
 if __name__ == "__main__":

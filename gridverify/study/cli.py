@@ -1,7 +1,8 @@
 """``gridverify study``: run a study file's jobs (resumably) and write its report.
 
-`add_study_parser` adds the subcommand to the ``gridverify`` parser and sets ``handler`` on it;
-``python -m gridverify.study`` runs the same command on its own (`main`).
+`add_study_parser` adds the subcommand to the ``gridverify`` parser (a row of `gridverify.cli.COMMANDS`,
+which runs it with `study_command`); ``python -m gridverify.study`` runs the same command on its own
+(`main`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ def add_study_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     p.add_argument("--check", action="store_true", help="check the study file and list its jobs; run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(handler=study_command)
     return p
 
 
@@ -152,4 +152,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_study_parser(sub)
     args = parser.parse_args(["study", *(sys.argv[1:] if argv is None else argv)])
-    return args.handler(args)
+    return study_command(args)

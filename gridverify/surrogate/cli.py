@@ -1,5 +1,5 @@
-"""The ``gridverify train`` subcommand: `add_train_parser` registers it on the main parser's subparsers;
-the parsed arguments carry ``func`` (`run_train`), which returns the exit status."""
+"""The ``gridverify train`` subcommand's run (`run_train`); its parser is a row of `gridverify.cli.COMMANDS`
+(built without importing the training code, so that ``train --help`` stays fast)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import argparse
 import signal
 import sys
 import threading
-from typing import Any
 
-__all__ = ["add_train_parser", "run_train"]
-
-
-def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``train CASE [--workers N] [--no-cache] [--cache-dir DIR]`` to ``subparsers``."""
-    from gridverify.cli import _add_train
-
-    return _add_train(subparsers)
+__all__ = ["run_train"]
 
 
 def run_train(args: argparse.Namespace) -> int:

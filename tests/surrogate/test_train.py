@@ -2,7 +2,6 @@
 the whole path from ``case.toml`` to a loadable, composable surrogate, the dataset cache and both worker
 modes, and the physics-informed loss. Full training is `python -m gridverify.surrogate.train`, not a test."""
 
-import argparse
 import shutil
 from pathlib import Path
 
@@ -10,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from gridverify.cli import _parser
 from gridverify.grid.acopf import compile_acopf
 from gridverify.surrogate import compose, load_case
-from gridverify.surrogate.cli import add_train_parser, run_train
+from gridverify.surrogate.cli import run_train
 from gridverify.surrogate.dataset import Dataset, DatasetConfig, generate
 from gridverify.surrogate.train import TrainConfig, build_model, fit, train_case
 
@@ -86,10 +86,9 @@ def test_physics_loss_trains(tiny_case: Path) -> None:
 
 
 def test_train_subcommand_parses_and_reports_a_bad_case(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser(prog="gridverify")
-    add_train_parser(parser.add_subparsers(dest="command"))
+    parser = _parser("train")
     args = parser.parse_args(["train", "case14", "--workers", "1", "--no-cache"])
-    assert callable(args.func) and args.case == "case14" and args.workers == 1 and args.no_cache
+    assert args.case == "case14" and args.workers == 1 and args.no_cache
     assert run_train(parser.parse_args(["train", "no_such_case"])) == 2
     assert "shipped cases: " in capsys.readouterr().err
 
