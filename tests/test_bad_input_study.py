@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from gridverify.cli import main
-from gridverify.study import JobStore, RunConfig, load_study, run_jobs
+from gridverify.study import JobStore, RunConfig, run_jobs
 from gridverify.study.report import summary_rows, write_report
-from tests.study.support import random_surrogate, synthetic_job, write_study
+from tests.study.support import synthetic_job, vm_jobs, write_study
 
 STUDY = 'cases = ["case14"]\nfamilies = ["vm_max"]\nregions = ["+-1%"]\ntimeout_s = 5\n'
 
@@ -85,11 +85,7 @@ def test_a_bad_study_file_is_named_in_one_line(body, problem, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory: pytest.TempPathFactory) -> list:
-    folder = tmp_path_factory.mktemp("study")
-    surrogate = random_surrogate(folder / "random.pt")
-    body = f'cases = ["case14"]\nsurrogates = ["{surrogate}"]\nfamilies = ["vm_min", "vm_max"]\n'
-    body += 'regions = ["+-1%", "+-5%"]\ntimeout_s = 5\n'
-    return load_study(write_study(folder, body))
+    return vm_jobs(tmp_path_factory.mktemp("study"), ["+-1%", "+-5%"])
 
 
 def _corrupt(path: Path, how: str) -> None:

@@ -19,20 +19,11 @@ from gridverify.cli import main
 from gridverify.surrogate import dataset as dataset_module
 from gridverify.surrogate import load_case
 from gridverify.surrogate.dataset import DatasetConfig, Interrupted, generate
+from tests.surrogate.support import tiny_toml
 
 REPO = Path(__file__).resolve().parents[1]
 CASE14 = load_case("case14")
-TINY = """name = "tiny14"
-source = "pglib_opf_case14_ieee.m"
-region = "+-5%"
-seed = 3
-[architecture]
-hidden = [8]
-[data]
-samples = 400
-[training]
-epochs = 2
-"""
+TINY = tiny_toml(400, 2)
 
 
 def _case(folder: Path, toml: str = TINY) -> Path:

@@ -41,20 +41,28 @@ class Family:
 
 
 _EQ, _LE = Kind.EQUALITY, Kind.INEQUALITY
+
+
+def _limits(
+    name: str, element: Element, unit: str, what: str, x: str, lo: str, hi: str
+) -> tuple[Family, ...]:
+    """The lower and upper limit families of one quantity ``x``: ``lo - x <= 0`` and ``x - hi <= 0``."""
+    return (
+        Family(f"{name}_min", _LE, element, unit, f"{what} lower limit: {lo} - {x} <= 0"),
+        Family(f"{name}_max", _LE, element, unit, f"{what} upper limit: {x} - {hi} <= 0"),
+    )
+
+
 FAMILIES: tuple[Family, ...] = (  # each g(x) as `gridverify.grid.acopf` writes it, per unit
     Family("p_balance", _EQ, "bus", "pu", "P balance: sum pg - sum pd - gs vm^2 - flows out = 0"),
     Family("q_balance", _EQ, "bus", "pu", "Q balance: sum qg - sum qd + bs vm^2 - flows out = 0"),
     Family("ref_angle", _EQ, "bus", "rad", "the reference bus's angle at the case's value: va - va_ref = 0"),
-    Family("thermal_from", _LE, "branch", "pu^2", "MVA at the from end: p^2 + q^2 - rate_a^2 <= 0"),
-    Family("thermal_to", _LE, "branch", "pu^2", "MVA at the to end: p^2 + q^2 - rate_a^2 <= 0"),
-    Family("angle_min", _LE, "branch", "rad", "angle difference lower limit: angmin - (va_f - va_t) <= 0"),
-    Family("angle_max", _LE, "branch", "rad", "angle difference upper limit: (va_f - va_t) - angmax <= 0"),
-    Family("vm_min", _LE, "bus", "pu", "voltage magnitude lower limit: vmin - vm <= 0"),
-    Family("vm_max", _LE, "bus", "pu", "voltage magnitude upper limit: vm - vmax <= 0"),
-    Family("pg_min", _LE, "gen", "pu", "active power lower limit: pmin - pg <= 0"),
-    Family("pg_max", _LE, "gen", "pu", "active power upper limit: pg - pmax <= 0"),
-    Family("qg_min", _LE, "gen", "pu", "reactive power lower limit: qmin - qg <= 0"),
-    Family("qg_max", _LE, "gen", "pu", "reactive power upper limit: qg - qmax <= 0"),
+    *(Family(f"thermal_{end}", _LE, "branch", "pu^2", f"MVA at the {end} end: p^2 + q^2 - rate_a^2 <= 0")
+      for end in ("from", "to")),
+    *_limits("angle", "branch", "rad", "angle difference", "(va_f - va_t)", "angmin", "angmax"),
+    *_limits("vm", "bus", "pu", "voltage magnitude", "vm", "vmin", "vmax"),
+    *_limits("pg", "gen", "pu", "active power", "pg", "pmin", "pmax"),
+    *_limits("qg", "gen", "pu", "reactive power", "qg", "qmin", "qmax"),
 )  # fmt: skip
 NAMES: tuple[str, ...] = tuple(f.name for f in FAMILIES)
 BALANCE: tuple[str, ...] = ("p_balance", "q_balance")  # the power balance families (a surrogate's residuals)

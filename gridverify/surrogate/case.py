@@ -180,22 +180,20 @@ class Case(Protocol):
     def metrics(self) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True, eq=False)
-class CaseFolder:
-    """A case folder (a `Case`). ``data``, ``problem``, ``region``, ``surrogate``, ``graph`` (the
-    composition) and ``metrics`` are made once, on first use; ``net`` is a fresh pandapower net of the source
-    file at every access."""
-
-    folder: Path
-    definition: CaseDefinition
-
-    @property
-    def name(self) -> str:
-        return self.definition.name
+class _FromGridFile:
+    """What both kinds of case derive the same way from their grid file (``source``) and ``surrogate``, each
+    made once, on first use: the grid ``data`` (`read_grid`: a file that cannot be read or is outside the
+    model raises `GridError` naming it), the constraints (``problem``) and their composition with the
+    surrogate (``graph``: input ``"load"`` (2D,) -> every constraint and quantity); ``net`` is a fresh
+    pandapower net of the grid file at every access."""
 
     @property
     def source(self) -> Path:
-        return self.folder / self.definition.source
+        raise NotImplementedError
+
+    @property
+    def surrogate(self) -> AcopfSurrogate:
+        raise NotImplementedError
 
     @cached_property
     def data(self) -> GridData:
@@ -208,6 +206,27 @@ class CaseFolder:
     @cached_property
     def problem(self) -> AcopfProblem:
         return build_acopf(self.data)
+
+    @cached_property
+    def graph(self) -> Graph:
+        return compose(self.problem, self.surrogate)
+
+
+@dataclass(frozen=True, eq=False)
+class CaseFolder(_FromGridFile):
+    """A case folder (a `Case`): its grid file is ``definition.source``; ``region``, ``surrogate`` and
+    ``metrics`` are made once, on first use."""
+
+    folder: Path
+    definition: CaseDefinition
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def source(self) -> Path:
+        return self.folder / self.definition.source
 
     @cached_property
     def region(self) -> Region:
@@ -226,11 +245,6 @@ class CaseFolder:
         if not path.exists():
             raise FileNotFoundError(f"case {self.name}: no trained surrogate at {path} (train it first)")
         return read_surrogate(path, self.data)
-
-    @cached_property
-    def graph(self) -> Graph:
-        """``compose(problem, surrogate)``: input ``"load"`` (2D,) -> every constraint and quantity."""
-        return compose(self.problem, self.surrogate)
 
     @cached_property
     def metrics(self) -> dict[str, Any]:
@@ -308,9 +322,10 @@ def load_case(name_or_path: str | Path) -> CaseFolder:
 
 
 @dataclass(frozen=True, eq=False)
-class FileCase:
-    """``grid``: a ``.m`` case or a pandapower ``.json`` net; ``surrogate_file``: the surrogate's weights;
-    ``region_text``: the default region (no training region is known for a bare file)."""
+class FileCase(_FromGridFile):
+    """A grid file with a surrogate file (a `Case`). ``grid``: a ``.m`` case or a pandapower ``.json`` net;
+    ``surrogate_file``: the surrogate's weights; ``region_text``: the default region (no training region is
+    known for a bare file)."""
 
     grid: Path
     surrogate_file: Path
@@ -332,17 +347,8 @@ class FileCase:
         return self.grid.parent
 
     @property
-    def net(self) -> Any:
-        return grid_net(self.grid)
-
-    @cached_property
-    def data(self) -> GridData:
-        """The grid; a file that cannot be read or is outside the model raises `GridError` naming it."""
-        return read_grid(self.grid)
-
-    @cached_property
-    def problem(self) -> AcopfProblem:
-        return build_acopf(self.data)
+    def source(self) -> Path:
+        return self.grid
 
     @cached_property
     def region(self) -> Region:
@@ -351,11 +357,6 @@ class FileCase:
     @cached_property
     def surrogate(self) -> AcopfSurrogate:
         return read_surrogate(self.surrogate_file, self.data)
-
-    @cached_property
-    def graph(self) -> Graph:
-        """``compose(problem, surrogate)``, as `CaseFolder.graph`."""
-        return compose(self.problem, self.surrogate)
 
     @property
     def metrics(self) -> dict[str, Any]:

@@ -23,6 +23,19 @@ def write_study(folder: Path, body: str, name: str = "study.toml") -> Path:
     return path
 
 
+def vm_jobs(folder: Path, regions: list[str]) -> list[Job]:
+    """The jobs of a study of case14's voltage limits under a random surrogate (`random_surrogate`) over
+    ``regions``, 5 s each, written into ``folder``."""
+    import json
+
+    from gridverify.study import load_study
+
+    surrogate = random_surrogate(folder / "random.pt")
+    body = f'cases = ["case14"]\nsurrogates = ["{surrogate}"]\nfamilies = ["vm_min", "vm_max"]\n'
+    body += f"regions = {json.dumps(regions)}\ntimeout_s = 5\n"
+    return load_study(write_study(folder, body))
+
+
 def random_surrogate(path: Path, seed: int = 0) -> Path:
     """A case14 surrogate with random weights (hidden [8]), saved as training saves one."""
     import numpy as np

@@ -7,18 +7,14 @@ import json
 
 import pytest
 
-from gridverify.study import JobStore, RunConfig, load_study, run_jobs
+from gridverify.study import JobStore, RunConfig, run_jobs
 from gridverify.verify import Certificate
-from tests.study.support import dying_job, failing_job, random_surrogate, synthetic_job, write_study
+from tests.study.support import dying_job, failing_job, synthetic_job, vm_jobs
 
 
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory: pytest.TempPathFactory) -> list:
-    folder = tmp_path_factory.mktemp("study")
-    surrogate = random_surrogate(folder / "random.pt")
-    body = f'cases = ["case14"]\nsurrogates = ["{surrogate}"]\nfamilies = ["vm_min", "vm_max"]\n'
-    body += 'regions = ["+-1%", "+-5%", "+-8%"]\ntimeout_s = 5\n'
-    return load_study(write_study(folder, body))
+    return vm_jobs(tmp_path_factory.mktemp("study"), ["+-1%", "+-5%", "+-8%"])
 
 
 def _submitted(store: JobStore) -> list[str]:

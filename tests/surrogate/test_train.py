@@ -15,20 +15,9 @@ from gridverify.surrogate import compose, load_case
 from gridverify.surrogate.cli import run_train
 from gridverify.surrogate.dataset import Dataset, DatasetConfig, generate
 from gridverify.surrogate.train import TrainConfig, build_model, fit, train_case
+from tests.surrogate.support import tiny_toml
 
-TINY = """name = "tiny14"
-source = "pglib_opf_case14_ieee.m"
-region = "+-5%"
-seed = 3
-[architecture]
-hidden = [8]
-[data]
-samples = 6
-[training]
-epochs = 3
-batch_size = 4
-test_fraction = 0.34
-"""
+TINY = tiny_toml(6, 3, batch_size=4, test_fraction=0.34)
 
 
 @pytest.fixture()
