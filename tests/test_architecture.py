@@ -161,3 +161,18 @@ def test_pandapower_is_imported_under_grid_only() -> None:
     assert users, "no module imports pandapower: is the test still reading the package?"
     outside = sorted(m for m in users if _layer_of(m) != "grid")
     assert not outside, "pandapower imported outside grid/ (docs/architecture.md): " + ", ".join(outside)
+
+
+def test_the_family_list_is_written_once():
+    """Only `gridverify.grid.families` lists constraint families: no other module holds a literal tuple, list
+    or set of three or more family names (the others read `FAMILIES`, `NAMES`, `of_element`)."""
+    from gridverify.grid.families import NAMES
+
+    lists = []
+    for module, path in _modules():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(node.elts) >= 3:
+                names = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+                if len(names) == len(node.elts) and set(names) <= set(NAMES):
+                    lists.append(f"{module}:{node.lineno}")
+    assert lists == [], "family names listed outside grid/families.py: " + ", ".join(lists)
