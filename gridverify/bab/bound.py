@@ -148,6 +148,7 @@ def bound_domains(problem: Problem, d: Domains, config: BoundConfig) -> Bounded:
     best = torch.full((d.size,), -torch.inf, dtype=d.lower.dtype, device=d.lower.device)
     intervals: list[Interval | None] = list(d.intervals)
     input_coeff = torch.zeros_like(d.lower)
+    line = torch.full_like(best, torch.inf)
     # Intermediate passes use CROWN's default lines (only the final pass has alpha and beta), so the
     # refreshed intervals do not change during the optimisation: computed once, for the needed neurons.
     masks = needed_neurons(graph, plan, out, c) if crown_nodes else None
@@ -165,6 +166,7 @@ def bound_domains(problem: Problem, d: Domains, config: BoundConfig) -> Bounded:
         # gradient would vanish wherever the interval is the better of the two (and alpha, beta stall there)
         best = torch.maximum(best, torch.maximum(lower.detach(), out_lower))
         input_coeff = found[graph.input_ids[problem.input_name]].detach()[:, 0]
+        line = -lower.detach()
         if step + 1 >= config.steps or not params:
             break
         opt.step(torch.autograd.grad(-_finite(lower).sum(), params, allow_unused=True))
@@ -179,5 +181,6 @@ def bound_domains(problem: Problem, d: Domains, config: BoundConfig) -> Bounded:
         beta_hi={k: v.detach() for k, v in betas["hi"].items()},
         coeffs=record,
         input_coeff=input_coeff,
+        line_bound=line,
     )
     return Bounded(done, record, input_coeff)

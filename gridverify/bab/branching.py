@@ -193,11 +193,26 @@ def choose_neuron(problem: Problem, scores: dict[int, Tensor]) -> tuple[Tensor, 
     return torch.tensor(nodes, device=which.device)[which], index
 
 
-def choose_input(b: Bounded) -> tuple[Tensor, Tensor]:
-    """Input dimension with the largest |coefficient| x width, and its midpoint."""
+ASPECT = 2.0
+"""Input splits: a dimension is split only while its width (relative to the root box) is at least
+``1 / ASPECT`` of the domain's widest (`choose_input`)."""
+
+
+def choose_input(b: Bounded, root_width: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per domain: the input dimension with the largest |coefficient| x width among those at least
+    ``1 / ASPECT`` as wide as the widest (widths relative to ``root_width``, the root box's), and its
+    midpoint. The coefficient (the last bound's linear function of the input) sees only how the final
+    line varies, not how the box's width loosens the intermediate bounds (unstable relus) below it:
+    alone it kept halving one dimension of the cGAN boxes (4 free inputs: 0.717 after 60 s against 0.348
+    with the aspect cap, threshold 0.338), so no box gets more than ``2 ASPECT`` times longer than wide."""
     d = b.domains
     width = _flat(d.upper - d.lower)
-    score = _flat(b.input_coeff).abs() * width + 1e-9 * width
+    rel = width
+    if root_width is not None:
+        root = _flat(root_width).to(width)
+        rel = torch.where(root > 0, width / torch.where(root > 0, root, 1.0), torch.zeros_like(width))
+    wide = rel * ASPECT >= rel.amax(1, keepdim=True) * (1 - 1e-9)
+    score = (_flat(b.input_coeff).abs() * width + 1e-9 * width) * wide
     dim = score.argmax(1)
     mid = 0.5 * (_flat(d.lower) + _flat(d.upper)).gather(1, dim.unsqueeze(1)).squeeze(1)
     return dim, mid

@@ -91,6 +91,8 @@ class Domains:
     depth: Tensor  # (B,)
     coeffs: dict[int, Tensor] = field(default_factory=dict)  # last pass: coefficient of each relaxed output
     input_coeff: Tensor | None = None  # last pass: coefficient of the graph input, (B, *S_in)
+    # last pass: the upper bound of spec . y that input_coeff's line gives over the domain's box, (B,)
+    line_bound: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -118,6 +120,7 @@ def select(d: Domains, idx: Tensor) -> Domains:
         d.depth[idx],
         {k: v[idx] for k, v in d.coeffs.items()},
         None if d.input_coeff is None else d.input_coeff[idx],
+        None if d.line_bound is None else d.line_bound[idx],
     )
 
 
@@ -153,6 +156,7 @@ def concat(parts: Sequence[Domains]) -> Domains:
         torch.cat([p.depth for p in parts]),
         cat(lambda p: p.coeffs) if all(p.coeffs for p in parts) else {},
         None if any(p.input_coeff is None for p in parts) else torch.cat([p.input_coeff for p in parts]),  # type: ignore[misc]
+        None if any(p.line_bound is None for p in parts) else torch.cat([p.line_bound for p in parts]),  # type: ignore[misc]
     )
 
 

@@ -46,10 +46,32 @@ def split_neurons(d: Domains, choice: Choice) -> Domains:
 
 
 def split_inputs(d: Domains, dim: Tensor, mid: Tensor) -> Domains:
+    """Two children per domain: input ``dim`` below ``mid`` (first half) and above. Where the parent has
+    its last line (``input_coeff``, ``line_bound``), each child's bound is also that line's over the
+    child's box: the line's minimum rises by ``|a_j|`` times the half of dimension j that the child drops
+    on the side where ``a_j`` pulls it down, so one child of each pair gets a better bound for free (and
+    may be settled without being bounded, `gridverify.bab.search`)."""
     rows = torch.ones_like(dim, dtype=torch.bool)
     left = replace(d, upper=_narrow(d.upper, rows, dim, mid))
     right = replace(d, lower=_narrow(d.lower, rows, dim, mid))
+    if d.input_coeff is not None and d.line_bound is not None:
+        a = d.input_coeff.reshape(d.size, -1).gather(1, dim.unsqueeze(1)).squeeze(1)
+        lo = d.lower.reshape(d.size, -1).gather(1, dim.unsqueeze(1)).squeeze(1)
+        hi = d.upper.reshape(d.size, -1).gather(1, dim.unsqueeze(1)).squeeze(1)
+        # a is the coefficient of the lower line of -spec . y: its minimum reads hi_j where a_j < 0
+        left = replace(left, bound=_line_child(d, (-a).clamp(min=0) * (hi - mid)))
+        right = replace(right, bound=_line_child(d, a.clamp(min=0) * (mid - lo)))
     return _children(left, right)
+
+
+def _line_child(d: Domains, gain: Tensor) -> Tensor:
+    """A child's bound: the parent's, or its line's bound less ``gain`` (shrunk by 1e-9 relative for the
+    rounding of the line's sums), where both are finite."""
+    line = d.line_bound
+    assert line is not None
+    better = line - gain * (1.0 - 1e-9)
+    ok = torch.isfinite(better) & torch.isfinite(gain)
+    return torch.where(ok, torch.minimum(d.bound, better), d.bound)
 
 
 def _children(left: Domains, right: Domains) -> Domains:

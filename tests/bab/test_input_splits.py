@@ -1,0 +1,108 @@
+"""Input splitting: children's bounds from their parent's line (`split_inputs`) are sound on sampled points,
+the dimension choice keeps boxes within `ASPECT` (`choose_input`), the split-mode window for input splits
+(`_Mode.input_window_s`), and only the top children are attacked."""
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gridverify.bab import SearchConfig, Verdict, maximise
+from gridverify.bab.bound import BoundConfig, Bounded, bound_domains
+from gridverify.bab.branching import ASPECT, choose_input
+from gridverify.bab.domains import Problem
+from gridverify.bab.search import _Mode, _root_domains
+from gridverify.bab.split import split_inputs
+from tests.bounds.random_graphs import random_graph, sample_box
+
+F64 = torch.float64
+
+
+def _bounded(seed: int, scale: float, n_in: int = 3) -> tuple[Problem, Bounded]:
+    graph = random_graph(seed, depth=3, n_in=n_in)
+    gen = torch.Generator().manual_seed(seed)
+    centre = torch.rand(1, n_in, generator=gen, dtype=F64) * 2 - 1
+    width = torch.rand(1, n_in, generator=gen, dtype=F64) * scale
+    box = (centre - width / 2, centre + width / 2)
+    problem = Problem.make(graph, box)
+    spec = torch.randn(1, 3, generator=gen, dtype=F64)
+    d, _ = _root_domains(problem, spec, SearchConfig())
+    return problem, bound_domains(problem, d, BoundConfig(steps=2, refresh_intermediate=True))
+
+
+@settings(max_examples=15, deadline=None, database=None)
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([0.0, 1e-9, 0.3, 3.0, 40.0]))
+def test_children_bounds_from_the_parent_line_hold(seed: int, scale: float) -> None:
+    """Every child's bound (its parent's line over the child's box) is above the graph's values sampled in
+    the child (corners included): degenerate, tiny, moderate and very wide boxes."""
+    problem, b = _bounded(seed, scale)
+    d = b.domains
+    for dim in range(d.lower.shape[1]):
+        mid = 0.5 * (d.lower[:, dim] + d.upper[:, dim])
+        children = split_inputs(d, torch.full((d.size,), dim), mid)
+        assert (children.bound <= d.bound.repeat(2)).all()
+        for k in range(children.size):
+            lo, hi = children.lower[k : k + 1], children.upper[k : k + 1]
+            pts = sample_box(lo, hi, 400, seed).reshape(-1, lo.shape[1])
+            y = problem.graph.forward(pts)[problem.graph.outputs[0][0]].reshape(pts.shape[0], -1)
+            values = y @ children.spec[k]
+            assert float(values.max()) <= float(children.bound[k]) + 1e-9 * (1 + float(values.abs().max()))
+
+
+def test_one_child_gains_the_line_slope() -> None:
+    """y = 3 x1 + x2 (a line): the child on the low side of x1 gets bound max - 3 w1 / 2 without a pass."""
+    from gridverify.ir import GraphBuilder
+
+    b = GraphBuilder()
+    x = b.input("x", (2,))
+    graph = b.build({"y": b.linear(x, torch.tensor([[3.0, 1.0]], dtype=F64))})
+    box = (torch.tensor([[0.0, 0.0]], dtype=F64), torch.tensor([[1.0, 1.0]], dtype=F64))
+    problem = Problem.make(graph, box)
+    d, _ = _root_domains(problem, torch.ones(1, 1, dtype=F64), SearchConfig())
+    d = bound_domains(problem, d, BoundConfig(steps=1, refresh_intermediate=True)).domains
+    assert abs(float(d.bound[0]) - 4.0) < 1e-9
+    children = split_inputs(d, torch.tensor([0]), torch.tensor([0.5], dtype=F64))
+    assert abs(float(children.bound[0]) - 2.5) < 1e-6 and abs(float(children.bound[1]) - 4.0) < 1e-9
+
+
+def test_choose_input_keeps_the_aspect() -> None:
+    """The coefficient favours dimension 0; once it is ASPECT times narrower than dimension 1 (relative to
+    the root box), dimension 1 is split: no box gets more than 2 ASPECT times longer than wide."""
+    problem, b = _bounded(3, 1.0, n_in=2)
+    d = b.domains
+    root = problem.upper - problem.lower
+    coeff = torch.tensor([[10.0, 0.1]], dtype=F64)
+    lower, upper = d.lower.clone(), d.upper.clone()
+    for _ in range(6):
+        dom = type(d)(**{**d.__dict__, "lower": lower, "upper": upper})
+        dim, mid = choose_input(Bounded(dom, {}, coeff), root)
+        k = int(dim[0])
+        upper[0, k] = mid[0]
+        rel = (upper - lower)[0] / root[0]
+        assert float(rel.max() / rel.min()) <= 2 * ASPECT * (1 + 1e-9)
+
+
+def test_input_window_is_longer() -> None:
+    """Input splits are judged over their own window: a stall inside it keeps input splits."""
+    mode = _Mode(by_input=True, allowed=True, window_s=1.0, gain=0.05, input_window_s=4.0)
+    mode.observe(1.0, 0.0)
+    mode.observe(1.0, 2.0)
+    assert mode.by_input and not mode.switches
+    mode.observe(1.0, 4.5)
+    assert not mode.by_input and len(mode.switches) == 1
+    mode.observe(1.0, 6.0)  # neuron splits: the short window
+    assert mode.by_input
+
+
+def test_input_split_search_never_proves_a_false_bound() -> None:
+    """A relu net on 3 inputs: maximise with input splits; the certified upper bound is above the sampled
+    maximum, and a threshold just below that maximum is never proved."""
+    graph = random_graph(7, depth=3)
+    box = (torch.full((1, 3), -1.0, dtype=F64), torch.full((1, 3), 1.0, dtype=F64))
+    pts = sample_box(*box, 20000, 0).reshape(-1, 3)
+    best = float(graph.forward(pts)["y"].reshape(pts.shape[0], -1)[:, 0].max())
+    spec = torch.zeros(1, graph.nodes[graph.outputs[0][1]].size, dtype=F64)
+    spec[0, 0] = 1.0
+    config = SearchConfig(timeout_s=4.0, input_split_max_dims=6)
+    r = maximise(graph, box, spec, threshold=torch.tensor([best - 1e-6], dtype=F64), config=config)[0]
+    assert r.verdict is not Verdict.VERIFIED
+    assert r.upper >= best - 1e-9
