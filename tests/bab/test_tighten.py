@@ -79,3 +79,19 @@ def test_search_with_tightening_is_sound() -> None:
             assert true_max <= thr
         if r.verdict is Verdict.VIOLATED:
             assert float(graph.forward(r.witness.unsqueeze(0))["y"].reshape(-1)[0]) > thr
+
+
+def test_each_search_caps_its_roots_alpha_optimisation_at_a_share_of_its_time() -> None:
+    import time
+
+    from gridverify.bab.maximise import ROOT_SHARE, _rooted
+    from gridverify.bounds.alpha import AlphaConfig
+
+    start = time.perf_counter()
+    capped = _rooted(SearchConfig(timeout_s=60.0), 8.0, start)
+    assert capped.timeout_s == 8.0
+    assert capped.root.timeout_s is not None and 0.0 < capped.root.timeout_s <= ROOT_SHARE * 8.0
+    tighter = SearchConfig(root=AlphaConfig(steps=20, timeout_s=0.5))
+    assert _rooted(tighter, 8.0, start).root.timeout_s == 0.5  # a smaller cap of the caller stays
+    late = _rooted(SearchConfig(), 1.0, start - 5.0)  # a search whose time is already spent
+    assert late.root.timeout_s == 0.0
