@@ -72,7 +72,11 @@ def maximise(
         intervals = tighten(problem, spec[rows], intervals, config, budget, plan.max_neurons, maximise)
         if intervals is None:
             return results
-        until = min(time.perf_counter() - start + round_s, config.timeout_s)
+        now = time.perf_counter() - start
+        until = now + plan.search_share * round_s
+        if config.timeout_s - until < 2.0 * round_s:  # no room for another round: the search takes the rest
+            until = config.timeout_s
+        until = min(until, config.timeout_s)
         sub_thr = None if thr is None else thr[rows]
         cfg = _rooted(config, until, start)
         best = torch.stack([results[k].witness for k in todo]).unsqueeze(1)
