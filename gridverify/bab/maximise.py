@@ -6,7 +6,8 @@ For each specification row c (``spec`` is ``(m, n_out)``), ``maximise`` narrows 
 does the work. With ``SearchConfig.tighten``, specifications still open after a first search get rounds of
 boundary-neuron tightening (`gridverify.bab.tighten`, which is handed this function for its own searches)
 and a new search on the tightened intervals; each specification keeps the better bound and the better
-witness of its searches.
+witness of its searches. When the boundary intervals are what keeps every specification open
+(`gridverify.bab.tighten.tighten_first`), tightening comes before any search.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import Tensor
 from gridverify.bab.config import SearchConfig
 from gridverify.bab.domains import Problem
 from gridverify.bab.search import search
-from gridverify.bab.tighten import boundary_neurons, tighten
+from gridverify.bab.tighten import boundary_neurons, tighten, tighten_first
 from gridverify.bab.verdict import SpecResult, Verdict, decide
 from gridverify.bounds.core import Interval
 from gridverify.ir.graph import Graph
@@ -57,21 +58,28 @@ def maximise(
     if plan is not None:
         count = sum(int(r.numel()) for r in boundary_neurons(problem, spec).values())
         plan = plan if 0 < count <= plan.max_neurons else None
-    first = config.timeout_s if plan is None else min(plan.after_s, 0.2 * config.timeout_s)
-    results = search(problem, spec, thr, _rooted(config, first, start), base, start, closed, starts)
     if plan is None:
-        return results
+        return search(
+            problem, spec, thr, _rooted(config, config.timeout_s, start), base, start, closed, starts
+        )
+    results: list[SpecResult] | None = None
+    if thr is None or not tighten_first(problem, spec, thr, base, plan.max_neurons):
+        first = min(plan.after_s, 0.2 * config.timeout_s)
+        results = search(problem, spec, thr, _rooted(config, first, start), base, start, closed, starts)
     round_s, intervals = plan.round_s, base
     while True:
-        todo = [k for k, r in enumerate(results) if _open(r, thr, config)]
+        todo = (
+            list(range(m)) if results is None else [k for k, r in enumerate(results) if _open(r, thr, config)]
+        )
         left = config.timeout_s - (time.perf_counter() - start)
-        if not todo or left < 1.0:
+        if results is not None and (not todo or left < 1.0):
             return results
         rows = torch.tensor(todo, device=spec.device)
         budget = min(round_s, 0.5 * left)
-        intervals = tighten(problem, spec[rows], intervals, config, budget, plan.max_neurons, maximise)
-        if intervals is None:
+        tightened = tighten(problem, spec[rows], intervals, config, budget, plan.max_neurons, maximise)
+        if tightened is None and results is not None:
             return results
+        intervals = intervals if tightened is None else tightened
         now = time.perf_counter() - start
         until = now + plan.search_share * round_s
         if config.timeout_s - until < 2.0 * round_s:  # no room for another round: the search takes the rest
@@ -79,6 +87,10 @@ def maximise(
         until = min(until, config.timeout_s)
         sub_thr = None if thr is None else thr[rows]
         cfg = _rooted(config, until, start)
+        if results is None:  # tightened first: the caller's starts, and the first results
+            results = search(problem, spec, sub_thr, cfg, intervals, start, closed, starts)
+            round_s *= 2
+            continue
         best = torch.stack([results[k].witness for k in todo]).unsqueeze(1)
         more = search(problem, spec[rows], sub_thr, cfg, intervals, start, closed, best)
         for k, r in zip(todo, more):

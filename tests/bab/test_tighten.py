@@ -95,3 +95,24 @@ def test_each_search_caps_its_roots_alpha_optimisation_at_a_share_of_its_time() 
     assert _rooted(tighter, 8.0, start).root.timeout_s == 0.5  # a smaller cap of the caller stays
     late = _rooted(SearchConfig(), 1.0, start - 5.0)  # a search whose time is already spent
     assert late.root.timeout_s == 0.0
+
+
+def test_tightening_comes_first_only_when_the_boundary_intervals_keep_every_row_open() -> None:
+    from gridverify.bab.tighten import _ends_that_matter, tighten_first
+
+    graph = _surrogate_like()
+    problem = Problem.make(graph, BOX)
+    spec = torch.ones(1, 1, dtype=F64)
+    _, root, hopeful = _ends_that_matter(problem, spec, None, boundary_neurons(problem, spec))
+    sampled = float(_samples(graph)[graph.outputs[0][1]].max())
+    # the bound with the boundary neurons cut to their sampled ranges still holds at every sample
+    assert sampled - 1e-9 <= float(hopeful[0]) <= float(root[0, 0]) + 1e-9
+    assert float(hopeful[0]) < float(root[0, 0]) - 1e-3  # this graph's boundary intervals do matter
+
+    def first(thr: float) -> bool:
+        return tighten_first(problem, spec, torch.tensor([thr], dtype=F64), None, max_neurons=8)
+
+    assert first(0.5 * (float(hopeful[0]) + float(root[0, 0])))
+    assert not first(sampled - 1e-3)  # no tightening proves a violated row
+    assert not first(float(root[0, 0]) + 1e-3)  # CROWN alone proves it: the plain search does
+    assert not tighten_first(problem, spec, torch.tensor([0.0], dtype=F64), None, max_neurons=0)
