@@ -27,7 +27,7 @@ from gridverify.bab.split import points, split_inputs, split_neurons
 from gridverify.bab.verdict import SpecResult, decide, proves, refutes
 from gridverify.bounds.alpha import alpha_crown
 from gridverify.bounds.core import Interval
-from gridverify.bounds.crown import node_relaxer, propagate
+from gridverify.bounds.crown import needed_neurons, node_relaxer, propagate
 
 
 @dataclass
@@ -71,25 +71,42 @@ def _root_domains(
     )
     # BBPS shortcuts need the root's linear bounds of every node (one more CROWN pass); others do not.
     wanted = config.branching in (Branching.BBPS, Branching.FILTERED)
-    return d, _root_linear(problem, root.intervals) if wanted else {}
+    return d, _root_linear(problem, root.intervals, spec) if wanted else {}
 
 
-def _root_linear(problem: Problem, intervals: tuple[Interval | None, ...]) -> branching.RootLinear:
-    box = {problem.input_name: (problem.lower, problem.upper)}
+def _root_linear(
+    problem: Problem, intervals: tuple[Interval | None, ...], spec: Tensor
+) -> branching.RootLinear:
+    """Linear bounds over the box of the neurons the rows of ``spec`` depend on (`needed_neurons`), for
+    BBPS; every other neuron gets its interval as constant bounds (zero coefficients: sound, and BBPS never
+    weighs it, its coefficient in the rows being zero). Bounding every neuron of every node instead took 6.5
+    of a 15 s search's time on one thermal row of case118 (a graph bounding all 186 branches)."""
+    graph, box = problem.graph, {problem.input_name: (problem.lower, problem.upper)}
+    out_shape = graph.nodes[problem.output].shape
+    masks = needed_neurons(graph, problem.plan, problem.output, spec.reshape(1, spec.shape[0], *out_shape))
     _, linear = propagate(
-        problem.graph, box, problem.plan, node_relaxer(problem.graph), base=intervals, keep_linear=True
+        graph, box, problem.plan, node_relaxer(graph), base=intervals, keep_linear=True, masks=masks
     )
     out = {}
-    in_id = problem.graph.input_ids[problem.input_name]
+    in_id = graph.input_ids[problem.input_name]
+    n_in = problem.lower[0].numel()
     for i, (found, bias) in linear.items():
-        a = found.get(in_id, torch.zeros(1, bias.shape[1], *problem.lower.shape[1:], dtype=bias.dtype))
-        n, shape = bias.shape[1] // 2, problem.graph.nodes[i].shape
-        w = a.reshape(a.shape[0], 2 * n, -1)
+        lo, hi = intervals[i]  # type: ignore[misc]
+        n, shape = graph.nodes[i].size, graph.nodes[i].shape
+        rows = masks[i].nonzero().squeeze(1) if i in masks else torch.arange(n, device=lo.device)
+        k = bias.shape[1] // 2
+        a = found.get(in_id, torch.zeros(1, 2 * k, n_in, dtype=bias.dtype, device=bias.device))
+        w = a.reshape(a.shape[0], 2 * k, -1)
+        w_lo, w_hi = w.new_zeros(w.shape[0], n, n_in), w.new_zeros(w.shape[0], n, n_in)
+        b_lo = lo[:1].reshape(1, n).expand(w.shape[0], n).clone()
+        b_hi = hi[:1].reshape(1, n).expand(w.shape[0], n).clone()
+        w_lo[:, rows], b_lo[:, rows] = w[:, :k], bias[:, :k]
+        w_hi[:, rows], b_hi[:, rows] = -w[:, k:], -bias[:, k:]
         out[i] = (
-            w[:, :n].reshape(a.shape[0], *shape, -1),
-            bias[:, :n].reshape(a.shape[0], *shape),
-            -w[:, n:].reshape(a.shape[0], *shape, -1),
-            -bias[:, n:].reshape(a.shape[0], *shape),
+            w_lo.reshape(w.shape[0], *shape, n_in),
+            b_lo.reshape(w.shape[0], *shape),
+            w_hi.reshape(w.shape[0], *shape, n_in),
+            b_hi.reshape(w.shape[0], *shape),
         )
     return out
 
