@@ -8,12 +8,17 @@ and bound batches by largest gap over all rows, a quarter of the budget kept for
 ``no-lp`` without LP tightening of the surrogate's boundary neurons (``tighten_share=0``); the runs' counts,
 thermal unknowns and the median over balance rows of (certified bound / worst found) are printed side by side.
 
-    python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--compare release no-lp]
+With ``--memory-gb`` the runs (screen and verify) get that budget (`VerifyConfig.memory_gb`); the peak RSS
+of the process so far is printed after each case.
+
+    python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--memory-gb G]
+                           [--compare release no-lp]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from dataclasses import replace
 
@@ -30,9 +35,9 @@ def screening(case, config: VerifyConfig) -> tuple[int, int, int, float]:
     """(rows the screen proves, rows it finds violated, rows, seconds) for all families of ``case``."""
     _, graph, rows = prepare(case, None)
     start = time.perf_counter()
-    thresholds = torch.full((rows.spec.shape[0],), config.tolerance, dtype=torch.float64)
+    thresholds = torch.full((len(rows),), config.tolerance, dtype=torch.float64)
     until = start + config.attack_share * config.timeout_s
-    screened = screen(graph, case.region.box(), rows.spec, thresholds, config, until)
+    screened = screen(graph, case.region.box(), rows, thresholds, config, until)
     verdicts = [r.verdict.value for r in screened]
     seconds = time.perf_counter() - start
     return verdicts.count("verified"), verdicts.count("violated"), len(screened), seconds
@@ -69,20 +74,27 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case (default 120)")
     parser.add_argument("--region", help="load region (default: each case's training region)")
     parser.add_argument(
+        "--memory-gb", type=float, default=VerifyConfig.memory_gb, help="memory budget (GiB) of each run"
+    )
+    parser.add_argument(
         "--compare", nargs="+", choices=sorted(BASELINES), default=[], help="baselines to run beside"
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.cases or available_cases():
         case = load_case(name)
-        config = VerifyConfig(timeout_s=args.timeout)
+        config = VerifyConfig(timeout_s=args.timeout, memory_gb=args.memory_gb)
         proved, violated, rows, screen_s = screening(case, config)
         start = time.perf_counter()
         cert = verify(case, args.region, config=config)
         wall = time.perf_counter() - start
         head = f"{name}: {len(cert.records)} constraints, {rows} rows"
         screen_text = f"the screen proves {proved} rows and finds {violated} violated in {screen_s:.1f} s"
-        print(f"\n== {head}; {screen_text}; verify wall {wall:.1f} s (budget {args.timeout:g} s)")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(
+            f"\n== {head}; {screen_text}; verify wall {wall:.1f} s (budget {args.timeout:g} s); "
+            f"peak RSS so far {peak:.2f} GiB"
+        )
         print(summary_table(cert))
         if not args.compare:
             continue

@@ -24,7 +24,7 @@ from gridverify.reports.report import ReportLockedError, report_lock, write_repo
 from gridverify.specs import Region
 from gridverify.specs.certificate import VERDICTS, Certificate, CertificateError
 from gridverify.surrogate.case import Case, CaseFolder, SurrogateError, load_case, open_case
-from gridverify.verify.run import DEFAULT_TOLERANCES, RegionWarning, VerifyConfig, verify
+from gridverify.verify.run import DEFAULT_TOLERANCES, RegionWarning, VerifyConfig, out_of_memory, verify
 
 EXIT_VERIFIED, EXIT_VIOLATED, EXIT_BAD_INPUT, EXIT_UNKNOWN = 0, 1, 2, 3
 
@@ -51,7 +51,18 @@ def run_verify(args: argparse.Namespace) -> int:
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RegionWarning)
-        cert = verify(case, region, args.constraints, config, progress=not args.quiet, log=_stage_line)
+        try:
+            cert = verify(case, region, args.constraints, config, progress=not args.quiet, log=_stage_line)
+        except (MemoryError, RuntimeError) as err:
+            if not out_of_memory(err):
+                raise
+            message = f"{type(err).__name__}: {err}".splitlines()[0]
+            print(
+                f"gridverify verify: out of memory within --memory-gb {config.memory_gb:g} before any answer "
+                f"({message}); nothing written: raise --memory-gb or select fewer --constraints",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
     for w in caught:
         print(f"gridverify verify: warning: {w.message}", file=sys.stderr)
     undefined = [r.name for r in cert.records if math.isnan(r.bound) or math.isnan(r.worst)]
@@ -131,6 +142,7 @@ def _config(args: argparse.Namespace) -> VerifyConfig:
             timeout_s=_verify_budget(args.timeout),
             device=args.device,
             replay=not args.no_replay,
+            memory_gb=getattr(args, "memory_gb", VerifyConfig.memory_gb),
         )
     except ValueError as err:
         raise InputError(str(err)) from None

@@ -19,9 +19,16 @@ relu layers above them) over the whole region by LP, within ``tighten_share`` of
 surrogate, region and settings (`gridverify.bab.lp_tighten`); the screen's CROWN pass and every chunk's
 search start from those intervals (``base``).
 
-Branch and bound runs on ``VerifyConfig.chunk`` rows at a time, each chunk with an equal share of its
-stage's time left; rows that no time is left for keep the screen's answer (on large cases with tight
-budgets many rows end there, with CROWN's bound as their certified bound).
+Branch and bound runs on ``VerifyConfig.chunk`` rows of one family at a time (on the family's node of the
+graph), each chunk with an equal share of its stage's time left; rows that no time is left for keep the
+screen's answer (on large cases with tight budgets many rows end there, with CROWN's bound as their
+certified bound).
+
+Memory stays inside ``VerifyConfig.memory_gb`` (`Budget`): rows are (output index, sign) pairs (`Rows`),
+never one dense R x n_out matrix; the screen bounds blocks of rows and evaluates its loads in chunks of
+points; the falsifiers' points per pass and the search's ``memory_gb`` are fitted to the budget, and a
+root alpha-CROWN too large for it shares its intermediate alphas (`root_alpha`). A block, falsifier pass
+or search that still runs out of memory (`out_of_memory`) leaves its rows the answer they had.
 
 Every witness is re-evaluated in float64 on the CPU and checked to lie in the region before a ``violated``
 verdict is written; violated constraints are then replayed in pandapower (`gridverify.verify.replay`).
@@ -30,6 +37,7 @@ verdict is written; violated constraints are then replayed in pandapower (`gridv
 from __future__ import annotations
 
 import datetime
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -54,11 +62,14 @@ from gridverify.bab import (
 )
 from gridverify.bab.lp_tighten import DEFAULT_CACHE as TIGHTEN_CACHE
 from gridverify.bab.lp_tighten import Base, lp_base
-from gridverify.bounds import crown
+from gridverify.bounds.alpha import AlphaConfig
+from gridverify.bounds.core import make_plan
+from gridverify.bounds.crown import ROWS, final_bounds, needed_neurons, node_relaxer, propagate, resolve
 from gridverify.grid import Constraint, Kind
 from gridverify.grid.families import BALANCE, NAMES, family
 from gridverify.ir import Graph
-from gridverify.ir.builder import rebuild
+from gridverify.ir.builder import lower_fused, rebuild
+from gridverify.ops import get_op
 from gridverify.specs import Region
 from gridverify.specs.certificate import Certificate, ConstraintRecord
 from gridverify.surrogate.case import Case, load_case
@@ -98,6 +109,9 @@ class VerifyConfig:
     # LP tightening of the surrogate's boundary neurons before the screen (`tightened_base`)
     tighten_share: float = 0.2  # of the budget, at most (0: off)
     tighten_cache: Path | None = TIGHTEN_CACHE  # tightened intervals kept between runs (None: memory only)
+    # what the run's tensors may take, in GiB: sizes the screen's blocks of rows and points, the falsifier's
+    # points per pass and the search (`SearchConfig.memory_gb`); the process's own start-up comes on top
+    memory_gb: float = 4.0
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.tolerances) - set(NAMES))
@@ -111,6 +125,8 @@ class VerifyConfig:
         bad = {f: t for f, t in {"*": self.tolerance, **self.tolerances}.items() if not t >= 0}
         if bad:
             raise ValueError(f"tolerances must be >= 0, got {bad}")
+        if not (np.isfinite(self.memory_gb) and self.memory_gb > 0):
+            raise ValueError(f"memory_gb must be a positive number, got {self.memory_gb}")
 
     def tolerance_of(self, family: str) -> float:
         return float(self.tolerances.get(family, self.tolerance))
@@ -126,15 +142,63 @@ class VerifyConfig:
             "batch": self.search.batch,
             "branching": self.search.branching.value,
             "tighten_share": self.tighten_share,
+            "memory_gb": round(self.memory_gb, 2),
         }
 
 
 @dataclass(frozen=True)
 class Rows:
-    """The specification rows of the selected constraints: row ``i`` belongs to constraint ``owner[i]``."""
+    """The specification rows of the selected constraints: row ``i`` reads ``sign[i] * y[index[i]]`` of the
+    violation output ``y`` (``n_out`` entries) and belongs to constraint ``owner[i]``.
 
-    spec: Tensor  # (R, n_out)
+    Every row is a +-1 selection of one output, so rows are kept as (index, sign) pairs: a dense matrix is
+    R x n_out (case1354: 17130 x 14421 float64, 2 GB). `block` builds the dense rows of a few rows where a
+    bound or a search needs a matrix; `select` reads rows off output values by a gather."""
+
+    index: np.ndarray  # (R,) int64
+    sign: np.ndarray  # (R,) float64, +1 or -1
     owner: np.ndarray  # (R,)
+    n_out: int
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def spec(self) -> Tensor:
+        """All rows as one dense (R, n_out) float64 matrix: small cases and tests only."""
+        return self.block(np.arange(len(self)))
+
+    def block(self, which: Sequence[int] | np.ndarray | Tensor, device: str | torch.device = "cpu") -> Tensor:
+        """Dense (m, n_out) float64 rows ``which``."""
+        at = torch.as_tensor(np.asarray(which, dtype=np.int64))
+        out = torch.zeros(len(at), self.n_out, dtype=torch.float64)
+        out[torch.arange(len(at)), torch.as_tensor(self.index)[at]] = torch.as_tensor(self.sign)[at]
+        return out.to(device)
+
+    def select(self, y: Tensor, which: Sequence[int] | np.ndarray | Tensor | None = None) -> Tensor:
+        """(P, m) ``spec . y`` for output values ``y`` (P, n_out), rows ``which`` (all when None)."""
+        index, sign = torch.as_tensor(self.index), torch.as_tensor(self.sign, dtype=y.dtype)
+        if which is not None:
+            at = torch.as_tensor(np.asarray(which, dtype=np.int64))
+            index, sign = index[at], sign[at]
+        return y[:, index.to(y.device)] * sign.to(y.device)
+
+    def usage(self) -> Tensor:
+        """(1, n_out) float64: how many rows read each output (the column sums of |spec|), all that
+        `gridverify.bounds.crown.needed_neurons` and the LP tightening read of the rows."""
+        return torch.as_tensor(np.bincount(self.index, minlength=self.n_out), dtype=torch.float64)[None]
+
+    @staticmethod
+    def from_dense(spec: Tensor, owner: np.ndarray | None = None) -> Rows:
+        """The rows of a dense matrix whose every row is +-1 at one output (ValueError otherwise)."""
+        spec = spec.detach().cpu().to(torch.float64)
+        nonzero = spec.ne(0)
+        index = spec.abs().argmax(1)
+        sign = spec[torch.arange(spec.shape[0]), index]
+        if bool((nonzero.sum(1) != 1).any()) or bool((sign.abs() != 1).any()):
+            raise ValueError("every specification row must be +1 or -1 at a single output")
+        owner = np.arange(spec.shape[0]) if owner is None else owner
+        return Rows(index.numpy(), sign.numpy(), owner, spec.shape[1])
 
 
 def verify(
@@ -157,7 +221,7 @@ def verify(
     search = replace(config, timeout_s=max(config.timeout_s - (time.perf_counter() - start), 0.0))
     if config.replay:  # the power flows of the replay come out of the same budget
         search = replace(search, timeout_s=search.timeout_s * (1.0 - config.replay_share))
-    results = _search(graph, box, rows.spec.to(config.device), thresholds, search, progress, log)
+    results = _search(graph, box, rows, thresholds, search, progress, log)
     records = [
         _record(c, [results[i] for i in np.flatnonzero(rows.owner == k)], config.tolerance_of(c.family))
         for k, c in enumerate(constraints)
@@ -233,15 +297,13 @@ def violation_graph(graph: Graph, families: Sequence[str]) -> Graph:
 
 def spec_rows(constraints: Sequence[Constraint], n_out: int) -> Rows:
     """``+e_k`` per constraint and also ``-e_k`` for equalities (violation ``|h|``)."""
-    spec, owner = [], []
+    index, sign = [], []
     for k, c in enumerate(constraints):
         signs = (1.0, -1.0) if c.kind is Kind.EQUALITY else (1.0,)
-        for s in signs:
-            row = torch.zeros(n_out, dtype=torch.float64)
-            row[k] = s
-            spec.append(row)
-            owner.append(k)
-    return Rows(torch.stack(spec), np.array(owner))
+        index += [k] * len(signs)
+        sign += signs
+    at = np.array(index, dtype=np.int64)
+    return Rows(at, np.array(sign, dtype=np.float64), at.copy(), n_out)
 
 
 def _input_names(case: Case) -> tuple[str, ...]:
@@ -253,7 +315,7 @@ def _input_names(case: Case) -> tuple[str, ...]:
 def _search(
     graph: Graph,
     box: tuple[Tensor, Tensor],
-    spec: Tensor,
+    rows: Rows,
     thresholds: Tensor,
     config: VerifyConfig,
     progress: bool,
@@ -262,22 +324,35 @@ def _search(
     """Screen every row, decide the undecided ones, then narrow the violated ones (module docstring);
     ``thresholds`` (R,): each row's tolerance."""
     start = time.perf_counter()
-    base = tightened_base(graph, box, spec, config)
+    base = tightened_base(graph, box, rows, config)
     what = "done" if base is not None else "nothing to tighten"
     log(f"tightening: {what} ({time.perf_counter() - start:.1f} s)")
     until = time.perf_counter() + config.attack_share * config.timeout_s
-    results = screen(graph, box, spec, thresholds, config, until, base=base)
+    results = screen(graph, box, rows, thresholds, config, until, base=base, log=log)
     log(f"screen: {_tally(results)} ({time.perf_counter() - start:.1f} s)")
     # rows whose first bound is NaN (a grid or surrogate with undefined numbers) are not searched
     undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN and r.upper == r.upper]
     decide_until = start + config.timeout_s * (1.0 - config.narrow_share)
-    _in_chunks(graph, box, spec, results, undecided, thresholds, decide_until, config, progress, start, base)
+    _in_chunks(
+        graph, box, rows, results, undecided, thresholds, decide_until, config, progress, start, base, log
+    )
     log(f"decide: {len(undecided)} rows searched; {_tally(results)} ({time.perf_counter() - start:.1f} s)")
     violated = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper > r.worst]
     violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
     narrowed = list(results)
     _in_chunks(
-        graph, box, spec, narrowed, violated, None, start + config.timeout_s, config, progress, start, base
+        graph,
+        box,
+        rows,
+        narrowed,
+        violated,
+        None,
+        start + config.timeout_s,
+        config,
+        progress,
+        start,
+        base,
+        log,
     )
     log(f"narrow: {len(violated)} violated rows ({time.perf_counter() - start:.1f} s)")
     return [r if n is r else _narrowed(r, n) for r, n in zip(results, narrowed)]
@@ -288,13 +363,82 @@ def _tally(results: Sequence[SpecResult]) -> str:
     return ", ".join(f"{verdicts.count(v)} {v.value}" for v in Verdict) + " rows"
 
 
+# -- memory ---------------------------------------------------------------------------------------------
+_OOM = re.compile(r"out of memory|can't allocate memory|not enough memory|std::bad_alloc", re.IGNORECASE)
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure: numpy's MemoryError or torch's RuntimeError (under an
+    address-space cap, `gridverify verify --memory-gb`)."""
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and _OOM.search(str(err)) is not None
+    )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of a case fits in ``config.memory_gb`` at a time. A forward pass keeps every node's value
+    (``point_bytes`` per point, every node of the lowered graph in float64); a backward CROWN pass keeps
+    coefficients (rows x node size) for the nodes between the output and the inputs. Each stage takes a share
+    of the budget: the screen's CROWN blocks and point chunks a quarter, the falsifier's points (with their
+    gradients) a quarter, the search (`SearchConfig.memory_gb`) three quarters (the screen's tensors are gone
+    by then)."""
+
+    memory_bytes: float
+    point_bytes: int  # float64 values of every node, per point
+    n_out: int
+
+    @staticmethod
+    def of(graph: Graph, memory_gb: float) -> Budget:
+        nodes = lower_fused(graph).nodes
+        total = sum(n.size for n in nodes)
+        return Budget(memory_gb * 2**30, 8 * max(total, 1), graph.nodes[graph.outputs[0][1]].size)
+
+    @staticmethod
+    def of_nodes(graph: Graph, nodes: frozenset[int], memory_bytes: float) -> Budget:
+        """The budget of a backward pass over ``nodes`` of the (lowered) ``graph`` only."""
+        total = sum(graph.nodes[i].size for i in nodes)
+        return Budget(memory_bytes, 8 * max(total, 1), graph.nodes[graph.outputs[0][1]].size)
+
+    def crown_rows(self) -> int:
+        """Rows per backward pass of the screen's CROWN (two coefficient rows per row, about three copies
+        alive through a relaxation)."""
+        return int(np.clip(self.memory_bytes / 4 / (2 * 3 * self.point_bytes), 8, ROWS))
+
+    def points(self, rows: int) -> int:
+        """Points per forward pass of the screen's pool when ``rows`` rows are read off each point."""
+        return max(1, int(self.memory_bytes / 4 / (self.point_bytes + 8 * rows)))
+
+    def attack_points(self, most: int) -> int:
+        """Points per forward-and-backward pass of the falsifier (values, gradients and temporaries: about
+        four copies), at most ``most``."""
+        return int(np.clip(self.memory_bytes / 4 / (4 * self.point_bytes), 16, most))
+
+    def dense_rows(self) -> int:
+        """Rows of a dense block (m, n_out) in a sixteenth of the budget."""
+        return max(1, int(self.memory_bytes / 16 / (8 * self.n_out)))
+
+
+def sized(config: VerifyConfig, budget: Budget) -> VerifyConfig:
+    """``config`` with the falsifiers' points per pass and the search's memory fitted to ``budget``."""
+    search = config.search
+    search = replace(
+        search,
+        memory_gb=0.75 * config.memory_gb,
+        attack=replace(search.attack, max_points=budget.attack_points(search.attack.max_points)),
+    )
+    attack = replace(config.attack, max_points=budget.attack_points(config.attack.max_points))
+    return replace(config, search=search, attack=attack)
+
+
 def tightened_base(
-    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor, config: VerifyConfig
+    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor | Rows, config: VerifyConfig
 ) -> Base | None:
     """Intervals over the whole region of the surrogate's boundary neurons (its pre-sigmoid outputs and the
     linear functions of them the constraints read) and of the relu layers above them, by LP
     (`gridverify.bab.lp_tighten`) within ``config.tighten_share`` of the budget, shared by the screen and
-    every chunk's search (``base``), and cached; None when off or without highspy."""
+    every chunk's search (``base``), and cached; None when off or without highspy. The LP reads of the rows
+    only which outputs they use: `Rows` pass one row of their usage (`Rows.usage`), not R dense rows."""
     if config.tighten_share <= 0:
         return None
     try:
@@ -302,8 +446,9 @@ def tightened_base(
     except ImportError:
         return None
     budget = config.tighten_share * config.timeout_s
+    rows = spec.usage() if isinstance(spec, Rows) else spec
     try:
-        return lp_base(graph, box, spec, OUTPUT, budget_s=budget, cache_dir=config.tighten_cache)
+        return lp_base(graph, box, rows, OUTPUT, budget_s=budget, cache_dir=config.tighten_cache)
     except (RuntimeError, ValueError, MemoryError) as err:  # an optional speed-up: the run goes on without
         warnings.warn(f"LP tightening skipped: {err}", RuntimeWarning, stacklevel=2)
         return None
@@ -312,21 +457,24 @@ def tightened_base(
 def _in_chunks(
     graph: Graph,
     box: tuple[Tensor, Tensor],
-    spec: Tensor,
+    rows: Rows,
     results: list[SpecResult],
-    rows: list[int],
+    which: list[int],
     thresholds: Tensor | None,
     until: float,
     config: VerifyConfig,
     progress: bool,
     start: float,
     base: Base | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> None:
-    """Branch and bound on ``rows``, ``config.chunk`` at a time, each chunk with an equal share of the time
-    left before ``until`` (perf_counter); rows of chunks that no time is left for keep their results.
+    """Branch and bound on rows ``which``, ``config.chunk`` at a time, each chunk with an equal share of the
+    time left before ``until`` (perf_counter); rows of chunks that no time is left for keep their results,
+    and so do the rows of a chunk that runs out of memory (`out_of_memory`).
     ``thresholds`` (R,) decides rows; None narrows them (maximise without a threshold)."""
-    chunks = [rows[k : k + config.chunk] for k in range(0, len(rows), config.chunk)]
-    for n, chunk in enumerate(chunks):
+    config = sized(config, Budget.of(graph, config.memory_gb))
+    chunks = _family_chunks(graph, rows, which, config.chunk)
+    for n, (part, chunk) in enumerate(chunks):
         left = until - time.perf_counter()
         if left < config.min_chunk_s:
             return
@@ -336,23 +484,94 @@ def _in_chunks(
         offset = time.perf_counter() - start
         threshold = None if thresholds is None else thresholds[chunk]
         starts = torch.stack([results[i].witness for i in chunk]).unsqueeze(1)  # the screen's worst loads
-        found = maximise(
-            graph, box, spec[chunk], threshold, OUTPUT, search, base=base, starts=starts.to(box[0])
+        sub, first, end = part
+        at = np.asarray(chunk)
+        spec = Rows(rows.index[at] - first, rows.sign[at], rows.owner[at], end - first).block(
+            np.arange(len(at)), box[0].device
         )
+        search = replace(search, root=root_alpha(sub, spec, search.root, search.memory_gb))
+        try:
+            found = maximise(sub, box, spec, threshold, OUTPUT, search, base=base, starts=starts.to(box[0]))
+        except (MemoryError, RuntimeError) as err:
+            if not out_of_memory(err):
+                raise
+            if log is not None:
+                log(f"search: {len(chunk)} rows out of memory, they keep their screen's answer")
+            continue
         for i, r in zip(chunk, found):
             verdict = results[i].verdict if threshold is None else r.verdict
             history = tuple((offset + t, u) for t, u in r.history)
             results[i] = replace(r, spec=i, verdict=verdict, seconds=offset + r.seconds, history=history)
 
 
+ALPHA_BYTES = 1024
+"""Bytes per alpha-CROWN parameter entry (a row of an intermediate target x a neuron below it), measured:
+the parameters with their gradients and Adam's moments, and the relaxations built from them per row and
+neuron (a smooth op's tangent search evaluates a grid of points per entry). case1354, 64 thermal rows:
+5.7e6 entries, 7.8 GB peak unshared against 3.5 GB shared."""
+
+
+def root_alpha(graph: Graph, spec: Tensor, config: AlphaConfig, memory_gb: float) -> AlphaConfig:
+    """``config`` for the root alpha-CROWN of the rows ``spec`` (m, n_out of ``graph``'s output), with
+    intermediate targets sharing one alpha per neuron (``shared_intermediate``) when their own alphas
+    would take more than half of ``memory_gb``. Unshared, every intermediate target gets two rows per
+    neuron the rows need, each with alphas over every nonlinear node below it: on case1354's thermal
+    rows 6 GB whatever the search's ``memory_gb`` and the number of rows (the root is not sized by it)."""
+    if config.shared_intermediate or not config.optimise_intermediate:
+        return config
+    g, out = lower_fused(graph), graph.output_ids[OUTPUT]
+    plan = make_plan(g, out)
+    c = spec.abs().sum(0).reshape(1, 1, *g.nodes[out].shape).to(torch.float64)
+    masks = needed_neurons(g, plan, out, c)
+    alpha_nodes = {
+        j
+        for j in plan.needed
+        if get_op(g.nodes[j].op).kind == "nonlinear" and get_op(g.nodes[j].op).optimisable
+    }
+    entries = sum(
+        2 * int(mask.sum()) * sum(g.nodes[j].size for j in plan.ancestors[i] & alpha_nodes if j != i)
+        for i, mask in masks.items()
+    )
+    if ALPHA_BYTES * entries <= memory_gb * 2**30 / 2:
+        return config
+    return replace(config, shared_intermediate=True)
+
+
+def _family_chunks(
+    graph: Graph, rows: Rows, which: list[int], size: int
+) -> list[tuple[tuple[Graph, int, int], list[int]]]:
+    """``which`` in chunks of at most ``size`` rows of one family each, each with its family's graph (the
+    lowered graph with the family's node as its output ``OUTPUT``) and the entries ``first:end`` of the
+    violation output its rows read; a chunk is placed where its first row was in ``which`` (worst first
+    stays worst first). A search on the family's node bounds the family's part of the graph only (its
+    intermediate bounds and alpha parameters are not those of every family)."""
+    g = lower_fused(graph)
+    out = g.output_ids[OUTPUT]
+    parts = _output_parts(g, out)
+    ends = np.array([end for _, _, end in parts])
+    graphs = [g if node == out else replace(g, outputs=((OUTPUT, node),)) for node, _, _ in parts]
+    open_: dict[int, list[int]] = {}
+    found: list[tuple[int, list[int]]] = []  # (part, rows), in the order of each chunk's first row
+    for i in which:
+        k = int(np.searchsorted(ends, rows.index[i], side="right"))
+        if k not in open_:
+            open_[k] = []
+            found.append((k, open_[k]))
+        open_[k].append(i)
+        if len(open_[k]) == size:
+            del open_[k]
+    return [((graphs[k], parts[k][1], parts[k][2]), chunk) for k, chunk in found]
+
+
 def screen(
     graph: Graph,
     box: tuple[Tensor, Tensor],
-    spec: Tensor,
+    rows: Rows | Tensor,
     thresholds: Tensor,
     config: VerifyConfig = VerifyConfig(),
     until: float | None = None,
     base: Base | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[SpecResult]:
     """Every row's first interval: one CROWN pass bounds it; a pool of loads (the box centre,
     ``config.samples`` uniform loads, and per row the corner of the box that maximises its CROWN lower
@@ -361,33 +580,40 @@ def screen(
     ``config.pool_starts`` loads of the pool (neighbouring rows share their worst loads this way) and its
     worst load so far, in two passes (a quick one that reaches every row, then ``config.attack``) until
     ``until`` (perf_counter); after each, every row is evaluated at every row's new point. Rows CROWN
-    proves are verified, rows a load violates are violated."""
+    proves are verified, rows a load violates are violated.
+
+    Memory (``config.memory_gb``, `Budget`): CROWN runs as one pass of intermediate bounds and then
+    blocks of rows; the pool is evaluated in chunks of points, keeping per row its running worst value
+    and best starts (never a points x rows table); the falsifier takes blocks of rows and a number of
+    points per pass that fit."""
     start = time.perf_counter()
-    bounds = crown(graph, box, output=OUTPUT, spec=spec, base=base)
-    upper = bounds.upper[0].cpu().to(torch.float64)
+    rows = rows if isinstance(rows, Rows) else Rows.from_dense(rows)
+    budget = Budget.of(graph, config.memory_gb)
+    config = sized(config, budget)
+    log = log or (lambda line: None)
+    upper, corners = screen_bounds(graph, box, rows, budget, base, log)
+    log(f"screen: CROWN bounds of {len(rows)} rows ({time.perf_counter() - start:.1f} s)")
     lo, hi = (t.cpu().to(torch.float64) for t in box)
-    corners = line_corners(bounds.linear, graph, lo, hi)
-    x = (
-        _pool(lo, hi, config.samples)
-        if corners is None
-        else torch.cat([_pool(lo, hi, config.samples), corners])
-    )
-    values = _values(graph, x, spec)  # (P, R)
-    worst, at = values.max(0)
-    witness = x[at]
+    pool = _pool(lo, hi, config.samples)
+    x = pool if corners is None else torch.cat([pool, corners])
+    del corners
     thr = thresholds.to(torch.float64)
     open_rows = torch.nonzero(upper > thr).squeeze(1)
     k = min(config.pool_starts, x.shape[0])
-    pool_starts = x[values[:, open_rows].topk(k, dim=0).indices.T] if open_rows.numel() else None
+    worst, at, top = _scan(graph, x, rows, budget, open_rows, k)
+    witness = x[at]
+    pool_starts = x[top.T] if open_rows.numel() else None  # (open, k, n)
+    log(f"screen: {x.shape[0]} loads evaluated ({time.perf_counter() - start:.1f} s)")
+    del x
     # a quick pass gives every open row its turn before the full search spends what time is left
     quick = replace(config.attack, restarts=4, corners=2, steps=20, rounds=1)
     for cfg in (quick, config.attack) if open_rows.numel() and config.attack.steps > 0 else ():
         if until is not None and time.perf_counter() >= until:
             break
         starts = torch.cat([pool_starts, witness[open_rows].unsqueeze(1)], 1)  # type: ignore[list-item]
-        found = _falsify_rows(graph, box, spec[open_rows.to(box[0].device)], starts, cfg, until)
+        found = _falsify_rows(graph, box, rows, open_rows, starts, cfg, until, budget)
         # every row at every row's new point: neighbouring rows often share their worst loads
-        best, at = _values(graph, found, spec).max(0)  # (R,) over the open rows' points
+        best, at, _ = _scan(graph, found, rows, budget)  # (R,) over the open rows' points
         better = best > worst
         worst, witness = torch.where(better, best, worst), torch.where(better[:, None], found[at], witness)
     seconds = time.perf_counter() - start
@@ -399,19 +625,158 @@ def screen(
     return out
 
 
+def screen_bounds(
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    rows: Rows,
+    budget: Budget,
+    base: Base | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """CROWN upper bounds (R,) float64 CPU of every row over the box, and per row the corner of the box
+    that maximises its CROWN lower line (R, n) (`gridverify.bab.line_corners`): the bounds of
+    ``crown(graph, box, OUTPUT, rows.spec, base=base)`` without its dense matrix.
+
+    The output is the concatenation of the families' outputs, and a row reads one entry: each family's rows
+    are bounded on that family's node, so a backward pass walks the family's own part of the graph with
+    coefficients as wide as the family (not all 14421 outputs of case1354, most of them zero). Intermediate
+    bounds once (`needed_neurons` of all rows' usage), then per family `final_bounds` per block of rows
+    that fits the budget (`Budget.crown_rows`), intersected with the family's interval (the IBP of a
+    selection is a gather). The same numbers as one pass on the whole output: a zero coefficient adds
+    nothing where families meet, and the intermediate bounds are those of the whole output (a family's
+    rows alone would leave out neurons whose coefficients cancel for that family, and get other
+    intervals). A block that runs out of memory is split; a
+    single row that does keeps its interval bound (and the box centre as its corner)."""
+    g, ibox, out = resolve(graph, box, OUTPUT)
+    relaxer = node_relaxer(g)
+    like = next(iter(ibox.values()))[0]
+    plan = make_plan(g, out)
+    masks = needed_neurons(g, plan, out, rows.usage().to(like).reshape(1, 1, *g.nodes[out].shape))
+    intervals, _ = propagate(g, ibox, plan, relaxer, base=base, masks=masks)
+    olo, ohi = (t.reshape(t.shape[0], -1)[0].cpu().to(torch.float64) for t in intervals[out])  # type: ignore[index]
+    index = torch.as_tensor(rows.index)
+    ibp_upper = torch.where(torch.as_tensor(rows.sign) > 0, ohi[index], -olo[index])
+    upper = ibp_upper.clone()
+    lo, hi = (t.cpu().to(torch.float64) for t in box)
+    corners = ((lo + hi) / 2).expand(len(rows), -1).clone()
+    for node, first, end in _output_parts(g, out):
+        mine = torch.nonzero((index >= first) & (index < end)).squeeze(1)
+        if not mine.numel():
+            continue
+        at = mine.numpy()
+        part = Rows(rows.index[at] - first, rows.sign[at], rows.owner[at], end - first)
+        shape = g.nodes[node].shape
+        part_ibp = ibp_upper[mine]
+        size = Budget.of_nodes(g, frozenset(g.ancestors(node)), budget.memory_bytes).crown_rows()
+        todo = [(s, min(s + size, len(part))) for s in range(0, len(part), size)]
+        while todo:
+            s, e = todo.pop(0)
+            try:
+                c = part.block(np.arange(s, e), like.device).to(like).reshape(1, e - s, *shape)
+                _, hi_c, linear = final_bounds(g, ibox, node, c, intervals, relaxer)
+                upper[mine[s:e]] = torch.minimum(hi_c[0].cpu().to(torch.float64), part_ibp[s:e])
+                found = line_corners(linear, graph, lo, hi)
+                if found is not None:
+                    corners[mine[s:e]] = found.cpu().to(torch.float64)
+            except (MemoryError, RuntimeError) as err:
+                if not out_of_memory(err):
+                    raise
+                if e - s > 1:
+                    half = (s + e) // 2
+                    todo[:0] = [(s, half), (half, e)]
+                elif log is not None:
+                    log(f"screen: a row of node {node} ran out of memory in CROWN: it keeps its interval")
+        if log is not None:
+            log(f"screen: CROWN on node {node}: {len(part)} rows, blocks of {size}")
+    return upper, corners
+
+
+def _output_parts(g: Graph, out: int) -> list[tuple[int, int, int]]:
+    """(node, first, end): the nodes whose values are the output's entries ``first:end`` (the families'
+    outputs when the output is their concatenation, else the output itself)."""
+    node = g.nodes[out]
+    parts = [g.nodes[j] for j in node.inputs]
+    if node.op != "concat" or len(node.shape) != 1 or any(len(p.shape) != 1 for p in parts):
+        return [(out, 0, node.size)]
+    spans, first = [], 0
+    for j, p in zip(node.inputs, parts):
+        spans.append((j, first, first + p.size))
+        first += p.size
+    return spans
+
+
+def _scan(
+    graph: Graph,
+    x: Tensor,
+    rows: Rows,
+    budget: Budget,
+    open_rows: Tensor | None = None,
+    k: int = 0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Every row at every point of ``x`` (P, n) in float64 on the CPU, a chunk of points at a time: per row
+    the worst value (R,) and the point it is at (R,) (the first such point), and for the rows
+    ``open_rows`` the indices (k, open) of their ``k`` best points."""
+    chunk = budget.points(len(rows))
+    worst = torch.full((len(rows),), -torch.inf, dtype=torch.float64)
+    at = torch.zeros(len(rows), dtype=torch.long)
+    n_open = 0 if open_rows is None else open_rows.numel()
+    top_v = torch.empty(0, n_open, dtype=torch.float64)
+    top_i = torch.empty(0, n_open, dtype=torch.long)
+    for s in range(0, x.shape[0], chunk):
+        y = graph.forward(x[s : s + chunk])[OUTPUT]
+        v = rows.select(y.reshape(y.shape[0], -1).cpu().to(torch.float64))  # (c, R)
+        del y
+        best, where = v.max(0)
+        better = (best > worst) | (best.isnan() & ~worst.isnan())
+        worst, at = torch.where(better, best, worst), torch.where(better, where + s, at)
+        if n_open and k > 0:
+            top_v = torch.cat([top_v, v[:, open_rows]])
+            top_i = torch.cat([top_i, torch.arange(s, s + v.shape[0])[:, None].expand(-1, n_open)])
+            keep = top_v.topk(min(k, top_v.shape[0]), dim=0).indices
+            top_v, top_i = top_v.gather(0, keep), top_i.gather(0, keep)
+    return worst, at, top_i
+
+
 def _falsify_rows(
     graph: Graph,
     box: tuple[Tensor, Tensor],
-    spec: Tensor,
+    rows: Rows,
+    which: Tensor,
     starts: Tensor,
     cfg: AttackConfig,
     until: float | None,
+    budget: Budget,
 ) -> Tensor:
-    """(R, n) float64 CPU: the falsifier's best point per row of ``spec`` over the box."""
-    n = spec.shape[0]
-    lo, hi = box[0].expand(n, -1), box[1].expand(n, -1)
-    found, _ = attack(graph, OUTPUT, spec, lo, hi, cfg, starts=starts.to(lo.device, lo.dtype), deadline=until)
-    return found.cpu().to(torch.float64)
+    """(m, n) float64 CPU: the falsifier's best point per row ``which`` over the box, `Budget.dense_rows`
+    rows at a time; rows that no time is left for get the box centre."""
+    n = len(which)
+    block = budget.dense_rows()
+    lo1, hi1 = box
+    out = ((lo1 + hi1) / 2).cpu().to(torch.float64).expand(n, -1).clone()
+    for s in range(0, n, block):
+        if s > 0 and until is not None and time.perf_counter() >= until:
+            break
+        part = which[s : s + block]
+        spec = rows.block(part, lo1.device)
+        m = len(part)
+        lo, hi = lo1.expand(m, -1), hi1.expand(m, -1)
+        try:
+            found, _ = attack(
+                graph,
+                OUTPUT,
+                spec,
+                lo,
+                hi,
+                cfg,
+                starts=starts[s : s + m].to(lo.device, lo.dtype),
+                deadline=until,
+            )
+        except (MemoryError, RuntimeError) as err:
+            if not out_of_memory(err):
+                raise
+            continue  # these rows keep their worst load so far
+        out[s : s + m] = found.cpu().to(torch.float64)
+    return out
 
 
 def _pool(lo: Tensor, hi: Tensor, samples: int) -> Tensor:
@@ -419,15 +784,6 @@ def _pool(lo: Tensor, hi: Tensor, samples: int) -> Tensor:
     gen = torch.Generator().manual_seed(0)
     u = torch.rand(samples, lo.shape[1], generator=gen, dtype=lo.dtype)
     return torch.cat([(lo + hi) / 2, lo + (hi - lo) * u])
-
-
-def _values(graph: Graph, x: Tensor, spec: Tensor, chunk: int = 4096) -> Tensor:
-    """(P, R) ``spec . y(x)`` in float64 on the CPU, in chunks of points."""
-    c = spec.cpu().to(torch.float64).T
-    parts = [
-        graph.forward(x[k : k + chunk])[OUTPUT].reshape(-1, c.shape[0]) @ c for k in range(0, len(x), chunk)
-    ]
-    return torch.cat(parts)
 
 
 def _narrowed(decided: SpecResult, narrowed: SpecResult) -> SpecResult:

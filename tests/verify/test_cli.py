@@ -44,6 +44,7 @@ def test_verify_writes_certificate_report_and_figures(tmp_path, capsys):
         (["verify", "case14", "--region", "1.2:0.8"], "lo > hi"),
         (["verify", "case14", "--timeout", "0"], "--timeout must be > 0"),
         (["verify", "case14", "--device", "nodevice"], "--device 'nodevice'"),
+        (["verify", "case14", "--memory-gb", "0"], "--memory-gb must be a positive number"),
     ],
 )
 def test_bad_input_is_named_and_exits_2(argv, message, tmp_path, capsys):
@@ -124,3 +125,19 @@ def test_strict_exit_code_counts_balance_residuals(tmp_path):
             "--no-replay"]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "a")]) != 1
     assert main([*argv, "--out", str(tmp_path / "b"), "--strict"]) == 1
+
+
+def test_memory_budget_is_recorded_and_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    argv = ["verify", "case14", "--constraints", "vm_max", "--timeout", "4", "--quiet", "--no-replay"]
+    assert main([*argv, "--memory-gb", "0.5", "--out", str(tmp_path / "a")]) == 0
+    assert Certificate.load(tmp_path / "a" / "certificate.json").settings["memory_gb"] == 0.5
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr("gridverify.verify.cli.verify", no_memory)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "out of memory within --memory-gb" in err and "Traceback" not in err
+    assert not (tmp_path / "b" / "certificate.json").exists()

@@ -1,0 +1,168 @@
+"""The screen's (index, sign) rows against the dense one-hot specification, and its memory.
+
+`Rows` keeps every specification row as (output index, sign); the screen bounds blocks of rows and evaluates
+its pool of loads in chunks of points. On case14 this must give the very bounds and values of one dense
+CROWN pass and one dense points x rows table; on case118 with a small budget, no tensor the screen allocates
+may grow with rows x outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from gridverify.bab import line_corners
+from gridverify.bounds import crown
+from gridverify.surrogate.case import load_case
+from gridverify.verify.run import (
+    OUTPUT,
+    Budget,
+    Rows,
+    VerifyConfig,
+    _pool,
+    _scan,
+    prepare,
+    screen,
+    screen_bounds,
+    tightened_base,
+)
+
+
+@pytest.fixture(scope="module")
+def case14():
+    return load_case("case14")
+
+
+@pytest.fixture(scope="module")
+def prepared14(case14):
+    return prepare(case14, None)
+
+
+def test_rows_are_the_dense_one_hot_rows(prepared14) -> None:
+    _, graph, rows = prepared14
+    dense = rows.spec
+    assert dense.shape == (len(rows), graph.nodes[graph.outputs[0][1]].size)
+    assert torch.equal(dense.abs().sum(1), torch.ones(len(rows), dtype=torch.float64))
+    assert torch.equal(rows.usage(), dense.abs().sum(0, keepdim=True))
+    back = Rows.from_dense(dense, rows.owner)
+    assert np.array_equal(back.index, rows.index) and np.array_equal(back.sign, rows.sign)
+    y = torch.randn(7, rows.n_out, dtype=torch.float64)
+    assert torch.equal(rows.select(y), y @ dense.T)
+    assert torch.equal(rows.select(y, [3, 1]), y @ dense[[3, 1]].T)
+    assert torch.equal(rows.block([5, 0]), dense[[5, 0]])
+    with pytest.raises(ValueError, match="single output"):
+        Rows.from_dense(dense[:2] + dense[2:4])
+
+
+@pytest.mark.parametrize("memory_gb", [4.0, 1e-6])  # one block of all rows; blocks of 8 rows
+def test_screen_bounds_equal_one_dense_crown_pass(case14, prepared14, memory_gb: float, tmp_path) -> None:
+    _, graph, rows = prepared14
+    box = case14.region.box()
+    config = VerifyConfig(timeout_s=10.0, tighten_share=0.3, tighten_cache=tmp_path)
+    base = tightened_base(graph, box, rows, config)
+    assert base is not None
+    dense_base = tightened_base(graph, box, rows.spec, config)  # the LP reads the same boundary neurons
+    assert all(
+        (a is None and b is None) or (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]))  # type: ignore[index]
+        for a, b in zip(base, dense_base)  # type: ignore[arg-type]
+    )
+    budget = Budget.of(graph, memory_gb)
+    assert budget.crown_rows() < len(rows) or memory_gb > 1
+    upper, corners = screen_bounds(graph, box, rows, budget, base)
+    dense = crown(graph, box, OUTPUT, rows.spec, base=base)
+    assert torch.equal(upper, dense.upper[0])
+    lo, hi = box
+    assert torch.equal(corners, line_corners(dense.linear, graph, lo, hi))  # type: ignore[arg-type]
+
+
+def test_scan_equals_the_dense_table(case14, prepared14) -> None:
+    _, graph, rows = prepared14
+    lo, hi = case14.region.box()
+    x = _pool(lo, hi, 300)
+    open_rows = torch.arange(0, len(rows), 3)
+    for memory_gb in (4.0, 1e-6):  # all points in one forward pass; one point per pass
+        budget = Budget.of(graph, memory_gb)
+        step = budget.points(len(rows))
+        assert step >= len(x) if memory_gb > 1 else step == 1
+        # a forward pass rounds by its batch's shape: the table from passes of the same points
+        y = torch.cat([graph.forward(x[k : k + step])[OUTPUT] for k in range(0, len(x), step)])
+        table = y.reshape(x.shape[0], -1) @ rows.spec.T  # (P, R)
+        worst, at, top = _scan(graph, x, rows, budget, open_rows, 4)
+        assert torch.equal(worst, table.max(0).values)
+        assert torch.equal(table[at, torch.arange(len(rows))], worst)
+        assert torch.equal(
+            table[:, open_rows].gather(0, top).sort(0).values,
+            table[:, open_rows].topk(4, dim=0).values.sort(0).values,
+        )
+
+
+def test_screen_takes_rows_or_their_dense_matrix(case14, prepared14) -> None:
+    _, graph, rows = prepared14
+    box = case14.region.box()
+    thresholds = torch.full((len(rows),), 1e-4, dtype=torch.float64)
+    config = replace(VerifyConfig(), attack=replace(VerifyConfig().attack, steps=0))  # no falsifier
+    a = screen(graph, box, rows, thresholds, config)
+    b = screen(graph, box, rows.spec, thresholds, config)
+    assert [(r.verdict, r.upper, r.worst) for r in a] == [(r.verdict, r.upper, r.worst) for r in b]
+    # blocks of 8 rows, one point per forward pass (which rounds the values by its batch: 1e-15 apart)
+    c = screen(graph, box, rows, thresholds, replace(config, memory_gb=1e-6))
+    assert [r.verdict for r in a] == [r.verdict for r in c]
+    assert np.allclose([r.worst for r in a], [r.worst for r in c], rtol=1e-12, atol=1e-14)
+    assert [r.upper for r in a if r.upper > r.worst] == [r.upper for r in c if r.upper > r.worst]
+
+
+def test_screen_memory_does_not_grow_with_rows_times_outputs(monkeypatch) -> None:
+    """case118 (about 1200 rows x 1100 outputs) on a small budget: no tensor the screen allocates has
+    rows x outputs entries (a dense specification, a points x rows table of the whole pool)."""
+    case = load_case("case118")
+    _, graph, rows = prepare(case, None)
+    box = case.region.box()
+    n, r = rows.n_out, len(rows)
+    largest = [0]
+    original = Rows.block
+
+    def block(self, which, device="cpu"):
+        out = original(self, which, device)
+        largest[0] = max(largest[0], out.numel())
+        return out
+
+    monkeypatch.setattr(Rows, "block", block)
+    config = VerifyConfig(memory_gb=0.05, samples=64)
+    config = replace(config, attack=replace(config.attack, rounds=1, steps=5))
+    budget = Budget.of(graph, config.memory_gb)
+    assert budget.crown_rows() * n < r * n / 4  # the budget splits the rows into several blocks
+    thresholds = torch.full((r,), 1e-4, dtype=torch.float64)
+    import time
+
+    results = screen(graph, box, rows, thresholds, config, until=time.perf_counter() + 10.0)
+    assert len(results) == r
+    assert 0 < largest[0] <= max(budget.crown_rows(), budget.dense_rows()) * n < r * n / 4
+    # the pool's table: points per chunk x rows stays within the budget's quarter
+    assert budget.points(r) * (budget.point_bytes + 8 * r) <= config.memory_gb * 2**30 / 4
+
+
+def test_a_search_out_of_memory_keeps_the_screen_s_answers(case14, monkeypatch) -> None:
+    """Every chunk's search runs out of memory: the run still ends with a certificate, each row with the
+    screen's answer."""
+    import gridverify.verify.run as run
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+
+    monkeypatch.setattr(run, "maximise", no_memory)
+    lines: list[str] = []
+    config = VerifyConfig(timeout_s=6.0, replay=False, tighten_share=0.0)
+    cert = run.verify(case14, families=("p_balance", "thermal_from"), config=config, log=lines.append)
+    assert len(cert.records) == 34
+    assert any("out of memory" in line for line in lines)
+    assert {r.verdict for r in cert.records} <= {"verified", "violated", "unknown"}
+
+    def other(*args, **kwargs):
+        raise RuntimeError("not a memory problem")
+
+    monkeypatch.setattr(run, "maximise", other)
+    with pytest.raises(RuntimeError, match="not a memory problem"):
+        run.verify(case14, families=("p_balance",), config=config)
