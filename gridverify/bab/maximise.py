@@ -25,6 +25,7 @@ from gridverify.bab.tighten import boundary_neurons, tighten, tighten_first
 from gridverify.bab.verdict import SpecResult, Verdict, decide
 from gridverify.bounds.core import Interval
 from gridverify.ir.graph import Graph
+from gridverify.ir.prune import prune
 
 
 def maximise(
@@ -52,6 +53,11 @@ def maximise(
     problem = Problem.make(graph, box, output)
     dtype = problem.lower.dtype
     spec = spec.to(dtype=dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
+    pruned = prune(problem.graph, problem.output, spec)
+    if pruned is not None:  # the neurons the rows read (`gridverify.ir.prune`): same function, smaller graph
+        base = pruned.intervals(base)
+        problem = Problem.make(pruned.graph, (problem.lower, problem.upper), pruned.output)
+        spec = pruned.spec
     m = spec.shape[0]
     thr = None if threshold is None else torch.as_tensor(threshold, dtype=dtype).expand(m)
     plan = config.tighten
