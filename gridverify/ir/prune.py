@@ -79,7 +79,9 @@ def prune(graph: Graph, output: int, spec: Tensor) -> Pruned | None:
         node = graph.nodes[i]
         if node.op not in UNARY | BINARY | OTHER or len(node.shape) != 1:
             return None
-        if node.op in UNARY and any(isinstance(v, Const) and v.tensor.numel() > 1 for _, v in node.params):
+        if node.op in UNARY and any(_numel(v) > 1 for _, v in node.params):
+            return None
+        if node.op == "scale" and graph.nodes[node.inputs[0]].size != node.size:
             return None
         if node.op in BINARY and any(graph.nodes[j].size not in (1, node.size) for j in node.inputs):
             return None
@@ -91,15 +93,28 @@ def prune(graph: Graph, output: int, spec: Tensor) -> Pruned | None:
     vals: dict[int, Var] = {}
     for i in sorted(kept):
         vals[i] = _rebuild(b, graph, i, kept, vals)
-    new_out = vals[output]
-    pruned = b.build({"pruned": new_out})
+    pruned = b.build({"pruned": vals[output]})
     return Pruned(
         pruned,
         pruned.output_ids["pruned"],
         spec.reshape(spec.shape[0], -1)[:, kept[output].to(spec.device)],
         kept,
-        {i: v.id for i, v in vals.items()},
+        _built_ids(b, vals, vals[output].id),
     )
+
+
+def _built_ids(b: GraphBuilder, vals: dict[int, Var], out: int) -> dict[int, int]:
+    """Original node -> its id in ``b.build`` (which keeps the inputs and the output's ancestors, in
+    order); nodes folded away are absent."""
+    keep, stack = {out}, [out]
+    while stack:
+        for j in b.nodes[stack.pop()].inputs:
+            if j not in keep:
+                keep.add(j)
+                stack.append(j)
+    keep |= {v.id for v in vals.values() if b.nodes[v.id].op == "input"}
+    rank = {old: new for new, old in enumerate(sorted(keep))}
+    return {i: rank[v.id] for i, v in vals.items() if v.id in rank}
 
 
 def _masks(graph: Graph, output: int, read: Tensor) -> dict[int, Tensor]:
@@ -143,6 +158,17 @@ def _reads(graph: Graph, node: Node, mask: Tensor) -> list[Tensor]:
     raise ValueError(f"prune: no rule for {node.op!r}")  # excluded by `prune`
 
 
+def _tensor(value: object) -> Tensor:
+    return value.tensor if isinstance(value, Const) else torch.as_tensor(value)
+
+
+def _numel(value: object) -> int:
+    """Elements of a node parameter (1 for a number, a string or None)."""
+    if isinstance(value, (Const, Tensor)):
+        return int(_tensor(value).numel())
+    return 1
+
+
 def _select(b: GraphBuilder, j: int, want: Tensor, kept: dict[int, Tensor], vals: dict[int, Var]) -> Var:
     """Neurons ``want`` (original indices of node j, sorted) of node j's pruned value."""
     have = kept[j]
@@ -163,8 +189,8 @@ def _rebuild(b: GraphBuilder, graph: Graph, i: int, kept: dict[int, Tensor], val
         return b.apply(node.op, _select(b, node.inputs[0], k, kept, vals), name=node.name, **kw)
     if node.op == "scale":
         factor = kw["factor"]
-        if isinstance(factor, Const) and factor.tensor.numel() > 1:
-            factor = Const(factor.tensor.reshape(-1)[k])
+        if _numel(factor) > 1:
+            factor = Const(_tensor(factor).reshape(-1)[k])
         return b.apply("scale", _select(b, node.inputs[0], k, kept, vals), name=node.name, factor=factor)
     if node.op in BINARY:
         args = []
