@@ -637,16 +637,16 @@ def screen_bounds(
     that maximises its CROWN lower line (R, n) (`gridverify.bab.line_corners`): the bounds of
     ``crown(graph, box, OUTPUT, rows.spec, base=base)`` without its dense matrix.
 
-    The output is the concatenation of the families' outputs, and a row reads one entry: each family's rows
-    are bounded on that family's node, so a backward pass walks the family's own part of the graph with
-    coefficients as wide as the family (not all 14421 outputs of case1354, most of them zero). Intermediate
-    bounds once (`needed_neurons` of all rows' usage), then per family `final_bounds` per block of rows
-    that fits the budget (`Budget.crown_rows`), intersected with the family's interval (the IBP of a
-    selection is a gather). The same numbers as one pass on the whole output: a zero coefficient adds
-    nothing where families meet, and the intermediate bounds are those of the whole output (a family's
-    rows alone would leave out neurons whose coefficients cancel for that family, and get other
-    intervals). A block that runs out of memory is split; a
-    single row that does keeps its interval bound (and the box centre as its corner)."""
+    The output is the concatenation of the families' outputs, and a row reads one entry: each family's
+    rows are bounded on that family's node, so a backward pass walks the family's own part of the graph
+    with coefficients as wide as the family (not all 14421 outputs of case1354, most of them zero).
+    Intermediate bounds once (`needed_neurons` of all rows' usage), then per family `final_bounds` per
+    block of rows that fits the budget (`Budget.crown_rows`), intersected with the family's interval (the
+    IBP of a selection is a gather). The numbers of one pass on the whole output (up to a few ulps of the
+    sums' rounding on rare rows): a zero coefficient adds nothing where families meet, and the
+    intermediate bounds are those of the whole output (a family's rows alone would leave out neurons whose
+    coefficients cancel for that family, and get other intervals). A block that runs out of memory is
+    split; a single row that does keeps its interval bound (and the box centre as its corner)."""
     g, ibox, out = resolve(graph, box, OUTPUT)
     relaxer = node_relaxer(g)
     like = next(iter(ibox.values()))[0]

