@@ -3,7 +3,7 @@ the dimension choice keeps boxes within `ASPECT` (`choose_input`), the split-mod
 (`_Mode.input_window_s`), and only the top children are attacked."""
 
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gridverify.bab import SearchConfig, Verdict, maximise
@@ -36,6 +36,8 @@ def test_children_bounds_from_the_parent_line_hold(seed: int, scale: float) -> N
     the child (corners included): degenerate, tiny, moderate and very wide boxes."""
     problem, b = _bounded(seed, scale)
     d = b.domains
+    # a random graph can overflow on a very wide box (exp of 40): a bound that is not finite claims nothing
+    assume(bool(torch.isfinite(d.bound).all()))
     for dim in range(d.lower.shape[1]):
         mid = 0.5 * (d.lower[:, dim] + d.upper[:, dim])
         children = split_inputs(d, torch.full((d.size,), dim), mid)
