@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from gridverify.const import Const
-from gridverify.ir.builder import GraphBuilder, Var
+from gridverify.ir.builder import GraphBuilder, Var, _ancestors
 from gridverify.ir.graph import Graph, Node
 
 UNARY = frozenset(
@@ -106,12 +106,7 @@ def prune(graph: Graph, output: int, spec: Tensor) -> Pruned | None:
 def _built_ids(b: GraphBuilder, vals: dict[int, Var], out: int) -> dict[int, int]:
     """Original node -> its id in ``b.build`` (which keeps the inputs and the output's ancestors, in
     order); nodes folded away are absent."""
-    keep, stack = {out}, [out]
-    while stack:
-        for j in b.nodes[stack.pop()].inputs:
-            if j not in keep:
-                keep.add(j)
-                stack.append(j)
+    keep = _ancestors(b.nodes, out)
     keep |= {v.id for v in vals.values() if b.nodes[v.id].op == "input"}
     rank = {old: new for new, old in enumerate(sorted(keep))}
     return {i: rank[v.id] for i, v in vals.items() if v.id in rank}

@@ -77,7 +77,9 @@ def test_pruned_graph_has_the_same_values_and_sound_bounds(seed: int, scale: flo
     upper = crown(pruned.graph, box, pruned.output, pruned.spec).upper[0]
     assert bool((want <= upper + 1e-9 * (1 + want.abs())).all())
     whole = crown(problem.graph, box, problem.output, spec).upper[0]
-    assert torch.allclose(upper, whole, rtol=1e-9, atol=1e-9)  # the same relaxations, neuron by neuron
+    # the same relaxations neuron by neuron, or tighter where pruning makes two nodes one (f * t of one
+    # neuron becomes a square)
+    assert bool((upper <= whole + 1e-9 * (1 + whole.abs())).all())
 
 
 def test_base_intervals_follow_their_neurons() -> None:
