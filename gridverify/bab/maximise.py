@@ -61,15 +61,16 @@ def maximise(
     m = spec.shape[0]
     thr = None if threshold is None else torch.as_tensor(threshold, dtype=dtype).expand(m)
     plan = config.tighten
+    targets = {} if plan is None else boundary_neurons(problem, spec)
     if plan is not None:
-        count = sum(int(r.numel()) for r in boundary_neurons(problem, spec).values())
+        count = sum(int(r.numel()) for r in targets.values())
         plan = plan if 0 < count <= plan.max_neurons else None
     if plan is None:
         return search(
             problem, spec, thr, _rooted(config, config.timeout_s, start), base, start, closed, starts
         )
     results: list[SpecResult] | None = None
-    if thr is None or not tighten_first(problem, spec, thr, base, plan.max_neurons):
+    if thr is None or not tighten_first(problem, spec, thr, base, targets):
         first = min(plan.after_s, 0.2 * config.timeout_s)
         results = search(problem, spec, thr, _rooted(config, first, start), base, start, closed, starts)
     round_s, intervals = plan.round_s, base
@@ -90,7 +91,6 @@ def maximise(
         until = now + plan.search_share * round_s
         if config.timeout_s - until < 2.0 * round_s:  # no room for another round: the search takes the rest
             until = config.timeout_s
-        until = min(until, config.timeout_s)
         sub_thr = None if thr is None else thr[rows]
         cfg = _rooted(config, until, start)
         if results is None:  # tightened first: the caller's starts, and the first results

@@ -176,16 +176,15 @@ def tighten_first(
     spec: Tensor,
     threshold: Tensor,
     base: tuple[Interval | None, ...] | None,
-    max_neurons: int,
+    targets: dict[int, Tensor],
 ) -> bool:
     """Whether the boundary intervals are what keeps every row of ``spec`` open, so tightening should come
     before any search: CROWN's bound proves no row (``c . y <= threshold``) with the intervals as they
     are, and every row once each boundary neuron's interval is cut to the range sampled on the box (what
     tightening reaches at best; a search on the smooth ops cannot make up for wide boundary intervals).
-    ml4acopf 118 prop2: CROWN's bound 62 against a threshold of 0.079, proved with the sampled ranges."""
-    targets = boundary_neurons(problem, spec)
-    total = sum(int(r.numel()) for r in targets.values())
-    if total == 0 or total > max_neurons:
+    ml4acopf 118 prop2: CROWN's bound 62 against a threshold of 0.079, proved with the sampled ranges.
+    ``targets``: `boundary_neurons` of ``spec`` (the caller has them)."""
+    if not targets:
         return False
     _, root, hopeful = _ends_that_matter(problem, spec, base, targets)
     thr = threshold.to(root)

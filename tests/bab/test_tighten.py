@@ -110,9 +110,10 @@ def test_tightening_comes_first_only_when_the_boundary_intervals_keep_every_row_
     assert float(hopeful[0]) < float(root[0, 0]) - 1e-3  # this graph's boundary intervals do matter
 
     def first(thr: float) -> bool:
-        return tighten_first(problem, spec, torch.tensor([thr], dtype=F64), None, max_neurons=8)
+        targets = boundary_neurons(problem, spec)
+        return tighten_first(problem, spec, torch.tensor([thr], dtype=F64), None, targets)
 
     assert first(0.5 * (float(hopeful[0]) + float(root[0, 0])))
     assert not first(sampled - 1e-3)  # no tightening proves a violated row
     assert not first(float(root[0, 0]) + 1e-3)  # CROWN alone proves it: the plain search does
-    assert not tighten_first(problem, spec, torch.tensor([0.0], dtype=F64), None, max_neurons=0)
+    assert not tighten_first(problem, spec, torch.tensor([0.0], dtype=F64), None, {})  # nothing to tighten
