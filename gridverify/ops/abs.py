@@ -1,4 +1,4 @@
-"""abs(x) = |x|: convex, piecewise linear.
+"""abs(x) = |x|: convex, two linear pieces meeting at 0, left slope -1 (see `gridverify.ops.kinked`).
 
 Relaxation on ``[l, u]``: exact when the box does not contain 0 inside; otherwise
 ``(2*alpha - 1)*x <= |x| <= (u + l)/(u - l)*(x - l) - l`` (the chord), alpha in [0, 1]
@@ -10,49 +10,18 @@ import math
 import operator
 
 import torch
-from torch import Tensor
 
-from gridverify.ops.registry import OpDef, Relaxation, register, same_shape
-
-
-def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-    l, u = lows[0], ups[0]
-    straddle = (l < 0) & (u > 0)
-    lo = torch.where(straddle, torch.zeros_like(l), torch.minimum(l.abs(), u.abs()))
-    return lo, torch.maximum(l.abs(), u.abs())
-
-
-def _relax(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor) -> Relaxation:
-    l, u = lows[0], ups[0]
-    straddle = (l < 0) & (u > 0)
-    sign = torch.where(u + l >= 0, 1.0, -1.0).to(u.dtype)  # slope of |x| on a box that does not straddle
-    width = torch.where(straddle, u - l, torch.ones_like(u))
-    chord = torch.where(straddle, (u + l) / width, sign)
-    ub = torch.where(straddle, -chord * l - l, torch.zeros_like(l))
-    lw = torch.where(straddle, 2 * alpha[0] - 1, sign)
-    # (2*alpha - 1)*x <= |x| holds as rounded (|slope| <= 1); only the chord is widened.
-    return Relaxation((lw,), torch.zeros_like(lw), (chord,), ub, exact_lower=True, exact_upper=~straddle)
-
-
-def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Tensor:
-    return (ups[0] > -lows[0]).to(ups[0].dtype).unsqueeze(0)
-
+from gridverify.ops import kinked
+from gridverify.ops.registry import operator_calls, register
 
 OP = register(
-    OpDef(
-        name="abs",
-        kink_at_zero=True,
-        kind="nonlinear",
-        arity=1,
-        forward=torch.abs,
-        shape=same_shape,
-        interval=_interval,
+    kinked.make_op(
+        "abs",
+        torch.abs,
+        a=-1.0,
         value_range=(0.0, math.inf),
-        relax=_relax,
-        n_alpha=1,
-        init_alpha=_init,
         sympy_heads=("Abs",),
-        torch_functions=(torch.abs, operator.abs, "abs", "__abs__"),
+        torch_functions=operator_calls(torch.abs, operator.abs),
         onnx_types=("Abs",),
     )
 )

@@ -1,11 +1,13 @@
 """add(x, y) = x + y (broadcasting), sub(x, y) = x - y, neg(x) = -x: exact linear ops."""
 
 import operator
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from gridverify.ops.registry import OpDef, elementwise_shape, monotone_interval, register, same_shape
+from gridverify.ops.registry import OpDef, elementwise_shape, monotone_linear, operator_calls, register
 
 
 def _add(x: Tensor, y: Tensor) -> Tensor:
@@ -20,50 +22,35 @@ def _neg(x: Tensor) -> Tensor:
     return -x
 
 
-def _sub_interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-    return lows[0] - ups[1], ups[0] - lows[1]
-
-
-def _neg_interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-    return -ups[0], -lows[0]
+def _binary(name: str, forward: Callable[..., Tensor], **facts: Any) -> OpDef:
+    """``x (op) y`` elementwise with broadcasting: an output entry combines one entry of each input."""
+    return monotone_linear(name, forward, arity=2, shape=elementwise_shape, mixes=True, **facts)
 
 
 ADD = register(
-    OpDef(
-        name="add",
-        mixes=True,
-        kind="linear",
-        arity=2,
-        forward=_add,
-        shape=elementwise_shape,
-        interval=monotone_interval(_add),
+    _binary(
+        "add",
+        _add,
         sympy_heads=("Add",),
-        torch_functions=(torch.add, operator.add, "add", "__add__"),
+        torch_functions=operator_calls(torch.add, operator.add),
         onnx_types=("Add",),
     )
 )
 SUB = register(
-    OpDef(
-        name="sub",
-        mixes=True,
-        kind="linear",
-        arity=2,
-        forward=_sub,
-        shape=elementwise_shape,
-        interval=_sub_interval,
-        torch_functions=(torch.sub, operator.sub, "sub", "__sub__"),
+    _binary(
+        "sub",
+        _sub,
+        decreasing=(1,),
+        torch_functions=operator_calls(torch.sub, operator.sub),
         onnx_types=("Sub",),
     )
 )
 NEG = register(
-    OpDef(
-        name="neg",
-        kind="linear",
-        arity=1,
-        forward=_neg,
-        shape=same_shape,
-        interval=_neg_interval,
-        torch_functions=(torch.neg, operator.neg, "neg", "__neg__"),
+    monotone_linear(
+        "neg",
+        _neg,
+        decreasing=(0,),
+        torch_functions=operator_calls(torch.neg, operator.neg),
         onnx_types=("Neg",),
     )
 )

@@ -10,7 +10,7 @@ Default alpha: the envelope's facet at the midpoint. Precondition: lo <= hi. Ran
 import torch
 from torch import Tensor
 
-from gridverify.ops.registry import OpDef, Relaxation, register, same_shape
+from gridverify.ops.registry import OpDef, Relaxation, register
 
 
 def _forward(x: Tensor, lo: float, hi: float) -> Tensor:
@@ -52,10 +52,7 @@ def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], lo: float, hi: floa
 OP = register(
     OpDef(
         name="clip",
-        kind="nonlinear",
-        arity=1,
         forward=_forward,
-        shape=same_shape,
         interval=_interval,
         relax=_relax,
         n_alpha=2,

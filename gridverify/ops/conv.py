@@ -11,6 +11,8 @@ padding that restores the input's spatial size. Interval: centre-radius form, ``
 ``y_r = |W| * x_r``. The ONNX front end folds a following BatchNormalization into the weights.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,44 +28,53 @@ _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 Ints = tuple[int, ...]  # one entry per spatial dimension (strides, paddings, dilations, sizes)
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """A node's parameters besides ``weight`` and ``bias``, one entry per spatial axis."""
+
+    stride: Ints = ()
+    padding: Ints = ()
+    dilation: Ints = ()
+    groups: int = 1
+    output_padding: Ints = ()  # conv_transpose: added to one side of the output
+    in_spatial: Ints = ()  # conv: the input's spatial size (the adjoint restores it)
+
+
 def _rank(weight: Any) -> int:
     return len(weight.shape) - 2
 
 
-def _channel_scale(w: Tensor, stride: Ints, padding: Ints, groups: int, out_pad: Ints = ()) -> bool:
+def _channel_scale(w: Tensor, g: Geometry) -> bool:
     """A depthwise 1x1 convolution (a batch norm): both the conv and its transpose scale each channel,
     computed as a product (torch's grouped convolutions are slow on the CPU)."""
     return (
-        groups == w.shape[0]
+        g.groups == w.shape[0]
         and w.shape[1] == 1
         and all(k == 1 for k in w.shape[2:])
-        and all(v == 1 for v in stride)
-        and not any(padding)
-        and not any(out_pad)
+        and all(v == 1 for v in g.stride)
+        and not any(g.padding)
+        and not any(g.output_padding)
     )
 
 
-def _conv(x: Tensor, w: Tensor, stride: Ints, padding: Ints, dilation: Ints, groups: int) -> Tensor:
-    if _channel_scale(w, stride, padding, groups):
+def _conv(x: Tensor, w: Tensor, g: Geometry) -> Tensor:
+    if _channel_scale(w, g):
         return x * w.reshape(1, -1, *(1,) * (w.ndim - 2))
-    return _CONV[w.ndim - 2](x, w, None, stride, padding, dilation, groups)
+    return _CONV[w.ndim - 2](x, w, None, g.stride, g.padding, g.dilation, g.groups)
 
 
-def _conv_t(
-    x: Tensor, w: Tensor, stride: Ints, padding: Ints, out_pad: Ints, dilation: Ints, groups: int
-) -> Tensor:
-    if _channel_scale(w, stride, padding, groups, out_pad):
+def _conv_t(x: Tensor, w: Tensor, g: Geometry) -> Tensor:
+    if _channel_scale(w, g):
         return x * w.reshape(1, -1, *(1,) * (w.ndim - 2))
-    return _CONV_T[w.ndim - 2](x, w, None, stride, padding, out_pad, groups, dilation)
+    return _CONV_T[w.ndim - 2](x, w, None, g.stride, g.padding, g.output_padding, g.groups, g.dilation)
 
 
-def _flat(x: Tensor, rank: int) -> tuple[Tensor, tuple[int, ...]]:
-    """Leading (batch, spec, ...) dims merged into one: ``(n, C, *spatial)``."""
+def _batched(apply: Callable[[Tensor], Tensor], x: Tensor, rank: int, bias: Any = None) -> Tensor:
+    """``apply`` on ``x`` with its leading (batch, spec, ...) dims merged into one, ``(n, C, *spatial)``,
+    then split again, plus ``bias`` per channel."""
     lead = tuple(x.shape[: x.ndim - rank - 1])
-    return x.reshape(-1, *x.shape[x.ndim - rank - 1 :]), lead
-
-
-def _add_bias(y: Tensor, bias: Any, rank: int) -> Tensor:
+    y = apply(x.reshape(-1, *x.shape[x.ndim - rank - 1 :]))
+    y = y.reshape(*lead, *y.shape[1:])
     return y if bias is None else y + bias.like(y).reshape(-1, *(1,) * rank)
 
 
@@ -75,238 +86,140 @@ def _conv_t_out(size: int, k: int, s: int, p: int, op: int, d: int) -> int:
     return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
 
 
-# -- conv -------------------------------------------------------------------------------------------------
-def _conv_forward(
-    x: Tensor,
-    weight: Any,
-    bias: Any = None,
-    stride: Ints = (),
-    padding: Ints = (),
-    dilation: Ints = (),
-    groups: int = 1,
-    in_spatial: Ints = (),
-    w: Tensor | None = None,
-) -> Tensor:
-    """``w`` (a tensor) replaces ``weight`` when given (the interval's ``|W|``)."""
-    rank = _rank(weight)
-    flat, lead = _flat(x, rank)
-    y = _conv(flat, weight.like(x) if w is None else w, stride, padding, dilation, groups)
-    return _add_bias(y.reshape(*lead, *y.shape[1:]), bias, rank)
-
-
-def _conv_shape(
-    shape: Ints,
-    weight: Any,
-    bias: Any = None,
-    stride: Ints = (),
-    padding: Ints = (),
-    dilation: Ints = (),
-    groups: int = 1,
-) -> tuple[int, ...]:
-    rank, (c_out, c_in_g, *kernel) = _rank(weight), weight.shape
-    if len(shape) != rank + 1 or shape[0] != c_in_g * groups or c_out % groups:
-        raise ValueError(f"conv with weight {weight.shape}, groups {groups} cannot take input {shape}")
-    if bias is not None and bias.shape != (c_out,):
-        raise ValueError(f"conv bias must have shape ({c_out},), got {bias.shape}")
-    spatial = [_conv_out(*a) for a in zip(shape[1:], kernel, stride, padding, dilation)]
-    if min(spatial) < 1:
-        raise ValueError(f"conv of input {shape} with kernel {kernel} has an empty output")
-    return (c_out, *spatial)
-
-
-def _centre_radius(
-    forward: Any,
-    lows: tuple[Tensor, ...],
-    ups: tuple[Tensor, ...],
-    weight: Any,
-    bias: Any = None,
-    **params: Any,
-) -> tuple[Tensor, Tensor]:
+def _centre_radius(forward: Callable[..., Tensor]) -> Callable[..., tuple[Tensor, Tensor]]:
     """Interval of a linear map (``forward``) over a box: its centre's image -+ ``|W|`` times the radius."""
-    l, u = lows[0], ups[0]
-    centre = forward(0.5 * (l + u), weight, bias, **params)
-    radius = forward(0.5 * (u - l), weight, None, **params, w=weight.like(l).abs())
-    return centre - radius, centre + radius
+
+    def interval(
+        lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], weight: Any, bias: Any = None, **geometry: Any
+    ) -> tuple[Tensor, Tensor]:
+        l, u = lows[0], ups[0]
+        centre = forward(0.5 * (l + u), weight, bias, **geometry)
+        radius = forward(0.5 * (u - l), weight, None, w=weight.like(l).abs(), **geometry)
+        return centre - radius, centre + radius
+
+    return interval
 
 
-def _conv_abs(x: Tensor, weight: Any, bias: Any = None, **params: Any) -> Tensor:
+def _abs_of(forward: Callable[..., Tensor]) -> Callable[..., Tensor]:
     """``|W| * x`` (forward mode's radius, `gridverify.bounds.forward`)."""
-    return _conv_forward(x, weight, None, **params, w=weight.like(x).abs())
+
+    def abs_linear(x: Tensor, weight: Any, bias: Any = None, **geometry: Any) -> Tensor:
+        return forward(x, weight, None, w=weight.like(x).abs(), **geometry)
+
+    return abs_linear
 
 
-def _conv_t_abs(x: Tensor, weight: Any, bias: Any = None, **params: Any) -> Tensor:
-    return _conv_t_forward(x, weight, None, **params, w=weight.like(x).abs())
-
-
-def _conv_interval(
-    lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], *args: Any, **params: Any
-) -> tuple[Tensor, Tensor]:
-    return _centre_radius(_conv_forward, lows, ups, *args, **params)
-
-
-def _conv_adjoint(
-    a: Tensor,
-    weight: Any,
-    bias: Any = None,
-    stride: Ints = (),
-    padding: Ints = (),
-    dilation: Ints = (),
-    groups: int = 1,
-    in_spatial: Ints = (),
-) -> tuple[Tensor, ...]:
-    rank = _rank(weight)
-    flat, lead = _flat(a, rank)
-    kernel = weight.shape[2:]
-    full = [
-        _conv_t_out(o, k, s, p, 0, d)
-        for o, k, s, p, d in zip(flat.shape[2:], kernel, stride, padding, dilation)
-    ]
-    out_pad = tuple(n - f for n, f in zip(in_spatial, full))
-    x = _conv_t(flat, weight.like(a), stride, padding, out_pad, dilation, groups)
-    return (x.reshape(*lead, *x.shape[1:]),)
-
-
-def _conv_constant(weight: Any, bias: Any = None, **params: Any) -> Any:
+def _constant(weight: Any, bias: Any = None, **geometry: Any) -> Any:
     return None if bias is None else Const(bias.tensor.reshape(-1, *(1,) * _rank(weight)))
 
 
-def _conv_bound_shape(shape: Ints, **params: Any) -> tuple[int, ...]:
-    """Shape rule that also checks ``in_spatial`` (the input's spatial size, kept for the adjoint)."""
-    if tuple(params.get("in_spatial", shape[1:])) != tuple(shape[1:]):
-        raise ValueError(f"conv in_spatial {params['in_spatial']} does not match its input {shape}")
-    return _conv_shape(shape, **{k: v for k, v in params.items() if k != "in_spatial"})
+def _forward_of(apply: Callable[[Tensor, Tensor, Geometry], Tensor]) -> Callable[..., Tensor]:
+    """The op's forward from ``apply(x, w, geometry)`` on ``(n, C, *spatial)``; ``w`` (a tensor) replaces
+    ``weight`` when given (the interval's ``|W|``)."""
+
+    def forward(x: Tensor, weight: Any, bias: Any = None, w: Tensor | None = None, **geometry: Any) -> Tensor:
+        g, w = Geometry(**geometry), weight.like(x) if w is None else w
+        return _batched(lambda flat: apply(flat, w, g), x, _rank(weight), bias)
+
+    return forward
 
 
-# -- conv_transpose ---------------------------------------------------------------------------------------
-def _conv_t_forward(
-    x: Tensor,
-    weight: Any,
-    bias: Any = None,
-    stride: Ints = (),
-    padding: Ints = (),
-    output_padding: Ints = (),
-    dilation: Ints = (),
-    groups: int = 1,
-    w: Tensor | None = None,
-) -> Tensor:
-    rank = _rank(weight)
-    flat, lead = _flat(x, rank)
-    y = _conv_t(flat, weight.like(x) if w is None else w, stride, padding, output_padding, dilation, groups)
-    return _add_bias(y.reshape(*lead, *y.shape[1:]), bias, rank)
-
-
-def _conv_t_shape(
-    shape: Ints,
-    weight: Any,
-    bias: Any = None,
-    stride: Ints = (),
-    padding: Ints = (),
-    output_padding: Ints = (),
-    dilation: Ints = (),
-    groups: int = 1,
-) -> tuple[int, ...]:
-    rank, (c_in, c_out_g, *kernel) = _rank(weight), weight.shape
-    if len(shape) != rank + 1 or shape[0] != c_in or c_in % groups:
-        raise ValueError(f"conv_transpose with weight {weight.shape} cannot take input {shape}")
-    if bias is not None and bias.shape != (c_out_g * groups,):
-        raise ValueError(f"conv_transpose bias must have shape ({c_out_g * groups},), got {bias.shape}")
-    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
-        raise ValueError(f"conv_transpose output_padding {output_padding} must be below stride or dilation")
-    spatial = [_conv_t_out(*a) for a in zip(shape[1:], kernel, stride, padding, output_padding, dilation)]
+def _output(name: str, shape: Ints, bias: Any, channels: int, spatial: list[int]) -> tuple[int, ...]:
+    """``(channels, *spatial)`` once ``bias`` fits the channels and no spatial size is empty."""
+    if bias is not None and bias.shape != (channels,):
+        raise ValueError(f"{name} bias must have shape ({channels},), got {bias.shape}")
     if min(spatial) < 1:
-        raise ValueError(f"conv_transpose of input {shape} has an empty output")
-    return (c_out_g * groups, *spatial)
+        raise ValueError(f"{name} of input {shape} has an empty output {spatial}")
+    return (channels, *spatial)
 
 
-def _conv_t_interval(
-    lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], *args: Any, **params: Any
-) -> tuple[Tensor, Tensor]:
-    return _centre_radius(_conv_t_forward, lows, ups, *args, **params)
+def _conv_shape(shape: Ints, weight: Any, bias: Any = None, **geometry: Any) -> tuple[int, ...]:
+    """The output shape; also checks ``in_spatial`` (the input's spatial size, kept for the adjoint)."""
+    g = Geometry(**geometry)
+    rank, (c_out, c_in_g, *kernel) = _rank(weight), weight.shape
+    if len(shape) != rank + 1 or shape[0] != c_in_g * g.groups or c_out % g.groups:
+        raise ValueError(f"conv with weight {weight.shape}, groups {g.groups} cannot take input {shape}")
+    if g.in_spatial and tuple(g.in_spatial) != tuple(shape[1:]):
+        raise ValueError(f"conv in_spatial {g.in_spatial} does not match its input {shape}")
+    spatial = [_conv_out(*a) for a in zip(shape[1:], kernel, g.stride, g.padding, g.dilation)]
+    return _output("conv", shape, bias, c_out, spatial)
 
 
-def _conv_t_adjoint(
-    a: Tensor,
-    weight: Any,
-    bias: Any = None,
-    stride: Ints = (),
-    padding: Ints = (),
-    output_padding: Ints = (),
-    dilation: Ints = (),
-    groups: int = 1,
-) -> tuple[Tensor, ...]:
-    flat, lead = _flat(a, _rank(weight))
-    x = _conv(flat, weight.like(a), stride, padding, dilation, groups)
-    return (x.reshape(*lead, *x.shape[1:]),)
+def _conv_t_shape(shape: Ints, weight: Any, bias: Any = None, **geometry: Any) -> tuple[int, ...]:
+    g = Geometry(**geometry)
+    rank, (c_in, c_out_g, *kernel) = _rank(weight), weight.shape
+    if len(shape) != rank + 1 or shape[0] != c_in or c_in % g.groups:
+        raise ValueError(f"conv_transpose with weight {weight.shape} cannot take input {shape}")
+    if any(op >= max(s, d) for op, s, d in zip(g.output_padding, g.stride, g.dilation)):
+        raise ValueError(f"conv_transpose output_padding {g.output_padding} must be below stride or dilation")
+    sizes = zip(shape[1:], kernel, g.stride, g.padding, g.output_padding, g.dilation)
+    return _output("conv_transpose", shape, bias, c_out_g * g.groups, [_conv_t_out(*a) for a in sizes])
+
+
+def _conv_adjoint(a: Tensor, weight: Any, bias: Any = None, **geometry: Any) -> tuple[Tensor, ...]:
+    """The transposed convolution, with the output padding that restores the input's spatial size."""
+    g, rank = Geometry(**geometry), _rank(weight)
+    sizes = zip(a.shape[a.ndim - rank :], weight.shape[2:], g.stride, g.padding, g.dilation)
+    full = [_conv_t_out(o, k, s, p, 0, d) for o, k, s, p, d in sizes]
+    t = Geometry(g.stride, g.padding, g.dilation, g.groups, tuple(n - f for n, f in zip(g.in_spatial, full)))
+    return (_batched(lambda flat: _conv_t(flat, weight.like(a), t), a, rank),)
+
+
+def _conv_t_adjoint(a: Tensor, weight: Any, bias: Any = None, **geometry: Any) -> tuple[Tensor, ...]:
+    """The convolution (the transpose's output padding plays no part in it)."""
+    g = Geometry(**geometry)
+    plain = Geometry(g.stride, g.padding, g.dilation, g.groups)
+    return (_batched(lambda flat: _conv(flat, weight.like(a), plain), a, _rank(weight)),)
+
+
+def _linear_op(
+    name: str,
+    forward: Callable[..., Tensor],
+    shape: Callable[..., Ints],
+    adjoint: Callable[..., Any],
+    **facts: Any,
+) -> OpDef:
+    return OpDef(
+        name,
+        forward,
+        kind="linear",
+        shape=shape,
+        interval=_centre_radius(forward),
+        adjoint=adjoint,
+        abs_linear=_abs_of(forward),
+        constant_term=_constant,
+        **facts,
+    )
 
 
 _W1 = Const(torch.linspace(-1.0, 1.0, 5 * 3 * 2, dtype=torch.float64).reshape(5, 3, 2).sin())
+_B1 = Const(torch.tensor([0.5, -1.0, 0.0, 2.0, 1e-3], dtype=torch.float64))
 _WT1 = Const(torch.linspace(-1.0, 1.0, 3 * 2 * 3, dtype=torch.float64).reshape(3, 2, 3).cos())
+_BT1 = Const(torch.tensor([1.0, -0.25], dtype=torch.float64))
 
 CONV = register(
-    OpDef(
-        name="conv",
-        kind="linear",
-        arity=1,
-        forward=_conv_forward,
-        shape=_conv_bound_shape,
-        interval=_conv_interval,
-        adjoint=_conv_adjoint,
-        abs_linear=_conv_abs,
-        constant_term=_conv_constant,
+    _linear_op(
+        "conv",
+        _forward_of(_conv),
+        _conv_shape,
+        _conv_adjoint,
         onnx_types=("Conv",),
         sample_params=(
-            {
-                "weight": _W1,
-                "bias": Const(torch.tensor([0.5, -1.0, 0.0, 2.0, 1e-3], dtype=torch.float64)),
-                "stride": (1,),
-                "padding": (1,),
-                "dilation": (1,),
-                "groups": 1,
-                "in_spatial": (4,),
-            },
-            {
-                "weight": _W1,
-                "bias": None,
-                "stride": (2,),
-                "padding": (0,),
-                "dilation": (2,),
-                "groups": 1,
-                "in_spatial": (4,),
-            },
+            dict(weight=_W1, bias=_B1, stride=(1,), padding=(1,), dilation=(1,), groups=1, in_spatial=(4,)),
+            dict(weight=_W1, bias=None, stride=(2,), padding=(0,), dilation=(2,), groups=1, in_spatial=(4,)),
         ),
     )
 )
 CONV_TRANSPOSE = register(
-    OpDef(
-        name="conv_transpose",
-        kind="linear",
-        arity=1,
-        forward=_conv_t_forward,
-        shape=_conv_t_shape,
-        interval=_conv_t_interval,
-        adjoint=_conv_t_adjoint,
-        abs_linear=_conv_t_abs,
-        constant_term=_conv_constant,
+    _linear_op(
+        "conv_transpose",
+        _forward_of(_conv_t),
+        _conv_t_shape,
+        _conv_t_adjoint,
         onnx_types=("ConvTranspose",),
         sample_params=(
-            {
-                "weight": _WT1,
-                "bias": Const(torch.tensor([1.0, -0.25], dtype=torch.float64)),
-                "stride": (2,),
-                "padding": (1,),
-                "output_padding": (1,),
-                "dilation": (1,),
-                "groups": 1,
-            },
-            {
-                "weight": _WT1,
-                "bias": None,
-                "stride": (1,),
-                "padding": (0,),
-                "output_padding": (0,),
-                "dilation": (1,),
-                "groups": 1,
-            },
+            dict(weight=_WT1, bias=_BT1, stride=(2,), padding=(1,), output_padding=(1,), dilation=(1,)),
+            dict(weight=_WT1, bias=None, stride=(1,), padding=(0,), output_padding=(0,), dilation=(1,)),
         ),
     )
 )

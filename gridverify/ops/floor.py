@@ -10,7 +10,7 @@ Sloped lines are rounded outward by the registry; the constant ones are exact.
 import torch
 from torch import Tensor
 
-from gridverify.ops.registry import OpDef, Relaxation, register, same_shape
+from gridverify.ops.registry import OpDef, Relaxation, register
 
 
 def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
@@ -34,10 +34,7 @@ def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Tensor:
 OP = register(
     OpDef(
         name="floor",
-        kind="nonlinear",
-        arity=1,
         forward=torch.floor,
-        shape=same_shape,
         interval=_interval,
         relax=_relax,
         n_alpha=2,

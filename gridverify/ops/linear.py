@@ -66,7 +66,6 @@ OP = register(
         name="linear",
         mixes=True,
         kind="linear",
-        arity=1,
         forward=_forward,
         shape=_shape,
         interval=_interval,

@@ -17,7 +17,14 @@ import operator
 import torch
 from torch import Tensor
 
-from gridverify.ops.registry import OpDef, Relaxation, broadcast_shape, elementwise_shape, register
+from gridverify.ops.registry import (
+    OpDef,
+    Relaxation,
+    broadcast_shape,
+    elementwise_shape,
+    operator_calls,
+    register,
+)
 
 
 def _forward(x: Tensor, y: Tensor) -> Tensor:
@@ -92,7 +99,6 @@ OP = register(
     OpDef(
         name="mul",
         mixes=True,
-        kind="nonlinear",
         arity=2,
         forward=_forward,
         shape=elementwise_shape,
@@ -101,7 +107,7 @@ OP = register(
         n_alpha=2,
         init_alpha=_init,
         sympy_heads=("Mul",),
-        torch_functions=(torch.mul, operator.mul, "mul", "__mul__"),
+        torch_functions=operator_calls(torch.mul, operator.mul),
         onnx_types=("Mul",),
     )
 )

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from gridverify.ops import smooth
-from gridverify.ops.registry import OpDef, Relaxation, register, same_shape
+from gridverify.ops.registry import OpDef, Relaxation, operator_calls, register
 
 
 @cache
@@ -63,16 +63,13 @@ def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], exponent: int) -> T
 OP = register(
     OpDef(
         name="power",
-        kind="nonlinear",
-        arity=1,
         forward=_forward,
-        shape=same_shape,
         interval=_interval,
         relax=_relax,
         n_alpha=2,
         init_alpha=_init,
         sympy_heads=("Pow",),
-        torch_functions=(torch.pow, operator.pow, "pow", "__pow__"),
+        torch_functions=operator_calls(torch.pow, operator.pow),
         onnx_types=("Pow",),
         value_range=_range,
         sample_domain=(-5.0, 5.0),

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from gridverify.ops import smooth
-from gridverify.ops.registry import DomainError, Relaxation, register
+from gridverify.ops.registry import Relaxation, domain_check, register
 
 
 def _f(x: Tensor) -> Tensor:
@@ -34,18 +34,14 @@ def _solve(a: Tensor, p: Tensor, q: Tensor) -> Tensor:
     return torch.where(p + q > 0, root, -root)
 
 
-def _domain(lower: Tensor, upper: Tensor) -> None:
-    bad = (lower <= 0) & (upper >= 0)
-    if bool(bad.any()):
-        idx = tuple(int(i) for i in bad.nonzero()[0])
-        raise DomainError(
-            f"reciprocal needs an input interval that excludes 0, got [{float(lower[idx]):.6g}, "
-            f"{float(upper[idx]):.6g}] at index {idx} ({int(bad.sum())} entries contain 0)"
-        )
+def _straddles_zero(lower: Tensor, upper: Tensor) -> Tensor:
+    return (lower <= 0) & (upper >= 0)
 
 
 FN = smooth.SmoothFn(_f, _d1, _d2, solve_df=_solve, abs_err=0.0)
-_BASE = smooth.make_op("reciprocal", FN, domain=_domain)
+_BASE = smooth.make_op(
+    "reciprocal", FN, domain=domain_check("reciprocal", "an input interval that excludes 0", _straddles_zero)
+)
 
 
 def _finite_box(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -101,6 +101,11 @@ def _widen(exact: bool | Tensor, offset: Tensor, step: Tensor) -> Tensor:
     return torch.where(keep, offset, offset + step)
 
 
+def same_shape(shape: Shape, **params: Any) -> Shape:
+    """The shape of an op's one input (the default of `OpDef.shape`)."""
+    return tuple(shape)
+
+
 def _no_alpha(*boxes: Tensor, **params: Any) -> Tensor:
     lower = boxes[0]
     return lower.new_zeros((0, *lower.shape))
@@ -113,13 +118,16 @@ def project_unit(alpha: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class OpDef:
-    """One primitive. See the module docstring for the contract of each field."""
+    """One primitive. See the module docstring for the contract of each field.
+
+    The defaults describe the most common op, an elementwise nonlinear function of one input; an op states
+    only what differs."""
 
     name: str
-    kind: str  # "leaf" | "linear" | "nonlinear" | "fused"
-    arity: int  # number of node inputs; -1 for variadic
     forward: Callable[..., Tensor]
-    shape: Callable[..., Shape]
+    kind: str = "nonlinear"  # "leaf" | "linear" | "nonlinear" | "fused"
+    arity: int = 1  # number of node inputs; -1 for variadic
+    shape: Callable[..., Shape] = same_shape  # output shape from the input shapes (and params)
     interval: Callable[..., tuple[Tensor, Tensor]] | None = None
     relax: Callable[..., Relaxation] | None = None
     n_alpha: int = 0
@@ -253,21 +261,57 @@ def elementwise_shape(*shapes: Shape, **params: Any) -> Shape:
     return broadcast_shape(*shapes)
 
 
-def same_shape(shape: Shape, **params: Any) -> Shape:
-    return tuple(shape)
-
-
 class DomainError(ValueError):
     """An op's input box leaves the op's domain (e.g. reciprocal of an interval containing 0)."""
 
 
-def monotone_interval(forward: Callable[..., Tensor]) -> Callable[..., tuple[Tensor, Tensor]]:
-    """Interval of a map that is nondecreasing in every input: image of the lower and upper corners."""
+def domain_check(
+    name: str, needs: str, outside: Callable[[Tensor, Tensor], Tensor]
+) -> Callable[[Tensor, Tensor], None]:
+    """A check of input boxes ``(lower, upper)``: `DomainError` where ``outside(lower, upper)`` holds, naming
+    the op, what it ``needs``, the first offending box and how many there are."""
+
+    def check(lower: Tensor, upper: Tensor) -> None:
+        bad = outside(lower, upper)
+        if bool(bad.any()):
+            idx = tuple(int(i) for i in bad.nonzero()[0])
+            box = f"[{float(lower[idx]):.6g}, {float(upper[idx]):.6g}]"
+            raise DomainError(
+                f"{name} needs {needs}, got {box} at index {idx} ({int(bad.sum())} out of domain)"
+            )
+
+    return check
+
+
+def monotone_interval(
+    forward: Callable[..., Tensor], decreasing: tuple[int, ...] = ()
+) -> Callable[..., tuple[Tensor, Tensor]]:
+    """Interval of a map that is nondecreasing in every input but those numbered in ``decreasing``
+    (nonincreasing there): the images of the box's lowest and highest corners."""
 
     def interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], **params: Any) -> tuple[Tensor, Tensor]:
-        return forward(*lows, **params), forward(*ups, **params)
+        if not decreasing:
+            return forward(*lows, **params), forward(*ups, **params)
+        low = [u if k in decreasing else lo for k, (lo, u) in enumerate(zip(lows, ups))]
+        high = [lo if k in decreasing else u for k, (lo, u) in enumerate(zip(lows, ups))]
+        return forward(*low, **params), forward(*high, **params)
 
     return interval
+
+
+def operator_calls(function: Any, python_operator: Callable[..., Any]) -> tuple[Any, ...]:
+    """The torch calls of a Python operator, for ``torch_functions``: the torch function (``torch.add``),
+    the operator (``operator.add``, ``x + y``) and the tensor methods (``x.add``, ``x.__add__``)."""
+    name = python_operator.__name__
+    return (function, python_operator, name, f"__{name}__")
+
+
+def monotone_linear(
+    name: str, forward: Callable[..., Tensor], decreasing: tuple[int, ...] = (), **facts: Any
+) -> OpDef:
+    """An exact linear op, monotone in every input (add, sub, neg, sum, gather, concat, reshape, permute):
+    its interval is the image of two corners of the box (`monotone_interval`)."""
+    return OpDef(name, forward, kind="linear", interval=monotone_interval(forward, decreasing), **facts)
 
 
 def batch_axis(axis: int) -> int:

@@ -35,7 +35,6 @@ OP = register(
     OpDef(
         name="scale",
         kind="linear",
-        arity=1,
         forward=_forward,
         shape=_shape,
         interval=_interval,

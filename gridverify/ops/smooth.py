@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gridverify.ops.registry import OpDef, Relaxation, same_shape
+from gridverify.ops.registry import OpDef, Relaxation
 
 Fn = Callable[[Tensor], Tensor]
 Solver = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -289,10 +289,7 @@ def make_op(
 
     return OpDef(
         name=name,
-        kind="nonlinear",
-        arity=1,
         forward=fn.f,
-        shape=same_shape,
         interval=_interval,
         relax=_relax,
         n_alpha=2,

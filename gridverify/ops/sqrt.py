@@ -12,8 +12,7 @@ import torch
 from torch import Tensor
 
 from gridverify.ops import smooth
-from gridverify.ops.log import check_positive
-from gridverify.ops.registry import register
+from gridverify.ops.registry import domain_check, register
 
 
 def _d1(x: Tensor) -> Tensor:
@@ -28,10 +27,6 @@ def _solve(a: Tensor, p: Tensor, q: Tensor) -> Tensor:
     return 0.25 / (a * a)
 
 
-def _domain(lower: Tensor, upper: Tensor) -> None:
-    check_positive("sqrt", lower, upper, strict=False)
-
-
 FN = smooth.SmoothFn(torch.sqrt, _d1, _d2, solve_df=_solve, abs_err=0.0)
 
 OP = register(
@@ -39,7 +34,7 @@ OP = register(
         "sqrt",
         FN,
         splittable=False,
-        domain=_domain,
+        domain=domain_check("sqrt", "an input lower bound >= 0", lambda lower, upper: lower < 0),
         sympy_heads=("sqrt",),
         torch_functions=(torch.sqrt, "sqrt"),
         onnx_types=("Sqrt",),

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from gridverify.const import Const
-from gridverify.ops.registry import OpDef, batch_axis, monotone_interval, register
+from gridverify.ops.registry import batch_axis, monotone_linear, register
 
 
 def _gather(x: Tensor, index: Any) -> Tensor:
@@ -72,48 +72,32 @@ def _permute_shape(shape: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, 
 
 
 GATHER = register(
-    OpDef(
-        name="gather",
-        kind="linear",
-        arity=1,
-        forward=_gather,
-        shape=_gather_shape,
-        interval=monotone_interval(_gather),
-        onnx_types=("Gather", "Slice", "Expand"),
-    )
+    monotone_linear("gather", _gather, shape=_gather_shape, onnx_types=("Gather", "Slice", "Expand"))
 )
 CONCAT = register(
-    OpDef(
-        name="concat",
-        kind="linear",
+    monotone_linear(
+        "concat",
+        _concat,
         arity=-1,
-        forward=_concat,
         shape=_concat_shape,
-        interval=monotone_interval(_concat),
         torch_functions=(torch.cat, torch.concat),
         onnx_types=("Concat",),
     )
 )
 RESHAPE = register(
-    OpDef(
-        name="reshape",
-        kind="linear",
-        arity=1,
-        forward=_reshape_forward,
+    monotone_linear(
+        "reshape",
+        _reshape_forward,
         shape=lambda s, shape: _reshape_shape(s, shape),
-        interval=monotone_interval(_reshape_forward),
         torch_functions=("reshape", "view", torch.reshape),
         onnx_types=("Reshape", "Flatten", "Squeeze", "Unsqueeze"),
     )
 )
 PERMUTE = register(
-    OpDef(
-        name="permute",
-        kind="linear",
-        arity=1,
-        forward=_permute,
+    monotone_linear(
+        "permute",
+        _permute,
         shape=_permute_shape,
-        interval=monotone_interval(_permute),
         torch_functions=("permute", torch.permute),
         onnx_types=("Transpose",),
     )

@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor
 
-from gridverify.ops.registry import OpDef, batch_axis, monotone_interval, register
+from gridverify.ops.registry import batch_axis, monotone_linear, register
 
 
 def _forward(x: Tensor, axes: tuple[int, ...]) -> Tensor:
@@ -18,14 +18,11 @@ def _shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
 
 
 OP = register(
-    OpDef(
-        name="sum",
-        mixes=True,
-        kind="linear",
-        arity=1,
-        forward=_forward,
+    monotone_linear(
+        "sum",
+        _forward,
         shape=_shape,
-        interval=monotone_interval(_forward),
+        mixes=True,
         torch_functions=(torch.sum, "sum"),
         onnx_types=("ReduceSum",),
     )
