@@ -313,7 +313,8 @@ def _spatial_attrs(node: OnnxNode, w: np.ndarray) -> dict[str, tuple[int, ...]]:
     }
 
 
-def _conv_operands(node: OnnxNode, x: Value, w: Value, bias: Value) -> tuple[np.ndarray, np.ndarray | None]:
+def _conv_params(node: OnnxNode, x: Value, w: Value, bias: Value) -> dict[str, Any]:
+    """What a Conv and a ConvTranspose node share: weight, bias, groups, strides, pads and dilations."""
     if not isinstance(x, Traced) or isinstance(w, Traced) or isinstance(bias, Traced):
         raise Unsupported(f"{node.op_type} needs a traced input and constant weights and bias")
     if x.batch_axis != 0:
@@ -321,44 +322,26 @@ def _conv_operands(node: OnnxNode, x: Value, w: Value, bias: Value) -> tuple[np.
     weight = as_float(w)
     if weight.ndim - 2 not in (1, 2, 3):
         raise Unsupported(f"{node.op_type} with a weight of rank {weight.ndim} (1-D to 3-D convolutions)")
-    return weight, None if bias is None else as_float(bias).reshape(-1)
+    b = None if bias is None else Const(as_float(bias).reshape(-1))
+    groups = int(node.attrs.get("group", 1))
+    return {"weight": Const(weight), "bias": b, "groups": groups, **_spatial_attrs(node, weight)}
 
 
 def _conv(ctx: OnnxContext, node: OnnxNode, x: Value, w: Value, bias: Value = None) -> Traced:
     """An exact linear ``conv`` node (`gridverify.ops.conv`)."""
-    weight, b = _conv_operands(node, x, w, bias)
-    params = _spatial_attrs(node, weight)
-    var = ctx.builder.apply(
-        "conv",
-        x.var,
-        name=node.name,
-        weight=Const(weight),
-        bias=None if b is None else Const(b),
-        groups=int(node.attrs.get("group", 1)),
-        in_spatial=tuple(x.var.shape[1:]),
-        **params,
-    )
+    params = _conv_params(node, x, w, bias)
+    var = ctx.builder.apply("conv", x.var, name=node.name, in_spatial=tuple(x.var.shape[1:]), **params)
     return Traced(var, 0)
 
 
 def _conv_transpose(ctx: OnnxContext, node: OnnxNode, x: Value, w: Value, bias: Value = None) -> Traced:
     """An exact linear ``conv_transpose`` node; ``output_shape`` is not translated (give pads)."""
-    weight, b = _conv_operands(node, x, w, bias)
+    params = _conv_params(node, x, w, bias)
     if node.attrs.get("output_shape"):
         raise Unsupported("ConvTranspose with output_shape (explicit pads and output_padding only)")
-    params = _spatial_attrs(node, weight)
-    rank = weight.ndim - 2
+    rank = len(params["weight"].shape) - 2
     out_pad = tuple(int(v) for v in node.attrs.get("output_padding", [0] * rank))
-    var = ctx.builder.apply(
-        "conv_transpose",
-        x.var,
-        name=node.name,
-        weight=Const(weight),
-        bias=None if b is None else Const(b),
-        output_padding=out_pad,
-        groups=int(node.attrs.get("group", 1)),
-        **params,
-    )
+    var = ctx.builder.apply("conv_transpose", x.var, name=node.name, output_padding=out_pad, **params)
     return Traced(var, 0)
 
 

@@ -24,18 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = [
     "SHIPPED",
@@ -134,10 +128,12 @@ def load_study(path: str | Path) -> list[Job]:
 
 def parse_study(text: str, source: str = "<study>") -> StudySpec:
     """A `StudySpec` from TOML text; shape and type problems raise one `StudyError` listing all of them."""
+    from gridverify.surrogate.case import read_toml
+
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise StudyError(source, [f"not valid TOML: {err}"]) from None
+        raw = read_toml(text)
+    except ValueError as err:
+        raise StudyError(source, [str(err)]) from None
     problems = _shape_problems(raw)
     if problems:
         raise StudyError(source, problems)

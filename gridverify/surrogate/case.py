@@ -61,6 +61,7 @@ __all__ = [
     "load_case",
     "open_case",
     "read_surrogate",
+    "read_toml",
     "write_case_folder",
 ]
 
@@ -85,9 +86,9 @@ class CaseDefinition:
     @classmethod
     def read(cls, path: Path) -> CaseDefinition:
         try:
-            raw = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: not valid TOML ({err})") from None
+            raw = read_toml(path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: {err}") from None
         missing = [k for k in ("name", "source", "region") if k not in raw]
         if missing:
             raise ValueError(f"{path}: missing keys {missing}")
@@ -112,6 +113,15 @@ class CaseDefinition:
                 f"{k} = {_toml_value(v)}" for k, v in getattr(self, section).items()
             ]
         return "\n".join(lines) + "\n"
+
+
+def read_toml(text: str) -> dict[str, Any]:
+    """The TOML ``text`` (a case definition, a study file) as a dict; `ValueError` ("not valid TOML: ...")
+    when it is not TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"not valid TOML: {err}") from None
 
 
 def _toml_value(value: Any) -> str:

@@ -16,55 +16,22 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _case(name: str, in_shape: tuple, w_shape: tuple, case_id: str, **attrs: object) -> object:
+def _case(
+    name: str, in_shape: tuple, w_shape: tuple, case_id: str, stride: tuple, padding: tuple, **attrs: object
+) -> object:
+    """One case; dilation 1 and one group unless ``attrs`` say otherwise."""
+    attrs = {"dilation": (1,) * len(stride), "groups": 1, **attrs, "stride": stride, "padding": padding}
     return pytest.param(name, in_shape, w_shape, attrs, id=case_id)
 
 
-_S = {"dilation": (1, 1), "groups": 1}
+T = "conv_transpose"
 CONV_CASES = [
-    _case("conv", (2, 5, 6), (4, 2, 3, 2), "conv2d", stride=(1, 2), padding=(1, 0), **_S),
-    _case(
-        "conv",
-        (4, 7, 7),
-        (6, 2, 3, 3),
-        "conv2d_groups",
-        stride=(2, 2),
-        padding=(1, 1),
-        dilation=(2, 1),
-        groups=2,
-    ),
-    _case("conv", (3, 9), (2, 3, 4), "conv1d", stride=(3,), padding=(2,), dilation=(1,), groups=1),
-    _case(
-        "conv",
-        (3, 2, 5),
-        (3, 1, 1, 1),
-        "depthwise_1x1",
-        stride=(1, 1),
-        padding=(0, 0),
-        dilation=(1, 1),
-        groups=3,
-    ),
-    _case(
-        "conv_transpose",
-        (3, 4, 5),
-        (3, 2, 4, 4),
-        "convT2d",
-        stride=(2, 2),
-        padding=(1, 1),
-        output_padding=(1, 0),
-        **_S,
-    ),
-    _case(
-        "conv_transpose",
-        (4, 3, 3),
-        (4, 1, 3, 3),
-        "convT2d_groups",
-        stride=(1, 2),
-        padding=(0, 1),
-        output_padding=(0, 1),
-        dilation=(1, 1),
-        groups=2,
-    ),
+    _case("conv", (2, 5, 6), (4, 2, 3, 2), "conv2d", (1, 2), (1, 0)),
+    _case("conv", (4, 7, 7), (6, 2, 3, 3), "conv2d_groups", (2, 2), (1, 1), dilation=(2, 1), groups=2),
+    _case("conv", (3, 9), (2, 3, 4), "conv1d", (3,), (2,)),
+    _case("conv", (3, 2, 5), (3, 1, 1, 1), "depthwise_1x1", (1, 1), (0, 0), groups=3),
+    _case(T, (3, 4, 5), (3, 2, 4, 4), "convT2d", (2, 2), (1, 1), output_padding=(1, 0)),
+    _case(T, (4, 3, 3), (4, 1, 3, 3), "convT2d_groups", (1, 2), (0, 1), output_padding=(0, 1), groups=2),
 ]
 
 
