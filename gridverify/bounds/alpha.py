@@ -25,7 +25,6 @@ from gridverify.bounds.core import (
     Interval,
     LinearBounds,
     Plan,
-    Relaxer,
     known,
     make_plan,
     spec_matrix,
@@ -35,12 +34,13 @@ from gridverify.bounds.crown import (
     final_bounds,
     ibp_of_spec,
     needed_neurons,
+    node_relaxer,
     propagate,
     resolve,
 )
 from gridverify.bounds.optim import ProjectedAdam
 from gridverify.ir.graph import Graph
-from gridverify.ops import Relaxation, get_op
+from gridverify.ops import get_op
 
 
 @dataclass(frozen=True)
@@ -75,18 +75,6 @@ def _init_alphas(
             a0 = a0.unsqueeze(2).expand(a0.shape[0], a0.shape[1], m, *a0.shape[2:])
             alphas[(start, j)] = a0.clone().requires_grad_(True)
     return alphas
-
-
-def _alpha_relaxer(graph: Graph, alphas: dict[tuple[int, int], Tensor]) -> Relaxer:
-    def relaxer(start: int, i: int, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Relaxation:
-        node = graph.nodes[i]
-        op = get_op(node.op)
-        alpha = alphas.get((start, i))
-        if alpha is None:
-            alpha = op.init_alpha(lows, ups, **node.kwargs)
-        return op.relaxation(lows, ups, alpha, **node.kwargs)
-
-    return relaxer
 
 
 def _tighter(old: tuple[Interval | None, ...], new: list[Interval | None]) -> tuple[Interval | None, ...]:
@@ -174,7 +162,7 @@ def _optimise(
     masks: dict[int, Tensor],
 ) -> tuple[Interval | None, ...]:
     opt = ProjectedAdam(list(alphas.values()), config.lr, config.decay)
-    relaxer = _alpha_relaxer(graph, alphas)
+    relaxer = node_relaxer(graph, lambda start, i: alphas.get((start, i)))
     crown_nodes = plan.crown_nodes if config.optimise_intermediate else ()
     stale, until = 0, None if config.timeout_s is None else time.perf_counter() + config.timeout_s
     for _ in range(config.steps):

@@ -15,11 +15,13 @@ import torch
 from torch import Tensor
 
 from gridverify.ops import smooth
-from gridverify.ops.registry import OpDef, Relaxation, operator_calls, register
+from gridverify.ops.registry import operator_calls, register
 
 
 @cache
-def smooth_fn(n: int) -> smooth.SmoothFn:
+def smooth_fn(exponent: int) -> smooth.SmoothFn:
+    """x**exponent with its derivatives and the inverse of its derivative (one per exponent)."""
+    n = exponent
     if not (isinstance(n, int) and n >= 2):
         raise ValueError(f"power needs an integer exponent >= 2, got {n!r}")
 
@@ -44,30 +46,10 @@ def _range(exponent: int) -> tuple[float, float]:
     return (0.0, math.inf) if exponent % 2 == 0 else (-math.inf, math.inf)
 
 
-def _forward(x: Tensor, exponent: int) -> Tensor:
-    return x**exponent
-
-
-def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], exponent: int) -> tuple[Tensor, Tensor]:
-    return smooth.interval(smooth_fn(exponent), lows[0], ups[0])
-
-
-def _relax(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor, exponent: int) -> Relaxation:
-    return smooth.relax(smooth_fn(exponent), lows[0], ups[0], alpha)
-
-
-def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], exponent: int) -> Tensor:
-    return smooth.init_alpha(smooth_fn(exponent), lows[0], ups[0])
-
-
 OP = register(
-    OpDef(
-        name="power",
-        forward=_forward,
-        interval=_interval,
-        relax=_relax,
-        n_alpha=2,
-        init_alpha=_init,
+    smooth.make_op(
+        "power",
+        smooth_fn,
         sympy_heads=("Pow",),
         torch_functions=operator_calls(torch.pow, operator.pow),
         onnx_types=("Pow",),

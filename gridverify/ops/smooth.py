@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -265,35 +266,44 @@ def init_alpha(fn: SmoothFn, l: Tensor, u: Tensor) -> Tensor:
 
 def make_op(
     name: str,
-    fn: SmoothFn,
+    fn: SmoothFn | Callable[..., SmoothFn],
     domain: Callable[[Tensor, Tensor], None] | None = None,
-    **lookups: object,
+    **facts: Any,
 ) -> OpDef:
-    """The `OpDef` of an elementwise smooth function: forward, interval, relax and alpha from ``fn``."""
+    """The `OpDef` of an elementwise smooth function: forward, interval, relax and alpha from ``fn``, or for
+    a family of functions (power's exponent) from ``fn(**params)``, a function of the node's parameters."""
+
+    def of(**params: Any) -> SmoothFn:
+        return fn if isinstance(fn, SmoothFn) else fn(**params)
 
     def _check(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> None:
         if domain is not None:
             domain(lows[0], ups[0])
 
-    def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        _check(lows, ups)
-        return interval(fn, lows[0], ups[0])
+    def _forward(x: Tensor, **params: Any) -> Tensor:
+        return of(**params).f(x)
 
-    def _relax(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor) -> Relaxation:
+    def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], **params: Any) -> tuple[Tensor, Tensor]:
         _check(lows, ups)
-        return relax(fn, lows[0], ups[0], alpha)
+        return interval(of(**params), lows[0], ups[0])
 
-    def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Tensor:
+    def _relax(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor, **params: Any) -> Relaxation:
         _check(lows, ups)
-        return init_alpha(fn, lows[0], ups[0])
+        return relax(of(**params), lows[0], ups[0], alpha)
 
+    def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], **params: Any) -> Tensor:
+        _check(lows, ups)
+        return init_alpha(of(**params), lows[0], ups[0])
+
+    forward = fn.f if isinstance(fn, SmoothFn) else _forward
+    check = _check if domain is not None else None
     return OpDef(
-        name=name,
-        forward=fn.f,
+        name,
+        forward,
         interval=_interval,
         relax=_relax,
         n_alpha=2,
         init_alpha=_init,
-        check_domain=_check if domain is not None else None,
-        **lookups,  # type: ignore[arg-type]
+        check_domain=check,
+        **facts,
     )
