@@ -11,17 +11,20 @@ Shapes: ``B`` domains; ``S_j`` the shape of node j; the graph has one input of s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from gridverify.bounds.core import Interval, Plan, make_plan
 from gridverify.bounds.crown import resolve
-from gridverify.ir.graph import Graph
+from gridverify.const import Const
+from gridverify.ir.graph import Graph, Node
 from gridverify.ops import get_op
 
 
@@ -71,6 +74,102 @@ class Problem:
                     if j in found:
                         found[j].append((i, k))
         return {z: tuple(uses) for z, uses in found.items()}
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A problem whose fixed input dimensions (``lower == upper``) are folded into the biases of the linear
+    maps that read the input, and the way back: ``free`` (n_free,) the flat indices of the original input
+    that the folded problem's input holds, ``point`` (1, *S_in) the original box's lower corner."""
+
+    problem: Problem
+    free: Tensor
+    point: Tensor
+
+    def widen(self, x: Tensor) -> Tensor:
+        """Points (..., n_free) of the folded input as points (..., *S_in) of the original."""
+        full = self.point.reshape(-1).to(x).expand(*x.shape[:-1], -1).clone()
+        full[..., self.free] = x
+        return full.reshape(*x.shape[:-1], *self.point.shape[1:])
+
+    def narrow(self, x: Tensor) -> Tensor:
+        """Points (..., *S_in) of the original input as points (..., n_free) of the folded."""
+        return x.reshape(*x.shape[: x.ndim - self.point.ndim + 1], -1)[..., self.free]
+
+
+FOLD_MIN_FIXED = 0.5
+"""`fold_fixed_inputs` folds only when at least this share of the input dimensions is fixed."""
+
+
+def fold_fixed_inputs(problem: Problem) -> Folded | None:
+    """The same problem over the free input dimensions only, or None when fewer than `FOLD_MIN_FIXED` of
+    them are fixed or something other than a dense linear map reads the input.
+
+    A linear map ``W x + b`` with ``x_F`` fixed at ``v`` becomes ``W[:, free] x_free + (b + W[:, F] v)``,
+    the new bias summed exactly and rounded once (`_exact_bias`): the same function up to the half ulp of
+    rounding that any float64 bias of the graph carries. Every bound, split and
+    attack then works on ``n_free`` input columns instead of all: dist_shift_2023 has 8 free inputs of 792,
+    so each child's CROWN pass carried (B, 784, 792) coefficients for 8 that matter."""
+    graph, in_id = problem.graph, problem.graph.input_ids[problem.input_name]
+    lo, hi = problem.lower.reshape(-1), problem.upper.reshape(-1)
+    fixed = lo == hi
+    readers = [i for i, n in enumerate(graph.nodes) if in_id in n.inputs]
+    if float(fixed.double().mean()) < FOLD_MIN_FIXED or len(graph.nodes[in_id].shape) != 1:
+        return None
+    if not all(_dense_linear(graph.nodes[i]) for i in readers):
+        return None
+    free = (~fixed).nonzero().squeeze(1)
+    nodes = list(graph.nodes)
+    shape = (int(free.numel()),)
+    nodes[in_id] = replace(graph.nodes[in_id], shape=shape, params=_with(graph.nodes[in_id], shape=shape))
+    for i in readers:
+        w, b = graph.nodes[i].kwargs["weight"].tensor, graph.nodes[i].kwargs.get("bias")
+        bias = _exact_bias(w[:, fixed], lo[fixed], None if b is None else b.tensor)
+        changed = _with(graph.nodes[i], weight=Const(w[:, free]), bias=Const(bias))
+        nodes[i] = replace(graph.nodes[i], params=changed)
+    folded = Graph(tuple(nodes), graph.inputs, graph.outputs)
+    lower, upper = problem.lower.reshape(1, -1)[:, free], problem.upper.reshape(1, -1)[:, free]
+    plan = make_plan(folded, problem.output)
+    return Folded(replace(problem, graph=folded, plan=plan, lower=lower, upper=upper), free, problem.lower)
+
+
+def _exact_bias(w: Tensor, v: Tensor, b: Tensor | None) -> Tensor:
+    """(k,) ``b + w @ v`` rounded once to the nearest float64: each product split exactly into its rounded
+    value and its error (Dekker's two-product), the sum of all of them by `math.fsum` (exact, then rounded
+    once), so the folded bias is as close to the exact one as any float64 constant can be."""
+    w64, v64 = w.double().numpy(), v.double().numpy()
+    prod = w64 * v64
+    err = _two_product_error(w64, np.broadcast_to(v64, w64.shape), prod)
+    rows = [list(p) + list(e) for p, e in zip(prod.tolist(), err.tolist())]
+    base = [0.0] * len(rows) if b is None else b.double().tolist()
+    return torch.tensor([math.fsum([c, *r]) for c, r in zip(base, rows)], dtype=torch.float64)
+
+
+def _two_product_error(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``a * b - p`` exactly, for ``p = fl(a * b)`` (Dekker's split into 26-bit halves; no overflow
+    assumed: the weights and inputs of a network are far from 1e300)."""
+
+    def split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = 134217729.0 * x  # 2^27 + 1
+        hi = c - (c - x)
+        return hi, x - hi
+
+    a_hi, a_lo = split(a)
+    b_hi, b_lo = split(b)
+    err: np.ndarray = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return err
+
+
+def _dense_linear(node: Node) -> bool:
+    w = node.kwargs.get("weight")
+    return node.op == "linear" and len(node.inputs) == 1 and isinstance(w, Const) and not w.tensor.is_sparse
+
+
+def _with(node: Node, **changes: object) -> tuple[tuple[str, object], ...]:
+    """``node``'s params with ``changes``, sorted by name."""
+    params = dict(node.params)
+    params.update(changes)
+    return tuple(sorted(params.items()))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from gridverify.bab import branching
 from gridverify.bab.attack import AttackConfig, attack
 from gridverify.bab.bound import Bounded, bound_domains, init_alpha
 from gridverify.bab.config import Branching, SearchConfig
-from gridverify.bab.domains import Domains, Problem, concat, select
+from gridverify.bab.domains import Domains, Folded, Problem, concat, fold_fixed_inputs, select
 from gridverify.bab.filtering import filtered_choice
 from gridverify.bab.split import points, split_inputs, split_neurons
 from gridverify.bab.verdict import SpecResult, decide, proves, refutes
@@ -270,7 +270,12 @@ def search(
     and switches between the two when the largest gap stalls (`_Mode`). Domains are taken largest gap
     first; near the domain cap of ``memory_gb``, smallest gap first (the children most likely to settle)
     in batches that keep the count under the cap, so the search stops for memory only when the cap is full.
-    The root attack gets ``attack_share[1]`` of the budget."""
+    The root attack gets ``attack_share[1]`` of the budget. Fixed input dimensions are folded into the
+    graph first (`fold_fixed_inputs`); witnesses come back in the original input's shape."""
+    folded = fold_fixed_inputs(problem)
+    if folded is not None:
+        problem, base = folded.problem, _narrow_base(base, problem, folded)
+        starts = None if starts is None else folded.narrow(starts)
     dtype = problem.lower.dtype
     m = spec.shape[0]
     state = _State(
@@ -357,7 +362,22 @@ def search(
     bar.close()
     if stopped != "settled" and mode.switches:
         stopped = f"{stopped} (after {'; '.join(mode.switches)})"
+    if folded is not None:
+        state.witness = folded.widen(state.witness.reshape(m, -1))
     return _results(state, _upper(open_, state), thr, start, closed, stopped)
+
+
+def _narrow_base(
+    base: tuple[Interval | None, ...] | None, problem: Problem, folded: Folded
+) -> tuple[Interval | None, ...] | None:
+    """``base`` with the input node's interval (if any) cut to the folded input's dimensions."""
+    in_id = problem.graph.input_ids[problem.input_name]
+    if base is None or base[in_id] is None:
+        return base
+    lo, hi = base[in_id]  # type: ignore[misc]
+    out = list(base)
+    out[in_id] = (folded.narrow(lo), folded.narrow(hi))
+    return tuple(out)
 
 
 def _in_turns(gap: Tensor, spec_id: Tensor) -> Tensor:
