@@ -13,7 +13,6 @@ from gridverify.bab.domains import Problem
 from gridverify.bounds import crown
 from gridverify.ir import Graph, GraphBuilder
 from gridverify.ops import REGISTRY, OpDef, Relaxation, register
-from gridverify.ops.registry import same_shape
 
 F64 = torch.float64
 NAME = "toy_vee"
@@ -42,10 +41,7 @@ def toy_op() -> Iterator[OpDef]:
     op = register(
         OpDef(
             name=NAME,
-            kind="nonlinear",
-            arity=1,
             forward=lambda x: 2 * x.abs(),
-            shape=same_shape,
             interval=_interval,
             relax=_relax,
             n_alpha=1,
