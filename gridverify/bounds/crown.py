@@ -333,17 +333,23 @@ def crown(
     return BoundResult(torch.maximum(lo, ilo), torch.minimum(hi, ihi), tuple(intervals), linear, "crown")
 
 
-def node_relaxer(graph: Graph, alpha_of: Callable[[int, int], Tensor | None] | None = None) -> Relaxer:
+def node_relaxer(
+    graph: Graph,
+    alpha_of: Callable[[int, int], Tensor | None] | None = None,
+    kept_alpha: Callable[[int], Tensor | None] | None = None,
+) -> Relaxer:
     """The relaxer of every bound method: node ``i``'s relaxation on its input box, with the alpha
-    ``alpha_of(start, i)`` gives while bounding target ``start`` (alpha-CROWN, branch and bound), or CROWN's
-    default alpha where it gives None or there is no ``alpha_of``.
+    ``alpha_of(start, i)`` gives while bounding target ``start`` (alpha-CROWN, branch and bound: computed on
+    every call, so gradients reach the alphas); where it gives None or there is no ``alpha_of``, kept lines:
+    with the alpha ``kept_alpha(i)`` gives (branch and bound: a domain's alphas, detached), else CROWN's
+    default alpha.
 
-    Default lines are computed once per node and input box and reused: the passes of several targets, and
+    Kept lines are computed once per node and input box and reused: the passes of several targets, and
     forward mode, relax a node on the same intervals, and for S-shaped ops the default lines across the
     inflection are a search (dist_shift_2023: 86 of 121 s of bounding went to three identical computations
     of the 784 sigmoids' lines per batch). A box is known by its tensors (`_identity`), which are kept with
     their lines so that their storage is not reused while the relaxer lives."""
-    default: dict[tuple[object, ...], tuple[tuple[Tensor, ...], Relaxation]] = {}
+    kept: dict[tuple[object, ...], tuple[tuple[Tensor, ...], Relaxation]] = {}
 
     def relaxer(start: int, i: int, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Relaxation:
         node = graph.nodes[i]
@@ -352,9 +358,11 @@ def node_relaxer(graph: Graph, alpha_of: Callable[[int, int], Tensor | None] | N
         if alpha is not None:
             return op.relaxation(lows, ups, alpha, **kw)
         key = (i, *(_identity(t) for t in (*lows, *ups)))
-        if key not in default:
-            default[key] = ((*lows, *ups), op.relaxation(lows, ups, op.init_alpha(lows, ups, **kw), **kw))
-        return default[key][1]
+        if key not in kept:
+            alpha = None if kept_alpha is None else kept_alpha(i)
+            alpha = op.init_alpha(lows, ups, **kw) if alpha is None else alpha
+            kept[key] = ((*lows, *ups), op.relaxation(lows, ups, alpha, **kw))
+        return kept[key][1]
 
     return relaxer
 
