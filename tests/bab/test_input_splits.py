@@ -50,6 +50,27 @@ def test_children_bounds_from_the_parent_line_hold(seed: int, scale: float) -> N
             assert float(values.max()) <= float(children.bound[k]) + 1e-9 * (1 + float(values.abs().max()))
 
 
+@settings(max_examples=12, deadline=None, database=None)
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([0.3, 3.0]))
+def test_inherited_intermediate_lines_are_sound(seed: int, scale: float) -> None:
+    """Two generations of input splits bounded with optimised alphas (steps > 1), which the children take as
+    their intermediate lines (`bound._relaxer`): every box's bound is above the graph's sampled values."""
+    problem, b = _bounded(seed, scale)
+    how = BoundConfig(steps=3, refresh_intermediate=True)
+    for _ in range(2):
+        dim, mid = choose_input(b, problem.upper - problem.lower)
+        b = bound_domains(problem, split_inputs(b.domains, dim, mid), how)
+    d = b.domains
+    for k in range(d.size):
+        if not bool(torch.isfinite(d.bound[k])):
+            continue
+        lo, hi = d.lower[k : k + 1], d.upper[k : k + 1]
+        pts = sample_box(lo, hi, 300, seed).reshape(-1, lo.shape[1])
+        y = problem.graph.forward(pts)[problem.graph.outputs[0][0]].reshape(pts.shape[0], -1)
+        values = y @ d.spec[k]
+        assert float(values.max()) <= float(d.bound[k]) + 1e-9 * (1 + float(values.abs().max()))
+
+
 def test_one_child_gains_the_line_slope() -> None:
     """y = 3 x1 + x2 (a line): the child on the low side of x1 gets bound max - 3 w1 / 2 without a pass."""
     from gridverify.ir import GraphBuilder
