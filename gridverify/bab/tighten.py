@@ -33,7 +33,7 @@ from gridverify.bab.config import SearchConfig
 from gridverify.bab.domains import Problem
 from gridverify.bab.verdict import SpecResult
 from gridverify.bounds.core import Interval
-from gridverify.bounds.crown import crown, needed_neurons, reach
+from gridverify.bounds.crown import crown, needed_neurons
 from gridverify.ops import get_op
 
 
@@ -41,70 +41,101 @@ def boundary_neurons(problem: Problem, spec: Tensor) -> dict[int, Tensor]:
     """node -> flat indices of the boundary neurons of the rows of ``spec`` (see the module docstring)."""
     graph, plan, out = problem.graph, problem.plan, problem.output
     c = spec.reshape(1, spec.shape[0], *graph.nodes[out].shape)
+    needed = needed_neurons(graph, plan, out, c)
+    if not needed:
+        return {}
+    kinked, smooth = _dependence(problem)
+    feeds = _feeds_smooth(problem)
     found: dict[int, Tensor] = {}
-    for z, mask in needed_neurons(graph, plan, out, c).items():
+    for z, mask in needed.items():
         users = [graph.nodes[i].op for i in plan.needed if z in graph.nodes[i].inputs]
         if z == out or all(get_op(op).kink_at_zero for op in users):
             continue
         rows = mask.nonzero().squeeze(1)
-        keep = _piecewise_linear_rows(problem, z, rows) & _feeds_smooth(problem, z, rows)
+        keep = (kinked[z] & ~smooth[z] & feeds[z])[rows.cpu()]
         if bool(keep.any()):
-            found[z] = rows[keep]
+            found[z] = rows[keep.to(rows.device)]
     return found
 
 
-def _feeds_smooth(problem: Problem, z: int, rows: Tensor) -> Tensor:
-    """(k,) whether neuron ``rows[k]`` of node z reaches an input of a nonlinear op other than relu / abs
-    through one-to-one ops only (gather, concat, reshape, scale, ...: linear ops that mix no neurons). A
-    neuron that reaches the smooth ops only through another linear combination (the voltage angles of a
-    branch's two ends, through their difference) is left to that combination's own node."""
+def _dependence(problem: Problem) -> tuple[dict[int, Tensor], dict[int, Tensor]]:
+    """Per needed node, flat bool masks (numel,) on the CPU: whether each neuron depends on a relu / abs
+    (``kinked``) and on any other nonlinear op (``smooth``) upstream of it, its own op left out. One
+    forward pass of flags: a linear op passes a flag from an input neuron to every output neuron whose
+    coefficient on it is nonzero (its interval over ``[-f, f]`` has width ``2 |L| f``); an elementwise
+    op passes its inputs' flags, broadcast; an op that mixes neurons nonlinearly passes any flag to all."""
     graph = problem.graph
-    n = rows.numel()
-    like = problem.lower
-    onehot = torch.zeros(n, graph.nodes[z].size, dtype=like.dtype, device=like.device)
-    onehot[torch.arange(n), rows] = 1.0
-    delta = {z: onehot.reshape(n, *graph.nodes[z].shape)}
-    hit = torch.zeros(n, dtype=torch.bool, device=like.device)
+    value_k: dict[int, Tensor] = {}  # flags of each node's value, its own op included
+    value_s: dict[int, Tensor] = {}
+    up_k: dict[int, Tensor] = {}
+    up_s: dict[int, Tensor] = {}
     for i in sorted(problem.plan.needed):
         node = graph.nodes[i]
-        if i <= z or not any(j in delta for j in node.inputs):
-            continue
         op = get_op(node.op)
+        if op.kind == "leaf":
+            k = s = torch.zeros(node.shape, dtype=torch.bool)
+        elif op.kind == "linear":
+            k, s = (_through_linear(problem, i, flags) for flags in (value_k, value_s))
+        else:
+            k, s = (_through_nonlinear(problem, i, flags) for flags in (value_k, value_s))
+        up_k[i], up_s[i] = k.reshape(-1), s.reshape(-1)
+        own = op.kind == "nonlinear"
+        value_k[i] = k | (own and op.kink_at_zero)
+        value_s[i] = s | (own and not op.kink_at_zero)
+    return up_k, up_s
+
+
+def _through_linear(problem: Problem, i: int, flags: dict[int, Tensor]) -> Tensor:
+    node = problem.graph.nodes[i]
+    like = problem.lower
+    ups = tuple(flags[j].to(like).unsqueeze(0) for j in node.inputs)
+    interval = get_op(node.op).interval
+    if interval is None:  # no interval to read the coefficients from: every output may depend on any flag
+        return torch.full(node.shape, any(bool(f.any()) for f in ups))
+    lo, hi = interval(tuple(-u for u in ups), ups, **node.kwargs)
+    return (hi - lo).reshape(node.shape).ne(0).cpu()
+
+
+def _through_nonlinear(problem: Problem, i: int, flags: dict[int, Tensor]) -> Tensor:
+    node = problem.graph.nodes[i]
+    found = torch.zeros(node.shape, dtype=torch.bool)
+    for j in node.inputs:
+        f = flags[j]
+        try:
+            found |= bool(f.any()) if get_op(node.op).mixes else f.expand(node.shape)
+        except RuntimeError:  # not a broadcast: any flag to every output
+            found |= bool(f.any())
+    return found
+
+
+def _feeds_smooth(problem: Problem) -> dict[int, Tensor]:
+    """Per needed node, a flat bool mask (numel,) on the CPU: whether each neuron reaches an input of a
+    nonlinear op other than relu / abs through one-to-one ops only (gather, concat, reshape, scale, ...:
+    linear ops that mix no neurons). A neuron that reaches the smooth ops only through another linear
+    combination (the voltage angles of a branch's two ends, through their difference) is left to that
+    combination's own node. One backward pass of flags (vector-Jacobian products of the one-to-one ops)."""
+    graph = problem.graph
+    like = problem.lower
+    hit = {i: torch.zeros(graph.nodes[i].size, dtype=torch.bool) for i in problem.plan.needed}
+    for i in sorted(problem.plan.needed, reverse=True):
+        node = graph.nodes[i]
+        op = get_op(node.op)
+        mine = hit[i]
         if op.kind == "nonlinear" and not op.kink_at_zero:
             for j in node.inputs:
-                if j in delta:
-                    hit |= delta[j].reshape(n, -1).ne(0).any(1)
-        if op.kind != "linear" or op.mixes:
+                hit[j] |= True
+        if op.kind != "linear" or op.mixes or not bool(mine.any()):
             continue
-        zeros = [like.new_zeros((n, *graph.nodes[j].shape)) for j in node.inputs]
-        moved = [delta.get(j, zero) for j, zero in zip(node.inputs, zeros)]
-        delta[i] = (op.forward(*moved, **node.kwargs) - op.forward(*zeros, **node.kwargs)).abs()
-    return hit.cpu()
-
-
-def _piecewise_linear_rows(problem: Problem, z: int, rows: Tensor) -> Tensor:
-    """(k,) whether neuron ``rows[k]`` of node z depends on a relu / abs and on no other nonlinearity."""
-    graph = problem.graph
-    shape = graph.nodes[z].shape
-    n = rows.numel()
-    a0 = torch.zeros(1, n, *shape, dtype=problem.lower.dtype, device=problem.lower.device)
-    a0.reshape(1, n, -1)[0, torch.arange(n), rows] = 1.0
-    kinked = torch.zeros(n, dtype=torch.bool)
-    smooth = torch.zeros(n, dtype=torch.bool)
-
-    def visit(i: int, a: Tensor) -> tuple[Tensor, None]:
-        a = a.abs()
-        node = graph.nodes[i]
-        if i != z and get_op(node.op).kind == "nonlinear":
-            reached = a.reshape(n, -1).ne(0).any(1).cpu()
-            if get_op(node.op).kink_at_zero:
-                kinked.logical_or_(reached)
-            else:
-                smooth.logical_or_(reached)
-        return a, None
-
-    reach(graph, problem.plan, z, a0, visit)
-    return kinked & ~smooth
+        with torch.enable_grad():
+            primals = [like.new_zeros((1, *graph.nodes[j].shape), requires_grad=True) for j in node.inputs]
+            y = op.forward(*primals, **node.kwargs)
+            grads = torch.autograd.grad(
+                y, primals, grad_outputs=mine.to(like).reshape(1, *node.shape).expand_as(y), allow_unused=True
+            )
+        for j, g in zip(node.inputs, grads):
+            if g is not None:
+                hit[j] |= g.reshape(-1).ne(0).cpu()
+    return hit
 
 
 def tighten(

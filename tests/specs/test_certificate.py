@@ -104,3 +104,42 @@ def test_nan_is_refused_on_write(tmp_path):
     with pytest.raises(ValueError):
         cert.save(tmp_path / "c.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_each_distinct_witness_is_written_once_and_read_back_into_every_record(tmp_path):
+    shared, other = (0.1, 0.2, 0.05, 0.01), (0.3, 0.1, 0.0, -0.02)
+    cert = _certificate(
+        _record("a", witness=shared),
+        _record("b", "unknown", witness=other, replay=None),
+        _record("c", "verified", witness=shared, bound=5e-5, worst=-1.0, replay=None),
+        _record("d", "verified", witness=None, bound=5e-5, worst=-1.0, replay=None),
+    )
+    path = cert.save(tmp_path / "certificate.json")
+    raw = json.loads(path.read_text())
+    assert raw["loads"] == [list(shared), list(other)]
+    assert [r["witness"] for r in raw["records"]] == [0, 1, 0, None]
+    lines = path.read_text().splitlines()
+    assert [json.loads(x.strip().rstrip(",")) for x in lines if x.lstrip().startswith("[0.")] == raw["loads"]
+    assert sum(x.lstrip().startswith('{"name": ') for x in lines) == 4  # one line a record and a load
+    assert Certificate.load(path) == cert
+
+
+def test_schema_1_with_inline_witnesses_is_still_read(tmp_path):
+    cert = _certificate(_record(), _record("b", "unknown", witness=(0.0, 0.0, 0.1, 0.1), replay=None))
+    raw = cert.to_dict()
+    raw["schema"] = "gridverify.certificate/1"
+    raw["records"] = [r.to_dict() for r in cert.records]
+    del raw["loads"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(raw))
+    assert Certificate.load(path) == cert
+
+
+@pytest.mark.parametrize("index", [2, -1, 0.5, True, "0"])
+def test_a_witness_index_outside_loads_is_refused(tmp_path, index):
+    raw = _certificate(_record()).to_dict()
+    raw["records"][0]["witness"] = index
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(CertificateError, match="witness"):
+        Certificate.load(path)
