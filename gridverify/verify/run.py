@@ -226,7 +226,7 @@ def verify(
         _record(c, [results[i] for i in np.flatnonzero(rows.owner == k)], config.tolerance_of(c.family))
         for k, c in enumerate(constraints)
     ]
-    records = [_confirmed(graph, region, r, k) for k, r in enumerate(records)]
+    records = _confirmed(graph, region, records, Budget.of(graph, config.memory_gb))
     if config.replay:
         began = time.perf_counter()
         records = replay_records(case, records, deadline=start + config.timeout_s)
@@ -328,11 +328,11 @@ def _search(
     what = "done" if base is not None else "nothing to tighten"
     log(f"tightening: {what} ({time.perf_counter() - start:.1f} s)")
     until = time.perf_counter() + config.attack_share * config.timeout_s
-    results = screen(graph, box, rows, thresholds, config, until, base=base, log=log)
+    decide_until = start + config.timeout_s * (1.0 - config.narrow_share)
+    results = screen(graph, box, rows, thresholds, config, until, base=base, log=log, deadline=decide_until)
     log(f"screen: {_tally(results)} ({time.perf_counter() - start:.1f} s)")
     # rows whose first bound is NaN (a grid or surrogate with undefined numbers) are not searched
     undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN and r.upper == r.upper]
-    decide_until = start + config.timeout_s * (1.0 - config.narrow_share)
     _in_chunks(
         graph, box, rows, results, undecided, thresholds, decide_until, config, progress, start, base, log
     )
@@ -572,6 +572,7 @@ def screen(
     until: float | None = None,
     base: Base | None = None,
     log: Callable[[str], None] | None = None,
+    deadline: float | None = None,
 ) -> list[SpecResult]:
     """Every row's first interval: one CROWN pass bounds it; a pool of loads (the box centre,
     ``config.samples`` uniform loads, and per row the corner of the box that maximises its CROWN lower
@@ -585,13 +586,17 @@ def screen(
     Memory (``config.memory_gb``, `Budget`): CROWN runs as one pass of intermediate bounds and then
     blocks of rows; the pool is evaluated in chunks of points, keeping per row its running worst value
     and best starts (never a points x rows table); the falsifier takes blocks of rows and a number of
-    points per pass that fit."""
+    points per pass that fit.
+
+    ``deadline`` (perf_counter): blocks of rows CROWN has not reached by then keep their interval (IBP)
+    bound, and chunks of the pool not evaluated by then are skipped (the box centre always is), so that a
+    case too large for its budget still ends with sound, looser answers."""
     start = time.perf_counter()
     rows = rows if isinstance(rows, Rows) else Rows.from_dense(rows)
     budget = Budget.of(graph, config.memory_gb)
     config = sized(config, budget)
     log = log or (lambda line: None)
-    upper, corners = screen_bounds(graph, box, rows, budget, base, log)
+    upper, corners = screen_bounds(graph, box, rows, budget, base, log, deadline)
     log(f"screen: CROWN bounds of {len(rows)} rows ({time.perf_counter() - start:.1f} s)")
     lo, hi = (t.cpu().to(torch.float64) for t in box)
     pool = _pool(lo, hi, config.samples)
@@ -600,7 +605,7 @@ def screen(
     thr = thresholds.to(torch.float64)
     open_rows = torch.nonzero(upper > thr).squeeze(1)
     k = min(config.pool_starts, x.shape[0])
-    worst, at, top = _scan(graph, x, rows, budget, open_rows, k)
+    worst, at, top = _scan(graph, x, rows, budget, open_rows, k, deadline)
     witness = x[at]
     pool_starts = x[top.T] if open_rows.numel() else None  # (open, k, n)
     log(f"screen: {x.shape[0]} loads evaluated ({time.perf_counter() - start:.1f} s)")
@@ -632,6 +637,7 @@ def screen_bounds(
     budget: Budget,
     base: Base | None = None,
     log: Callable[[str], None] | None = None,
+    deadline: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """CROWN upper bounds (R,) float64 CPU of every row over the box, and per row the corner of the box
     that maximises its CROWN lower line (R, n) (`gridverify.bab.line_corners`): the bounds of
@@ -646,7 +652,8 @@ def screen_bounds(
     sums' rounding on rare rows): a zero coefficient adds nothing where families meet, and the
     intermediate bounds are those of the whole output (a family's rows alone would leave out neurons whose
     coefficients cancel for that family, and get other intervals). A block that runs out of memory is
-    split; a single row that does keeps its interval bound (and the box centre as its corner)."""
+    split; a single row that does keeps its interval bound (and the box centre as its corner), and so do
+    the rows of blocks not reached by ``deadline`` (perf_counter)."""
     g, ibox, out = resolve(graph, box, OUTPUT)
     relaxer = node_relaxer(g)
     like = next(iter(ibox.values()))[0]
@@ -670,6 +677,10 @@ def screen_bounds(
         size = Budget.of_nodes(g, frozenset(g.ancestors(node)), budget.memory_bytes).crown_rows()
         todo = [(s, min(s + size, len(part))) for s in range(0, len(part), size)]
         while todo:
+            if deadline is not None and time.perf_counter() >= deadline:
+                if log is not None:
+                    log(f"screen: out of time: {sum(e - s for s, e in todo)} rows keep their interval bound")
+                return upper, corners
             s, e = todo.pop(0)
             try:
                 c = part.block(np.arange(s, e), like.device).to(like).reshape(1, e - s, *shape)
@@ -712,10 +723,12 @@ def _scan(
     budget: Budget,
     open_rows: Tensor | None = None,
     k: int = 0,
+    deadline: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Every row at every point of ``x`` (P, n) in float64 on the CPU, a chunk of points at a time: per row
     the worst value (R,) and the point it is at (R,) (the first such point), and for the rows
-    ``open_rows`` the indices (k, open) of their ``k`` best points."""
+    ``open_rows`` the indices (k, open) of their ``k`` best points. Chunks after the first are skipped once
+    ``deadline`` (perf_counter) has passed."""
     chunk = budget.points(len(rows))
     worst = torch.full((len(rows),), -torch.inf, dtype=torch.float64)
     at = torch.zeros(len(rows), dtype=torch.long)
@@ -723,6 +736,8 @@ def _scan(
     top_v = torch.empty(0, n_open, dtype=torch.float64)
     top_i = torch.empty(0, n_open, dtype=torch.long)
     for s in range(0, x.shape[0], chunk):
+        if s > 0 and deadline is not None and time.perf_counter() >= deadline:
+            break
         y = graph.forward(x[s : s + chunk])[OUTPUT]
         v = rows.select(y.reshape(y.shape[0], -1).cpu().to(torch.float64))  # (c, R)
         del y
@@ -833,14 +848,32 @@ def merge_histories(histories: Sequence[Sequence[tuple]]) -> tuple[tuple[float, 
     return tuple(out)
 
 
-def _confirmed(graph: Graph, region: Region, record: ConstraintRecord, k: int) -> ConstraintRecord:
-    """Re-evaluate the witness (constraint ``k`` of the violation output) in float64 on the CPU; a violation
-    that does not hold there, or a witness outside the region, makes the verdict unknown."""
-    if record.verdict != "violated" or record.witness is None:
-        return record
-    x = np.asarray(record.witness, dtype=np.float64)
-    y = graph.forward(torch.tensor(x).reshape(1, -1))[OUTPUT].reshape(-1).numpy()
-    value = float(abs(y[k]) if record.kind == "equality" else y[k])
-    if region.contains(x) and value > record.tolerance:
-        return replace(record, worst=value, bound=max(record.bound, value))
-    return replace(record, verdict="unknown")
+def _confirmed(
+    graph: Graph, region: Region, records: Sequence[ConstraintRecord], budget: Budget
+) -> list[ConstraintRecord]:
+    """Re-evaluate the witness of every violated record (record k is constraint k of the violation output)
+    in float64 on the CPU, each distinct witness once and a chunk of them at a time; a violation that does
+    not hold there, or a witness outside the region, makes the verdict unknown."""
+    out = list(records)
+    todo = [k for k, r in enumerate(records) if r.verdict == "violated" and r.witness is not None]
+    if not todo:
+        return out
+    loads: dict[tuple[float, ...], int] = {}
+    for k in todo:
+        loads.setdefault(records[k].witness, len(loads))  # type: ignore[arg-type]
+    x = torch.tensor(list(loads), dtype=torch.float64)
+    chunk = max(budget.points(len(records)), 1)
+    values = [
+        graph.forward(x[s : s + chunk])[OUTPUT].reshape(min(chunk, len(x) - s), -1)
+        for s in range(0, len(x), chunk)
+    ]
+    y = torch.cat(values).numpy()
+    for k in todo:
+        r = records[k]
+        at = loads[r.witness]  # type: ignore[index]
+        value = float(abs(y[at, k]) if r.kind == "equality" else y[at, k])
+        if region.contains(np.asarray(r.witness, dtype=np.float64)) and value > r.tolerance:
+            out[k] = replace(r, worst=value, bound=max(r.bound, value))
+        else:
+            out[k] = replace(r, verdict="unknown")
+    return out
