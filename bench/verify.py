@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("cases", nargs="*", help="shipped case names (default: all shipped)")
+    parser.add_argument("cases", nargs="*", help="shipped case names or case folders (default: all shipped)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case (default 120)")
     parser.add_argument("--region", help="load region (default: each case's training region)")
     parser.add_argument(
@@ -96,6 +96,9 @@ def main() -> None:
             f"peak RSS so far {peak:.2f} GiB"
         )
         print(summary_table(cert))
+        unknown = sum(r.verdict == "unknown" for r in cert.records)
+        ratio = balance_ratio(cert)
+        print(f"unknown {unknown}; median over balance rows of certified bound / worst found {ratio:.2f}")
         if not args.compare:
             continue
         lines = [line("this version", cert, wall)]
