@@ -179,7 +179,10 @@ def test_lp_base_search_uses_it_soundly() -> None:
 
 def test_verify_screen_with_tightened_base_is_sound_and_no_looser(tmp_path) -> None:
     """On case14's composed graph (surrogate + AC power flow): the base `verify` computes narrows CROWN's
-    bound of every row and stays above every sampled value."""
+    bound of most rows and stays above every sampled value. CROWN is not monotone in its intermediate
+    intervals (a narrower interval can change which relaxation line a relu or sigmoid gets), so a row may
+    come out a little looser: the shipped case14 surrogate (2 unstable relus) has 13 of 48 rows looser by at
+    most 1.1e-4 (0.65 % of the bound), 33 tighter."""
     from gridverify.surrogate.case import load_case
     from gridverify.verify.run import OUTPUT, VerifyConfig, prepare, tightened_base
 
@@ -192,7 +195,8 @@ def test_verify_screen_with_tightened_base_is_sound_and_no_looser(tmp_path) -> N
     assert tightened_base(graph, box, rows.spec, replace(config, tighten_share=0.0)) is None
     plain = crown(graph, box, OUTPUT, rows.spec).upper[0]
     tight = crown(graph, box, OUTPUT, rows.spec, base=base).upper[0]
-    assert bool((tight <= plain + 1e-12).all()) and bool((tight < plain - 1e-6).any())
+    assert bool((tight <= plain + 0.01 * plain.abs() + 1e-12).all())
+    assert int((tight < plain - 1e-6).sum()) > int((tight > plain + 1e-12).sum())
     lo, hi = box
     x = lo + (hi - lo) * torch.rand(
         10_000, lo.shape[1], generator=torch.Generator().manual_seed(2), dtype=F64
