@@ -315,7 +315,7 @@ def _add_report(sub: Subparsers) -> None:
     p.add_argument("--out", type=Path, help="output folder (default: the certificate's folder)")
 
 
-def _verify(args: argparse.Namespace, _: Invocation) -> int:
+def _verify(args: argparse.Namespace, call: Invocation) -> int:
     from gridverify.grid.families import NAMES as known
     from gridverify.verify.cli import run_verify
 
@@ -332,7 +332,7 @@ def _verify(args: argparse.Namespace, _: Invocation) -> int:
     # an accelerator's driver maps far more address space than it uses: the cap is for CPU runs only
     cap = _address_space_cap(args.memory_gb) if args.device == "cpu" else contextlib.nullcontext()
     with cap:
-        return run_verify(args)
+        return run_verify(args, call.started)
 
 
 def _report(args: argparse.Namespace, _: Invocation) -> int:

@@ -8,7 +8,9 @@ certified bound (no point in the region exceeds it); the true worst case lies in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +37,32 @@ PANELS = {  # file -> families (of one element type, `gridverify.grid.families`)
 LOADING_CAP_PERCENT = 200.0  # loading axes and the grid's colours stop here; bounds beyond are marked
 
 
-def draw_all(cert: Certificate, folder: Path, case: Any | None = None) -> list[Path]:
+MAX_TICKS = 120
+"""At most this many element labels per panel (beyond it every k-th element is labelled)."""
+KAMADA_KAWAI_BUSES = 400
+"""Grids up to this many buses without coordinates are drawn with a Kamada-Kawai layout, larger ones with a
+seeded spring layout."""
+
+
+def draw_all(
+    cert: Certificate, folder: Path, case: Any | None = None, deadline: float | None = None
+) -> list[Path]:
     """Every figure this certificate has data for, saved into ``folder``; ``case`` adds the branch ratings
-    (thermal panels in % of rate_a) and the grid drawing. Returns the files written."""
+    (thermal panels in % of rate_a) and the grid drawing. Figures not started by ``deadline``
+    (`time.perf_counter`) are left out. Returns the files written."""
     rates = None if case is None else branch_rates(case.data)
-    made = [
-        save(intervals_figure(cert, fams, title, rates, xlabel), folder / name)
+    jobs: list[tuple[str, Callable[[], Figure | None]]] = [
+        (name, partial(intervals_figure, cert, fams, title, rates, xlabel))
         for name, (fams, title, xlabel) in PANELS.items()
     ]
-    made.append(save(history_figure(cert), folder / "bound_vs_time.png"))
+    jobs.append(("bound_vs_time.png", partial(history_figure, cert)))
     if case is not None:
-        xy = bus_coordinates(case.net, case.data)
-        made.append(save(grid_figure(cert, xy, case.data), folder / "grid.png"))
+        jobs.append(("grid.png", lambda: grid_figure(cert, bus_coordinates(case.net, case.data), case.data)))
+    made = []
+    for name, draw in jobs:
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
+        made.append(save(draw(), folder / name))
     return [p for p in made if p is not None]
 
 
@@ -71,7 +87,11 @@ def intervals_figure(
         else:
             _interval_panel(ax, recs, fam)
         ticks = [tick_label(r) for r in recs]
-        ax.set_xticks(np.arange(len(recs)), ticks, fontsize=6, rotation=90 if max(map(len, ticks)) > 2 else 0)
+        step = -(
+            -len(recs) // MAX_TICKS
+        )  # a large case labels every step-th element (drawing 14k is minutes)
+        rotation = 90 if max(map(len, ticks)) > 2 else 0
+        ax.set_xticks(np.arange(len(recs))[::step], ticks[::step], fontsize=6, rotation=rotation)
         ax.set_xlim(-0.7, len(recs) - 0.3)
     axes[-1, 0].set_xlabel(xlabel)
     fig.suptitle(title)
@@ -298,7 +318,10 @@ def bus_coordinates(net: Any, data: Any) -> np.ndarray:
 
     g = nx.Graph(list(zip(data.branches.from_bus.tolist(), data.branches.to_bus.tolist())))
     g.add_nodes_from(range(len(data.ids.bus)))
-    pos = nx.kamada_kawai_layout(g)
+    if len(data.ids.bus) <= KAMADA_KAWAI_BUSES:
+        pos = nx.kamada_kawai_layout(g)
+    else:  # Kamada-Kawai is quadratic in memory and took 31 s on case1354: a seeded force layout instead
+        pos = nx.spring_layout(g, seed=0, iterations=50, method="force")
     return np.array([pos[i] for i in range(len(data.ids.bus))])
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,21 +43,31 @@ class ReportLockedError(RuntimeError):
     """Another process is writing a report into the same folder."""
 
 
-def write_report(cert: Certificate, folder: str | Path, case: Any | None = None) -> Path:
+def write_report(
+    cert: Certificate, folder: str | Path, case: Any | None = None, deadline: float | None = None
+) -> Path:
     """Write ``report.md`` and the figures into ``folder`` (stale figures of another run removed, under a
-    lock); ``case`` (a `gridverify.surrogate.Case`) adds the grid drawing and the branch ratings. Returns the
-    path of ``report.md``."""
+    lock); ``case`` (a `gridverify.surrogate.Case`) adds the grid drawing and the branch ratings. Figures not
+    started by ``deadline`` (`time.perf_counter`: a command's ``--timeout``) are left out, and the report
+    says which and how to draw them. Returns the path of ``report.md``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with report_lock(folder):
         from gridverify.reports import figures  # matplotlib: only when drawing
 
-        drawn = {p.name for p in figures.draw_all(cert, folder, case)}
+        drawn = {p.name for p in figures.draw_all(cert, folder, case, deadline)}
+        late = deadline is not None and time.perf_counter() >= deadline
         kept = {n for n in set(FIGURES) - drawn if _same_run(folder / n, folder / "certificate.json")}
         for name in set(FIGURES) - drawn - kept:
             (folder / name).unlink(missing_ok=True)
         path = folder / "report.md"
-        path.write_text(render_markdown(cert, [n for n in FIGURES if n in drawn | kept]))
+        text = render_markdown(cert, [n for n in FIGURES if n in drawn | kept])
+        if late:
+            text += (
+                "\nSome figures were not drawn within the command's time budget: "
+                f"`gridverify report {folder / 'certificate.json'}` draws them.\n"
+            )
+        path.write_text(text)
     return path
 
 

@@ -33,18 +33,24 @@ class InputError(ValueError):
     """Bad command-line input; the message says what and where."""
 
 
-def run_verify(args: argparse.Namespace) -> int:
+def run_verify(args: argparse.Namespace, started: float | None = None) -> int:
+    """``gridverify verify``; ``--timeout`` counts from ``started`` (``time.monotonic()``; default: process
+    start, as for the command itself)."""
+    if started is None:
+        from gridverify.deadline import process_start
+
+        started = process_start()
     try:
         if args.out is not None:
             _check_out(args.out)
-        config = _config(args)
+        config = _config(args, started)
         case, region = _case_and_region(args.case, args.region, args.surrogate)
         out = args.out or Path("reports") / case.name
         _check_out(out)
     except InputError as err:
         print(f"gridverify verify: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    config = replace(config, timeout_s=_verify_budget(args.timeout))  # after reading the case: it counts too
+    config = replace(config, timeout_s=_verify_budget(args.timeout, started))  # reading the case counts too
     print(
         f"verifying {case.name} over {region.describe()} ({args.timeout:g} s wall budget) ...",
         file=sys.stderr,
@@ -83,8 +89,8 @@ def run_verify(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         with report_lock(out):  # one run per folder: the certificate and its report together
-            path = cert.save(out / "certificate.json")
-            report = write_report(cert, out, case)
+            path = cert.save(out / "certificate.json")  # the answer first; figures while time is left
+            report = write_report(cert, out, case, deadline=_command_deadline(args.timeout, started))
     except ReportLockedError as err:
         print(f"gridverify verify: {err}; nothing written", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -129,7 +135,7 @@ def _check_out(folder: Path) -> None:
         raise InputError(f"output folder {folder} is not writable: no write permission in {existing}")
 
 
-def _config(args: argparse.Namespace) -> VerifyConfig:
+def _config(args: argparse.Namespace, started: float) -> VerifyConfig:
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise InputError(f"--timeout must be > 0 and finite (wall seconds), got {args.timeout}")
     if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
@@ -139,7 +145,7 @@ def _config(args: argparse.Namespace) -> VerifyConfig:
         return VerifyConfig(
             tolerance=args.tolerance,
             tolerances={**DEFAULT_TOLERANCES, **_family_tolerances(args.family_tolerance)},
-            timeout_s=_verify_budget(args.timeout),
+            timeout_s=_verify_budget(args.timeout, started),
             device=args.device,
             replay=not args.no_replay,
             memory_gb=getattr(args, "memory_gb", VerifyConfig.memory_gb),
@@ -148,13 +154,19 @@ def _config(args: argparse.Namespace) -> VerifyConfig:
         raise InputError(str(err)) from None
 
 
-def _verify_budget(timeout_s: float) -> float:
-    """``--timeout`` is wall seconds for the whole command from process start: `verify` gets what is left
-    after start-up, less 10 % (at most 10 s) for writing the certificate, the report and its figures."""
-    from gridverify.deadline import process_start
+def _command_deadline(timeout_s: float, started: float) -> float:
+    """``time.perf_counter`` value at which ``--timeout`` (wall seconds from ``started``) runs out, less a
+    second for writing ``report.md`` and exiting."""
+    return time.perf_counter() + timeout_s - (time.monotonic() - started) - 1.0
 
-    left = timeout_s - (time.monotonic() - process_start())
-    return max(left - min(10.0, 0.1 * timeout_s), 1.0)
+
+def _verify_budget(timeout_s: float, started: float) -> float:
+    """``--timeout`` is wall seconds for the whole command from ``started`` (process start for the command):
+    `verify` gets what is left after start-up, less 10 % (at least 3 s, at most 10 s, at most half) for
+    writing the certificate and the report (figures not started by the deadline are left out:
+    `write_report`; a small case's take about 2 s)."""
+    left = timeout_s - (time.monotonic() - started)
+    return max(left - min(10.0, max(0.1 * timeout_s, 3.0), 0.5 * timeout_s), 1.0)
 
 
 def _check_device(device: str) -> None:

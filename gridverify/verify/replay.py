@@ -62,11 +62,12 @@ def power_flow(
 def replay_records(
     case: Case, records: Sequence[ConstraintRecord], deadline: float | None = None
 ) -> list[ConstraintRecord]:
-    """Attach a replay to every violated record (one power flow per distinct witness), physical limits
-    first and the worst violations first within them. Past ``deadline`` (`time.perf_counter`) only each
-    family's worst violation is still replayed (at most one power flow per family); the others keep no
-    replay."""
+    """Attach a replay to every violated record (one power flow, and one reading of its consequences, per
+    distinct witness), physical limits first and the worst violations first within them. Past ``deadline``
+    (`time.perf_counter`) no new power flow is run except for each family's worst violation (at most one
+    per family); records whose witness has no flow keep no replay."""
     flows: dict[tuple[float, ...], PowerFlow] = {}
+    found: dict[tuple[float, ...], dict[str, Any]] = {}  # a flow's consequences, the same for its records
     index, physics, base_net = _family_index(case), compile_acopf(case.problem), case.net
     out = list(records)
     todo = [k for k, r in enumerate(records) if r.verdict == "violated" and r.witness is not None]
@@ -80,7 +81,9 @@ def replay_records(
             if deadline is not None and time.perf_counter() >= deadline and not first:
                 continue
             flows[r.witness] = power_flow(case, np.array(r.witness), physics, base_net)
-        out[k] = replace(r, replay=_replay_entry(case, flows[r.witness], r, index[r.name]))
+            found[r.witness] = consequences(case.data, flows[r.witness])
+        entry = _replay_entry(case, flows[r.witness], r, index[r.name], found[r.witness])
+        out[k] = replace(r, replay=entry)
     return out
 
 
@@ -92,7 +95,9 @@ def _family_index(case: Case) -> dict[str, int]:
     return out
 
 
-def _replay_entry(case: Case, flow: PowerFlow, r: ConstraintRecord, k: int) -> dict[str, Any]:
+def _replay_entry(
+    case: Case, flow: PowerFlow, r: ConstraintRecord, k: int, found: dict[str, Any]
+) -> dict[str, Any]:
     ours = float(_violation(flow.surrogate[r.family][k], r.kind))
     entry: dict[str, Any] = {"converged": flow.converged, "gridverify": ours}
     if flow.pandapower is None:
@@ -104,7 +109,7 @@ def _replay_entry(case: Case, flow: PowerFlow, r: ConstraintRecord, k: int) -> d
         "confirmed": theirs > r.tolerance,
         "difference": theirs - ours,
         "results": element_results(flow.net, case.data, r.family, r.element),
-        "consequences": consequences(case.data, flow),
+        "consequences": found,
     }
 
 

@@ -123,3 +123,13 @@ def test_a_live_writer_locks_the_folder_and_a_dead_one_does_not(cert, tmp_path):
             pass
         assert (tmp_path / LOCK).exists()
     assert not (tmp_path / LOCK).exists()
+
+
+def test_figures_past_the_deadline_are_left_out_and_the_report_says_how_to_draw_them(cert, tmp_path):
+    import time
+
+    path = write_report(cert, tmp_path, deadline=time.perf_counter() - 1.0)
+    assert not list(tmp_path.glob("*.png"))
+    assert "not drawn within the command's time budget" in path.read_text()
+    path = write_report(cert, tmp_path, deadline=time.perf_counter() + 600.0)
+    assert list(tmp_path.glob("*.png")) and "not drawn" not in path.read_text()
