@@ -40,7 +40,7 @@ from gridverify.ir import from_onnx
 from gridverify.specs import read_vnnlib
 from gridverify.surrogate.case import load_case
 from gridverify.verify import VerifyConfig
-from gridverify.verify.run import OUTPUT, _pool, _values, prepare, screen
+from gridverify.verify.run import OUTPUT, _pool, prepare, screen
 from gridverify.vnncomp import _box, _confirm, _disjunct_rows, _rows
 
 ML4ACOPF = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml4acopf_2023"
@@ -90,7 +90,8 @@ def case_rows(name: str, budget_s: float) -> None:
     spec = rows.spec[balance]
     n = len(balance)
     start = time.perf_counter()
-    pool = _values(graph, _pool(lo, hi, VerifyConfig().samples), spec).max(0).values
+    x = _pool(lo, hi, VerifyConfig().samples)
+    pool = (graph.forward(x)[OUTPUT].reshape(x.shape[0], -1) @ spec.T).max(0).values
     legacy = attack(
         graph, OUTPUT, spec, lo.expand(n, -1), hi.expand(n, -1), CONFIGS["old"], deadline=start + budget_s
     )[1]
