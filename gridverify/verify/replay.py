@@ -63,22 +63,26 @@ def replay_records(
     case: Case, records: Sequence[ConstraintRecord], deadline: float | None = None
 ) -> list[ConstraintRecord]:
     """Attach a replay to every violated record (one power flow, and one reading of its consequences, per
-    distinct witness), physical limits first and the worst violations first within them. Past ``deadline``
-    (`time.perf_counter`) no new power flow is run except for each family's worst violation (at most one
-    per family); records whose witness has no flow keep no replay."""
+    distinct witness): each family's worst violation first (physical limits before balance), then the
+    others, physical limits first and the worst first. Past ``deadline`` (`time.perf_counter`) no new power
+    flow is run except for the families' worst (run first, so the overrun is at most one flow); records
+    whose witness has no flow keep no replay."""
     flows: dict[tuple[float, ...], PowerFlow] = {}
     found: dict[tuple[float, ...], dict[str, Any]] = {}  # a flow's consequences, the same for its records
     index, physics, base_net = _family_index(case), compile_acopf(case.problem), case.net
     out = list(records)
     todo = [k for k, r in enumerate(records) if r.verdict == "violated" and r.witness is not None]
     todo.sort(key=lambda k: (records[k].family in BALANCE, -records[k].worst))
-    seen: set[str] = set()
-    for k in todo:
+    firsts, seen = [], set()
+    for k in todo:  # each family's worst
+        if records[k].family not in seen:
+            firsts.append(k)
+            seen.add(records[k].family)
+    chosen = set(firsts)
+    for k in firsts + [k for k in todo if k not in chosen]:  # the families' worst first, while time is left
         r = records[k]
-        first = r.family not in seen
-        seen.add(r.family)
         if r.witness not in flows:
-            if deadline is not None and time.perf_counter() >= deadline and not first:
+            if deadline is not None and time.perf_counter() >= deadline and k not in chosen:
                 continue
             flows[r.witness] = power_flow(case, np.array(r.witness), physics, base_net)
             found[r.witness] = consequences(case.data, flows[r.witness])

@@ -16,7 +16,7 @@ from gridverify.verify import Certificate
 
 def test_verify_writes_certificate_report_and_figures(tmp_path, capsys):
     out = tmp_path / "case14"
-    code = main(["verify", "case14", "--constraints", "thermal_to", "q_balance", "--timeout", "10",
+    code = main(["verify", "case14", "--constraints", "thermal_to", "q_balance", "--timeout", "12",
                  "--out", str(out), "--quiet"])  # fmt: skip
     text = capsys.readouterr().out
     cert = Certificate.load(out / "certificate.json")
