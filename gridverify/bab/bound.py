@@ -28,10 +28,11 @@ from gridverify.bounds.crown import (
     flat_sum,
     ibp_of_spec,
     needed_neurons,
+    node_relaxer,
     propagate,
 )
 from gridverify.bounds.optim import ProjectedAdam
-from gridverify.ops import Relaxation, get_op
+from gridverify.ops import get_op
 
 
 @dataclass(frozen=True)
@@ -68,39 +69,21 @@ def init_alpha(problem: Problem, intervals: tuple[Interval | None, ...]) -> dict
 
 
 def _relaxer(problem: Problem, alphas: dict[int, Tensor], inherit: bool) -> Relaxer:
-    """The output's pass relaxes with the domains' alphas; every other pass (intermediate bounds, forward
-    mode) relaxes each node once per input interval (the passes of several targets, and forward mode,
-    relax a node on the same intervals, and for S-shaped ops CROWN's default lines across the inflection
-    are a search: dist_shift_2023 spent 86 of 121 s of bounding on three identical computations of its 784
-    sigmoids' lines per batch), with the domain's alphas when ``inherit`` (any alpha is sound), else
-    CROWN's default lines. Alphas the parent optimised (``BoundConfig.steps`` > 1) make far better
-    intermediate bounds than the default lines: dist_shift index9192, 64 input-split boxes with 8 steps,
-    largest bound 0.077 and 51 boxes settled against 1.42 and 41; alphas nobody optimised (1 step: the
-    root's, on a wider box) make worse ones: cGAN 32 prop 3 after 120 s, 1.16 against 0.45."""
-    graph, out = problem.graph, problem.output
-    default: dict[tuple[object, ...], tuple[tuple[Tensor, ...], Relaxation]] = {}
+    """`node_relaxer` for branch and bound: the output's pass relaxes with the domains' alphas; every other
+    pass (intermediate bounds, forward mode) uses kept lines, each node relaxed once per input interval,
+    with the domain's alphas when ``inherit`` (any alpha is sound), else CROWN's default lines. Alphas the
+    parent optimised (``BoundConfig.steps`` > 1) make far better intermediate bounds than the default
+    lines: dist_shift index9192, 64 input-split boxes with 8 steps, largest bound 0.077 and 51 boxes
+    settled against 1.42 and 41; alphas nobody optimised (1 step: the root's, on a wider box) make worse
+    ones: cGAN 32 prop 3 after 120 s, 1.16 against 0.45."""
+    out = problem.output
 
-    def relaxer(start: int, i: int, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Relaxation:
-        node = graph.nodes[i]
-        op = get_op(node.op)
-        if start == out and i in alphas:
-            return op.relaxation(lows, ups, alphas[i], **node.kwargs)
-        key = (i, *(_identity(t) for t in (*lows, *ups)))
-        if key not in default:  # the tensors are kept with their lines: their storage cannot be reused
-            if inherit and i in alphas:
-                alpha = alphas[i].detach().clone()
-            else:
-                alpha = op.init_alpha(lows, ups, **node.kwargs)
-            default[key] = ((*lows, *ups), op.relaxation(lows, ups, alpha, **node.kwargs))
-        return default[key][1]
+    def kept(i: int) -> Tensor | None:
+        return alphas[i].detach().clone() if i in alphas else None
 
-    return relaxer
-
-
-def _identity(t: Tensor) -> tuple[object, ...]:
-    """What makes two tensors the same values here: storage, offset, shape and strides (intervals are never
-    changed in place)."""
-    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+    return node_relaxer(
+        problem.graph, lambda start, i: alphas.get(i) if start == out else None, kept if inherit else None
+    )
 
 
 def _visitor(
