@@ -46,10 +46,10 @@ seeded spring layout."""
 
 def draw_all(
     cert: Certificate, folder: Path, case: Any | None = None, deadline: float | None = None
-) -> list[Path]:
+) -> tuple[list[Path], list[str]]:
     """Every figure this certificate has data for, saved into ``folder``; ``case`` adds the branch ratings
     (thermal panels in % of rate_a) and the grid drawing. Figures not started by ``deadline``
-    (`time.perf_counter`) are left out. Returns the files written."""
+    (`time.perf_counter`) are left out. Returns the files written and the names of those left out."""
     rates = None if case is None else branch_rates(case.data)
     jobs: list[tuple[str, Callable[[], Figure | None]]] = [
         (name, partial(intervals_figure, cert, fams, title, rates, xlabel))
@@ -58,12 +58,13 @@ def draw_all(
     jobs.append(("bound_vs_time.png", partial(history_figure, cert)))
     if case is not None:
         jobs.append(("grid.png", lambda: grid_figure(cert, bus_coordinates(case.net, case.data), case.data)))
-    made = []
+    made, late = [], []
     for name, draw in jobs:
         if deadline is not None and time.perf_counter() >= deadline:
-            break
-        made.append(save(draw(), folder / name))
-    return [p for p in made if p is not None]
+            late.append(name)
+        else:
+            made.append(save(draw(), folder / name))
+    return [p for p in made if p is not None], late
 
 
 def intervals_figure(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,8 +54,8 @@ def write_report(
     with report_lock(folder):
         from gridverify.reports import figures  # matplotlib: only when drawing
 
-        drawn = {p.name for p in figures.draw_all(cert, folder, case, deadline)}
-        late = deadline is not None and time.perf_counter() >= deadline
+        paths, late = figures.draw_all(cert, folder, case, deadline)
+        drawn = {p.name for p in paths}
         kept = {n for n in set(FIGURES) - drawn if _same_run(folder / n, folder / "certificate.json")}
         for name in set(FIGURES) - drawn - kept:
             (folder / name).unlink(missing_ok=True)
@@ -64,8 +63,8 @@ def write_report(
         text = render_markdown(cert, [n for n in FIGURES if n in drawn | kept])
         if late:
             text += (
-                "\nSome figures were not drawn within the command's time budget: "
-                f"`gridverify report {folder / 'certificate.json'}` draws them.\n"
+                f"\nNot drawn within the command's time budget: {', '.join(late)} "
+                f"(`gridverify report {folder / 'certificate.json'}` draws them).\n"
             )
         path.write_text(text)
     return path

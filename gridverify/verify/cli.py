@@ -157,7 +157,12 @@ def _config(args: argparse.Namespace, started: float) -> VerifyConfig:
 def _command_deadline(timeout_s: float, started: float) -> float:
     """``time.perf_counter`` value at which ``--timeout`` (wall seconds from ``started``) runs out, less a
     second for writing ``report.md`` and exiting."""
-    return time.perf_counter() + timeout_s - (time.monotonic() - started) - 1.0
+    return time.perf_counter() + _left(timeout_s, started) - 1.0
+
+
+def _left(timeout_s: float, started: float) -> float:
+    """Seconds of ``--timeout`` left (``started``: ``time.monotonic()`` where it counts from)."""
+    return timeout_s - (time.monotonic() - started)
 
 
 def _verify_budget(timeout_s: float, started: float) -> float:
@@ -165,7 +170,7 @@ def _verify_budget(timeout_s: float, started: float) -> float:
     `verify` gets what is left after start-up, less 10 % (at least 5 s, at most 20 s, at most half) for
     writing the certificate and the report (figures not started by the deadline are left out:
     `write_report`; a small case's take 2-4 s; case1354's certificate, report.md and exit about 18 s)."""
-    left = timeout_s - (time.monotonic() - started)
+    left = _left(timeout_s, started)
     return max(left - min(20.0, max(0.1 * timeout_s, 5.0), 0.5 * timeout_s), 1.0)
 
 
