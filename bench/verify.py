@@ -5,14 +5,15 @@ The screening stage (one CROWN pass + sampled loads) is timed separately, so its
 and of the time is visible next to the branch-and-bound stage. With ``--compare``, each case also runs
 with the baselines named (in this process, same budget): ``release`` the last release's scheduling (branch
 and bound batches by largest gap over all rows, a quarter of the budget kept for narrowing violated rows),
-``no-lp`` without LP tightening of the surrogate's boundary neurons (``tighten_share=0``); the runs' counts,
+``no-lp`` without LP tightening of the surrogate's boundary neurons (``tighten_share=0``), ``no-relations``
+without the relations between neurons in branch and bound (`gridverify.bab.relations`); the runs' counts,
 thermal unknowns and the median over balance rows of (certified bound / worst found) are printed side by side.
 
 With ``--memory-gb`` the runs (screen and verify) get that budget (`VerifyConfig.memory_gb`); the peak RSS
 of the process so far is printed after each case.
 
     python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--memory-gb G]
-                           [--compare release no-lp]
+                           [--compare release no-lp no-relations]
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def balance_ratio(cert) -> float:
 BASELINES = {
     "release": lambda c: replace(c, narrow_share=0.25, search=replace(c.search, in_turns=False)),
     "no-lp": lambda c: replace(c, tighten_share=0.0),
+    "no-relations": lambda c: replace(c, search=replace(c.search, relations=False)),
 }
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from gridverify.bab.domains import Domains, Problem
+from gridverify.bab.relations import Relations, apply_relations
 from gridverify.bounds.core import Interval, Relaxer
 from gridverify.bounds.crown import (
     Visitor,
@@ -132,9 +133,14 @@ def _empty(intervals: list[Interval | None], size: int) -> Tensor:
     return out
 
 
-def bound_domains(problem: Problem, d: Domains, config: BoundConfig) -> Bounded:
-    """Certified upper bounds of ``spec . y`` on each domain (``Bounded.domains.bound``)."""
+def bound_domains(
+    problem: Problem, d: Domains, config: BoundConfig, relations: Relations | None = None
+) -> Bounded:
+    """Certified upper bounds of ``spec . y`` on each domain (``Bounded.domains.bound``); ``relations``
+    narrow the related neurons' intervals first (`gridverify.bab.relations`)."""
     graph, plan, out = problem.graph, problem.plan, problem.output
+    if relations:
+        d = replace(d, intervals=apply_relations(relations, d.intervals))
     box = {problem.input_name: (d.lower, d.upper)}
     alphas, betas = _params(d)
     record: dict[int, Tensor] = {}

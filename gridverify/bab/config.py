@@ -60,5 +60,6 @@ class SearchConfig:
     refresh_intermediate: bool | None = None  # CROWN intervals per child; None: for input splits only
     tighten: TightenConfig | None = None  # boundary-neuron tightening of open specifications (bab.tighten)
     bbps_floor_frac: float = 0.01  # BBPS gains below this x tolerance count as none: width choice instead
+    relations: bool = True  # narrow related neurons of each domain (`gridverify.bab.relations`)
     in_turns: bool = True  # batches take every open specification's worst domain in turn (`_in_turns`)
     progress: bool = False

@@ -20,6 +20,7 @@ from torch import Tensor
 from gridverify.bab.bound import BoundConfig, Bounded, bound_domains
 from gridverify.bab.branching import Choice, width_scores
 from gridverify.bab.domains import Domains, Problem, select
+from gridverify.bab.relations import Relations
 from gridverify.bab.split import points, split_neurons
 
 
@@ -53,8 +54,10 @@ def filtered_choice(
     tables: bool,
     bound: BoundConfig,
     config: FilterConfig,
+    relations: Relations | None = None,
 ) -> Choice:
-    """Per domain, the candidate among BBPS's top ``k`` whose children bound best (see module doc)."""
+    """Per domain, the candidate among BBPS's top ``k`` whose children bound best (see module doc), the
+    children's related neurons narrowed by ``relations`` (`gridverify.bab.relations`)."""
     d = b.domains
     per_domain = max(1, config.max_children // (2 * d.size))
     top_k, widest = min(config.top_k, per_domain), min(config.width_candidates, per_domain - 1)
@@ -74,7 +77,7 @@ def filtered_choice(
     n_flat, i_flat = node.reshape(-1), index.reshape(-1)
     choice = Choice(n_flat, i_flat, points(problem, many, n_flat, i_flat, tables))
     children = split_neurons(replace(many, bound=torch.full_like(many.bound, torch.inf)), choice)
-    children = bound_domains(problem, children, replace(bound, steps=config.steps)).domains
+    children = bound_domains(problem, children, replace(bound, steps=config.steps), relations).domains
     half = d.size * k
     worse = torch.maximum(children.bound[:half], children.bound[half:]).reshape(d.size, k)
     worse = torch.where(ok, worse, torch.full_like(worse, torch.inf))

@@ -23,6 +23,7 @@ from gridverify.bab.bound import Bounded, bound_domains, init_alpha
 from gridverify.bab.config import Branching, SearchConfig
 from gridverify.bab.domains import Domains, Folded, Problem, concat, fold_fixed_inputs, select
 from gridverify.bab.filtering import filtered_choice
+from gridverify.bab.relations import Relations, find_relations
 from gridverify.bab.split import points, split_inputs, split_neurons
 from gridverify.bab.verdict import SpecResult, decide, proves, refutes
 from gridverify.bounds.alpha import alpha_crown
@@ -122,7 +123,12 @@ def _bytes_per_domain(d: Domains) -> int:
 
 
 def _branch(
-    problem: Problem, b: Bounded, root_linear: branching.RootLinear, config: SearchConfig, by_input: bool
+    problem: Problem,
+    b: Bounded,
+    root_linear: branching.RootLinear,
+    config: SearchConfig,
+    by_input: bool,
+    relations: Relations,
 ) -> Domains:
     d = b.domains
     if by_input:
@@ -141,6 +147,7 @@ def _branch(
             config.split_tables,
             config.bound,
             config.filtering,
+            relations,
         )
         return split_neurons(d, choice)
     node, index = branching.choose_neuron(problem, scores)
@@ -291,7 +298,8 @@ def search(
     end = start + config.timeout_s
     share = config.attack_share[1] * max(end - time.perf_counter(), 0.0)
     _attack(problem, d, state, config.attack, _shaped(starts, problem), min(end, time.perf_counter() + share))
-    b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps))
+    relations = find_relations(problem, d.intervals) if config.relations else {}
+    b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps), relations)
     per_domain = max(_bytes_per_domain(b.domains), 1)
     cap = min(config.max_domains, int(config.memory_gb / 2 * 2**30 / per_domain))
     # bounding keeps about four copies of a domain's tensors alive (autograd): size filtering to fit
@@ -345,7 +353,7 @@ def search(
         pick, rest = order[:take], order[take:]
         chosen = select(open_, pick)
         parents = Bounded(chosen, chosen.coeffs, chosen.input_coeff)  # type: ignore[arg-type]
-        children = _branch(problem, parents, root_linear, config, mode.by_input)
+        children = _branch(problem, parents, root_linear, config, mode.by_input, relations)
         state.explored.scatter_add_(0, children.spec_id, torch.ones_like(children.spec_id))
         if mode.by_input:  # children their parent's line already settles are not bounded (`split_inputs`)
             cut = _cut(state, thr, config, children.bound.dtype)[children.spec_id]
@@ -355,7 +363,7 @@ def search(
             how = replace(config.bound, refresh_intermediate=refresh)
             if mode.by_input and _relaxed_neurons(problem) <= SMALL_GRAPH_NEURONS:
                 how = replace(how, steps=max(how.steps, SMALL_GRAPH_STEPS))
-            children = bound_domains(problem, children, how).domains
+            children = bound_domains(problem, children, how, relations).domains
             if mode.by_input and it % config.attack_every == 0:
                 _attack_children(problem, children, state, config, it, end, time.perf_counter() - began)
         open_ = concat([select(open_, rest), children]) if rest.numel() else children
