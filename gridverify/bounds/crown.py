@@ -95,8 +95,14 @@ def backward(
     intervals: list[Interval | None],
     relaxer: Relaxer,
     visit: Visitor | None = None,
+    cut: tuple[int, dict[str, Tensor]] | None = None,
 ) -> tuple[dict[int, Tensor], Tensor]:
-    """Lower linear bound of ``<a0, y_start>``: ``{input node: (b, m, *S)}`` coefficients, ``(b, m)`` bias."""
+    """Lower linear bound of ``<a0, y_start>``: ``{input node: (b, m, *S)}`` coefficients, ``(b, m)`` bias.
+
+    ``cut = (k, out)``: node ``k`` separates the inputs from ``start`` (every path passes through it; only
+    constants join below it). When the pass reaches ``k``, ``out`` gets the same bound as a linear function
+    of ``y_k`` (before ``visit`` at ``k``): ``out["a"]`` its coefficients, ``out["bias"]`` its bias, the
+    constants still pending below ``k`` included."""
     coeffs: dict[int, Tensor] = {start: a0}
     bias = a0.new_zeros(a0.shape[:2])
     found: dict[int, Tensor] = {}
@@ -104,6 +110,9 @@ def backward(
         a = coeffs.pop(i, None)
         if a is None:
             continue
+        if cut is not None and i == cut[0] and all(graph.nodes[j].op == "const" for j in coeffs):
+            pending = [flat_sum(c * graph.nodes[j].kwargs["value"].like(c)) for j, c in coeffs.items()]
+            cut[1]["a"], cut[1]["bias"] = a, sum(pending, bias)
         if visit is not None:
             a, gained = visit(i, a)
             bias = bias if gained is None else bias + gained

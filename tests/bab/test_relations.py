@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 
 from gridverify.bab import SearchConfig, Verdict, maximise
-from gridverify.bab.bound import BoundConfig, bound_domains
+from gridverify.bab.bound import BoundConfig, bound_domains, cut_node
 from gridverify.bab.branching import Choice
 from gridverify.bab.domains import Problem, concat, select
 from gridverify.bab.relations import apply_relations, find_relations
@@ -19,6 +19,7 @@ from gridverify.bab.search import _root_domains
 from gridverify.bab.split import split_neurons
 from gridverify.bounds.crown import crown
 from gridverify.ir import GraphBuilder
+from gridverify.ir.builder import rebuild
 from gridverify.ir.graph import Graph
 
 N_IN = 16
@@ -134,3 +135,36 @@ def test_search_with_relations_proves_what_sampling_supports() -> None:
     r = maximise(graph, box, spec, threshold=threshold, config=config)[0]
     assert r.verdict is Verdict.VERIFIED, (r.upper, threshold, sampled, r.stopped)
     assert sampled <= r.upper
+
+
+def test_the_cut_node_is_the_related_node_unless_the_input_joins_below_it() -> None:
+    graph, z = _angles(0)
+    box = _box(0.0, 1.0)
+    problem = Problem.make(graph, box, "theta")
+    d, _ = _root_domains(problem, torch.ones(1, 1, dtype=torch.float64), SearchConfig(), None)
+    assert cut_node(problem, find_relations(problem, d.intervals)) == z
+    # a balance-like output: the input itself joins the angles' function below z
+    b, vals = rebuild(graph)
+    x = vals[graph.input_ids["x"]]
+    joined = b.add(vals[graph.output_ids["theta"]], b.linear(x, torch.ones(1, N_IN, dtype=torch.float64)))
+    other = Problem.make(b.build({"y": joined}), box, "y")
+    d, _ = _root_domains(other, torch.ones(1, 1, dtype=torch.float64), SearchConfig(), None)
+    assert cut_node(other, find_relations(other, d.intervals)) is None
+
+
+def test_every_piece_bound_holds_on_its_piece() -> None:
+    """Each piece's bound (the full linear bound and the one at the cut node, whichever is lower) is at
+    least every sampled value of the piece: points whose z_0 lies in the piece's split interval."""
+    graph, z = _angles(3)
+    box = _box(0.5, 2.0)
+    problem = Problem.make(graph, box, "theta")
+    domains, relations = _pieces(problem, 16)
+    bounded = bound_domains(problem, domains, BoundConfig(steps=5), relations).domains
+    x = box[0] + (box[1] - box[0]) * torch.rand(200_000, N_IN, dtype=torch.float64)
+    values = problem.graph.forward(x, keep_all=True)
+    z0, theta = values[z][:, 0], values[problem.output][:, 0]
+    for i in range(domains.size):
+        lo, hi = domains.intervals[z][0][i, 0], domains.intervals[z][1][i, 0]
+        inside = (z0 >= lo) & (z0 <= hi)
+        if bool(inside.any()):
+            assert float(theta[inside].max()) <= float(bounded.bound[i]) + 1e-12
