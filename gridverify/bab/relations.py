@@ -109,9 +109,7 @@ def find_relations(problem: Problem, intervals: tuple[Interval | None, ...]) -> 
     return found
 
 
-def _node_relations(
-    problem: Problem, z: int, intervals: tuple[Interval | None, ...]
-) -> NodeRelations | None:
+def _node_relations(problem: Problem, z: int, intervals: tuple[Interval | None, ...]) -> NodeRelations | None:
     graph = problem.graph
     iv = intervals[z]
     assert iv is not None
