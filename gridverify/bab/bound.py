@@ -213,7 +213,7 @@ def bound_domains(
         line = -lower.detach()
         if step + 1 >= config.steps or not params:
             break
-        opt.step(torch.autograd.grad(-_finite(both).sum(), params, allow_unused=True))
+        opt.step(torch.autograd.grad(-_finite(lower).sum(), params, allow_unused=True))
     fresh = tuple(None if iv is None else (iv[0].detach(), iv[1].detach()) for iv in intervals)
     bound = torch.where(empty, torch.full_like(best, -torch.inf), torch.minimum(d.bound, -best))
     done = replace(

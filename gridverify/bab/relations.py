@@ -40,6 +40,10 @@ PARTNERS = 4
 """Partners per neuron: the best-aligned ones by input gradient (cosine), up to this many."""
 MAX_NEURONS = 2048
 """A node with more split neurons than this keeps no relations (its pairs would not fit one CROWN pass)."""
+MAX_ENTRIES = 2**24
+"""Nor does a node whose neurons times the neurons upstream of it exceed this (the input gradients and the
+relations' CROWN pass hold about that many floats: on cGAN 32 the nodes behind the convolutions took GBs
+and most of a 60 s budget)."""
 ALIGNED = 0.9
 """Smallest |cosine| between two neurons' input gradients (scaled by the box) for a relation."""
 
@@ -102,6 +106,9 @@ def find_relations(problem: Problem, intervals: tuple[Interval | None, ...]) -> 
         node = graph.nodes[z]
         iv = intervals[z]
         if iv is None or get_op(node.op).kind != "linear" or not 2 <= node.size <= MAX_NEURONS:
+            continue
+        upstream = sum(graph.nodes[i].size for i in graph.ancestors(z))
+        if node.size * upstream > MAX_ENTRIES:
             continue
         rel = _node_relations(problem, z, intervals)
         if rel is not None:
