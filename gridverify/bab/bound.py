@@ -134,29 +134,38 @@ def _empty(intervals: list[Interval | None], size: int) -> Tensor:
     return out
 
 
-def cut_node(problem: Problem, relations: Relations | None) -> int | None:
-    """The last related node every path from the input to the output passes through (only constants join
-    the graph below it), or None. A domain's bound is also its linear bound as a function of that node,
-    minimised over the node's interval on the domain: split and related neurons narrow that interval, so
-    the bound sees what the split constraints say without their multipliers (whose optimisation converges
-    slowly: case118 thermal_to[branch 182], whose angle difference is certified in [-0.047, 0.046] rad at
-    the root and sampled in [-0.001, 0.001])."""
+def cut_nodes(problem: Problem, relations: Relations | None) -> tuple[int, ...]:
+    """The related nodes every path from the input to the output passes through (only constants join the
+    graph below them). A domain's bound is also its linear bound as a function of such a node, minimised
+    over the node's interval on the domain: split and related neurons narrow that interval, so the bound
+    sees what the split constraints say without their multipliers (whose optimisation converges slowly:
+    case118 thermal_to[branch 182], whose angle difference is certified in [-0.047, 0.046] rad at the root
+    and sampled in [-0.001, 0.001]). Which cut is best varies (the surrogate's output layer, once split; a
+    later node whose relations are loose), so each domain takes the best of all of them."""
     if not relations:
-        return None
+        return ()
     graph, needed = problem.graph, problem.plan.needed
-    for k in sorted(relations, reverse=True):
+    found = []
+    for k in sorted(relations):
         joins = (j for i in needed if i > k for j in graph.nodes[i].inputs)
         if all(j >= k or graph.nodes[j].op == "const" for j in joins):
-            return k
-    return None
+            found.append(k)
+    return tuple(found)
 
 
-def _at_cut(at_cut: dict[str, Tensor], interval: Interval) -> Tensor:
-    """(B,) the minimum of the linear bound ``at_cut`` (coefficients (B, 1, *S_k) of the cut node, bias
-    (B, 1)) over the node's interval ``(B, *S_k)``."""
-    a, (lo, hi) = at_cut["a"], interval
-    pos, neg = a.clamp(min=0), a.clamp(max=0)
-    return (at_cut["bias"] + _safe_dot(pos, lo.unsqueeze(1)) + _safe_dot(neg, hi.unsqueeze(1)))[:, 0]
+def _at_cuts(cuts: dict[int, tuple[Tensor, Tensor]], intervals: list[Interval | None]) -> Tensor | None:
+    """(B,) the best over the cut nodes of the minimum of each linear bound ``cuts[k]`` (coefficients
+    (B, 1, *S_k), bias (B, 1)) over the node's interval ``(B, *S_k)``; None without any."""
+    best = None
+    for k, (a, bias) in cuts.items():
+        iv = intervals[k]
+        if iv is None:
+            continue
+        lo, hi = iv
+        pos, neg = a.clamp(min=0), a.clamp(max=0)
+        value = (bias + _safe_dot(pos, lo.unsqueeze(1)) + _safe_dot(neg, hi.unsqueeze(1)))[:, 0]
+        best = value if best is None else torch.maximum(best, value)
+    return best
 
 
 def bound_domains(
@@ -172,7 +181,7 @@ def bound_domains(
     record: dict[int, Tensor] = {}
     watch = {i for i in plan.needed if get_op(graph.nodes[i].op).kind == "nonlinear"}
     relaxer, visit = _relaxer(problem, alphas, config.steps > 1), _visitor(d, betas, record, watch)
-    k = cut_node(problem, relations)
+    cut_at = cut_nodes(problem, relations)
     crown_nodes = plan.crown_nodes if config.refresh_intermediate else ()
     c = -d.spec.reshape(d.size, 1, *graph.nodes[out].shape)
     params = [*alphas.values(), *betas["lo"].values(), *betas["hi"].values()]
@@ -198,14 +207,11 @@ def bound_domains(
     out_lower = ibp_of_spec(c, intervals[out])[0][:, 0]  # type: ignore[arg-type]
     for step in range(max(config.steps, 1)):
         with torch.enable_grad():
-            at_cut: dict[str, Tensor] = {}
-            cut = None if k is None else (k, at_cut)
-            found, bias = backward(graph, out, c, intervals, relaxer, visit, cut)
+            cuts: dict[int, tuple[Tensor, Tensor] | None] = dict.fromkeys(cut_at)
+            found, bias = backward(graph, out, c, intervals, relaxer, visit, cuts)
             lower = concretize(graph, found, bias, box)[:, 0]
-            if at_cut and k is not None and intervals[k] is not None:
-                both = torch.maximum(lower, _at_cut(at_cut, intervals[k]))  # type: ignore[arg-type]
-            else:
-                both = lower
+            at_cut = _at_cuts({k: v for k, v in cuts.items() if v is not None}, intervals)
+            both = lower if at_cut is None else torch.maximum(lower, at_cut.detach())
         # the optimiser follows the linear bound itself: intersected with the output's interval first, its
         # gradient would vanish wherever the interval is the better of the two (and alpha, beta stall there)
         best = torch.maximum(best, torch.maximum(both.detach(), out_lower))

@@ -20,7 +20,7 @@ split neuron; a domain whose narrowed interval is empty has no input (its bound 
 
 Relations are kept between the neurons of the nodes that feed relaxed ops (the search's split nodes)
 computed by linear maps from relu layers, the pairs whose relation is at most half as wide as the
-neuron's own interval, at most ``PARTNERS`` partners per neuron (the best-aligned).
+neuron's own interval, at most ``PARTNERS`` partners per neuron (the narrowest relations).
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from gridverify.ir.graph import Graph
 from gridverify.ops import get_op
 
 PARTNERS = 4
-"""Partners per neuron: the best-aligned ones by input gradient (cosine), up to this many."""
+"""Partners per neuron, up to this many: the narrowest relations among its ``CANDIDATES`` best-aligned
+neurons (cosine of the input gradients)."""
+CANDIDATES = 32
 MAX_NEURONS = 2048
 """A node with more split neurons than this keeps no relations (its pairs would not fit one CROWN pass)."""
 MAX_ENTRIES = 2**24
@@ -133,14 +135,20 @@ def _node_relations(problem: Problem, z: int, intervals: tuple[Interval | None, 
     cos.fill_diagonal_(0.0)
     cos[~live] = 0.0
     cos[:, ~live] = 0.0
-    count = min(PARTNERS, grad.shape[0] - 1)
+    # the best-aligned candidates by cosine, then the narrowest relations among them: the L1 norm of
+    # grad_k - g grad_j is the width of z_k - g z_j's linear part over the box (all of a region's angles
+    # are aligned; a branch's two ends are the ones whose difference is narrow)
+    count = min(CANDIDATES, grad.shape[0] - 1)
     best, partner = cos.abs().topk(count, dim=1)
     k = torch.arange(grad.shape[0], device=grad.device)[:, None].expand_as(partner)
-    keep = best >= ALIGNED
+    gamma = (grad[k] * grad[partner]).sum(-1) / (grad[partner] * grad[partner]).sum(-1).clamp(min=1e-300)
+    residual = (grad[k] - gamma[..., None] * grad[partner]).abs().sum(-1)
+    residual = torch.where(best >= ALIGNED, residual, torch.full_like(residual, torch.inf))
+    narrow, order = residual.topk(min(PARTNERS, count), dim=1, largest=False)
+    keep = torch.isfinite(narrow)
     if not bool(keep.any()):
         return None
-    k, j = k[keep], partner[keep]
-    gamma = (grad[k] * grad[j]).sum(1) / (grad[j] * grad[j]).sum(1)
+    k, j, gamma = k.gather(1, order)[keep], partner.gather(1, order)[keep], gamma.gather(1, order)[keep]
     n = graph.nodes[z].size
     c = torch.zeros(k.numel(), n, dtype=problem.lower.dtype, device=problem.lower.device)
     rows = torch.arange(k.numel(), device=c.device)

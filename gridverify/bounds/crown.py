@@ -95,14 +95,14 @@ def backward(
     intervals: list[Interval | None],
     relaxer: Relaxer,
     visit: Visitor | None = None,
-    cut: tuple[int, dict[str, Tensor]] | None = None,
+    cuts: dict[int, tuple[Tensor, Tensor] | None] | None = None,
 ) -> tuple[dict[int, Tensor], Tensor]:
     """Lower linear bound of ``<a0, y_start>``: ``{input node: (b, m, *S)}`` coefficients, ``(b, m)`` bias.
 
-    ``cut = (k, out)``: node ``k`` separates the inputs from ``start`` (every path passes through it; only
-    constants join below it). When the pass reaches ``k``, ``out`` gets the same bound as a linear function
-    of ``y_k`` (before ``visit`` at ``k``): ``out["a"]`` its coefficients, ``out["bias"]`` its bias, the
-    constants still pending below ``k`` included."""
+    ``cuts``: nodes that may separate the inputs from ``start`` (every path passes through them; only
+    constants join below). When the pass reaches such a node ``k`` with nothing but constants pending below
+    it, ``cuts[k]`` becomes the same bound as a linear function of ``y_k`` (before ``visit`` at ``k``): its
+    coefficients and its bias, the pending constants included."""
     coeffs: dict[int, Tensor] = {start: a0}
     bias = a0.new_zeros(a0.shape[:2])
     found: dict[int, Tensor] = {}
@@ -110,9 +110,9 @@ def backward(
         a = coeffs.pop(i, None)
         if a is None:
             continue
-        if cut is not None and i == cut[0] and all(graph.nodes[j].op == "const" for j in coeffs):
+        if cuts is not None and i in cuts and all(graph.nodes[j].op == "const" for j in coeffs):
             pending = [flat_sum(c * graph.nodes[j].kwargs["value"].like(c)) for j, c in coeffs.items()]
-            cut[1]["a"], cut[1]["bias"] = a, sum(pending, bias)
+            cuts[i] = (a, sum(pending, bias))
         if visit is not None:
             a, gained = visit(i, a)
             bias = bias if gained is None else bias + gained

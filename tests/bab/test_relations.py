@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 
 from gridverify.bab import SearchConfig, Verdict, maximise
-from gridverify.bab.bound import BoundConfig, bound_domains, cut_node
+from gridverify.bab.bound import BoundConfig, bound_domains, cut_nodes
 from gridverify.bab.branching import Choice
 from gridverify.bab.domains import Problem, concat, select
 from gridverify.bab.relations import apply_relations, find_relations
@@ -137,19 +137,19 @@ def test_search_with_relations_proves_what_sampling_supports() -> None:
     assert sampled <= r.upper
 
 
-def test_the_cut_node_is_the_related_node_unless_the_input_joins_below_it() -> None:
+def test_the_cut_nodes_is_the_related_node_unless_the_input_joins_below_it() -> None:
     graph, z = _angles(0)
     box = _box(0.0, 1.0)
     problem = Problem.make(graph, box, "theta")
     d, _ = _root_domains(problem, torch.ones(1, 1, dtype=torch.float64), SearchConfig(), None)
-    assert cut_node(problem, find_relations(problem, d.intervals)) == z
+    assert cut_nodes(problem, find_relations(problem, d.intervals)) == (z,)
     # a balance-like output: the input itself joins the angles' function below z
     b, vals = rebuild(graph)
     x = vals[graph.input_ids["x"]]
     joined = b.add(vals[graph.output_ids["theta"]], b.linear(x, torch.ones(1, N_IN, dtype=torch.float64)))
     other = Problem.make(b.build({"y": joined}), box, "y")
     d, _ = _root_domains(other, torch.ones(1, 1, dtype=torch.float64), SearchConfig(), None)
-    assert cut_node(other, find_relations(other, d.intervals)) is None
+    assert cut_nodes(other, find_relations(other, d.intervals)) == ()
 
 
 def test_every_piece_bound_holds_on_its_piece() -> None:
