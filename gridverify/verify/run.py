@@ -19,8 +19,9 @@ relu layers above them) over the whole region by LP, within ``tighten_share`` of
 surrogate, region and settings (`gridverify.bab.lp_tighten`); the screen's CROWN pass and every chunk's
 search start from those intervals (``base``).
 
-Branch and bound runs on ``VerifyConfig.chunk`` rows of one family at a time (on the family's node of the
-graph), each chunk with an equal share of its stage's time left; rows that no time is left for keep the
+Branch and bound runs on up to ``VerifyConfig.chunk`` rows of one family at a time (on the family's node of
+the graph; one row at a time while each can have ``row_alone_s`` to itself, `chunk_size`), each chunk with an
+equal share of its stage's time left; rows that no time is left for keep the
 screen's answer (on large cases with tight budgets many rows end there, with CROWN's bound as their
 certified bound).
 
@@ -98,6 +99,7 @@ class VerifyConfig:
     dtype: torch.dtype = torch.float64  # the only dtype whose bounds are sound (float32 is refused)
     search: SearchConfig = SearchConfig()
     chunk: int = 64  # specification rows per branch-and-bound run (bounds time and memory on large cases)
+    row_alone_s: float = 10.0  # fewer rows per run while each can have this long alone (`chunk_size`; 0: off)
     min_chunk_s: float = 1.0  # no branch-and-bound run is started with less time than this left
     root_share: float = 0.3  # of a chunk's time for its root alpha-CROWN (which the search cannot interrupt)
     samples: int = 256  # uniform loads evaluated for every row before any search
@@ -473,7 +475,7 @@ def _in_chunks(
     and so do the rows of a chunk that runs out of memory (`out_of_memory`).
     ``thresholds`` (R,) decides rows; None narrows them (maximise without a threshold)."""
     config = sized(config, Budget.of(graph, config.memory_gb))
-    chunks = _family_chunks(graph, rows, which, config.chunk)
+    chunks = _family_chunks(graph, rows, which, chunk_size(len(which), until - time.perf_counter(), config))
     for n, (part, chunk) in enumerate(chunks):
         left = until - time.perf_counter()
         if left < config.min_chunk_s:
@@ -535,6 +537,17 @@ def root_alpha(graph: Graph, spec: Tensor, config: AlphaConfig, memory_gb: float
     if ALPHA_BYTES * entries <= memory_gb * 2**30 / 2:
         return config
     return replace(config, shared_intermediate=True)
+
+
+def chunk_size(rows: int, left_s: float, config: VerifyConfig) -> int:
+    """Rows per branch-and-bound run: one where every row can have ``config.row_alone_s`` seconds to
+    itself, more (up to ``config.chunk``) as the time per row shrinks. Rows searched together share one
+    pool of domains and one branching, and on case118's thermal rows that costs more than the runs'
+    overheads: thermal_to rows 11, 49 and 181 each settle alone (5, 4 and 3 s), none of the first two in
+    20 s together."""
+    if config.row_alone_s <= 0:
+        return config.chunk
+    return int(np.clip(np.ceil(rows * config.row_alone_s / max(left_s, 1e-9)), 1, config.chunk))
 
 
 def _family_chunks(

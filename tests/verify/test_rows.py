@@ -171,3 +171,14 @@ def test_a_search_out_of_memory_keeps_the_screen_s_answers(case14, monkeypatch) 
     monkeypatch.setattr(run, "maximise", other)
     with pytest.raises(RuntimeError, match="not a memory problem"):
         run.verify(case14, families=("p_balance",), config=config)
+
+
+def test_rows_run_alone_while_time_allows_then_in_chunks() -> None:
+    from gridverify.verify.run import VerifyConfig, chunk_size
+
+    config = VerifyConfig()  # 10 s a row alone, at most 64 rows a run
+    assert chunk_size(26, 400.0, config) == 1  # case118's open rows at 600 s: one search each
+    assert chunk_size(26, 100.0, config) == 3
+    assert chunk_size(5000, 200.0, config) == 64  # case1354: chunks as before
+    assert chunk_size(3, 0.0, config) == 3
+    assert chunk_size(26, 400.0, replace(config, row_alone_s=0.0)) == 64
