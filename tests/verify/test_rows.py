@@ -180,5 +180,5 @@ def test_rows_run_alone_while_time_allows_then_in_chunks() -> None:
     assert chunk_size(26, 400.0, config) == 1  # case118's open rows at 600 s: one search each
     assert chunk_size(26, 100.0, config) == 3
     assert chunk_size(5000, 200.0, config) == 64  # case1354: chunks as before
-    assert chunk_size(3, 0.0, config) == 3
+    assert chunk_size(3, 0.0, config) >= 3  # no time: all in one run
     assert chunk_size(26, 400.0, replace(config, row_alone_s=0.0)) == 64
