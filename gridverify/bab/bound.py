@@ -24,7 +24,6 @@ from gridverify.bab.relations import Relations, apply_relations
 from gridverify.bounds.core import Interval, Relaxer
 from gridverify.bounds.crown import (
     Visitor,
-    _safe_dot,
     backward,
     concretize,
     flat_sum,
@@ -32,6 +31,7 @@ from gridverify.bounds.crown import (
     needed_neurons,
     node_relaxer,
     propagate,
+    safe_dot,
 )
 from gridverify.bounds.optim import ProjectedAdam
 from gridverify.ops import get_op
@@ -163,7 +163,7 @@ def _at_cuts(cuts: dict[int, tuple[Tensor, Tensor]], intervals: list[Interval | 
             continue
         lo, hi = iv
         pos, neg = a.clamp(min=0), a.clamp(max=0)
-        value = (bias + _safe_dot(pos, lo.unsqueeze(1)) + _safe_dot(neg, hi.unsqueeze(1)))[:, 0]
+        value = (bias + safe_dot(pos, lo.unsqueeze(1)) + safe_dot(neg, hi.unsqueeze(1)))[:, 0]
         best = value if best is None else torch.maximum(best, value)
     return best
 

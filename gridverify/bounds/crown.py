@@ -49,7 +49,7 @@ def flat_sum(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], t.shape[1], -1).sum(-1)
 
 
-def _safe_dot(a: Tensor, b: Tensor) -> Tensor:
+def safe_dot(a: Tensor, b: Tensor) -> Tensor:
     """sum over S of a*b with 0 * inf = 0 (infinite offsets of overflowed relaxations)."""
     prod = a * b
     return flat_sum(torch.where(a == 0, torch.zeros_like(prod), prod))
@@ -148,7 +148,7 @@ def _through_relaxation(
     parts = [
         _unbroadcast(pos * lw + neg * uw, graph.nodes[j].shape) for j, lw, uw in zip(node.inputs, r.lw, r.uw)
     ]
-    return parts, _safe_dot(pos, r.lb) + _safe_dot(neg, r.ub)
+    return parts, safe_dot(pos, r.lb) + safe_dot(neg, r.ub)
 
 
 def concretize(graph: Graph, found: dict[int, Tensor], bias: Tensor, box: InputBox) -> Tensor:
@@ -294,7 +294,7 @@ def ibp_of_spec(c: Tensor, interval: Interval) -> tuple[Tensor, Tensor]:
     """Interval bounds of C y from the box of y (a zero coefficient ignores an infinite end: 0 * inf = 0)."""
     lo, hi = (t.unsqueeze(1) for t in interval)
     pos, neg = c.clamp(min=0), c.clamp(max=0)
-    return _safe_dot(pos, lo) + _safe_dot(neg, hi), _safe_dot(pos, hi) + _safe_dot(neg, lo)
+    return safe_dot(pos, lo) + safe_dot(neg, hi), safe_dot(pos, hi) + safe_dot(neg, lo)
 
 
 def resolve(graph: Graph, box: BoxLike, output: str | int | None) -> tuple[Graph, dict[str, Interval], int]:
