@@ -134,25 +134,6 @@ def _empty(intervals: list[Interval | None], size: int) -> Tensor:
     return out
 
 
-def cut_nodes(problem: Problem, relations: Relations | None) -> tuple[int, ...]:
-    """The related nodes every path from the input to the output passes through (only constants join the
-    graph below them). A domain's bound is also its linear bound as a function of such a node, minimised
-    over the node's interval on the domain: split and related neurons narrow that interval, so the bound
-    sees what the split constraints say without their multipliers (whose optimisation converges slowly:
-    case118 thermal_to[branch 182], whose angle difference is certified in [-0.047, 0.046] rad at the root
-    and sampled in [-0.001, 0.001]). Which cut is best varies (the surrogate's output layer, once split; a
-    later node whose relations are loose), so each domain takes the best of all of them."""
-    if not relations:
-        return ()
-    graph, needed = problem.graph, problem.plan.needed
-    found = []
-    for k in sorted(relations):
-        joins = (j for i in needed if i > k for j in graph.nodes[i].inputs)
-        if all(j >= k or graph.nodes[j].op == "const" for j in joins):
-            found.append(k)
-    return tuple(found)
-
-
 def _at_cuts(cuts: dict[int, tuple[Tensor, Tensor]], intervals: list[Interval | None]) -> Tensor | None:
     """(B,) the best over the cut nodes of the minimum of each linear bound ``cuts[k]`` (coefficients
     (B, 1, *S_k), bias (B, 1)) over the node's interval ``(B, *S_k)``; None without any."""
@@ -181,7 +162,7 @@ def bound_domains(
     record: dict[int, Tensor] = {}
     watch = {i for i in plan.needed if get_op(graph.nodes[i].op).kind == "nonlinear"}
     relaxer, visit = _relaxer(problem, alphas, config.steps > 1), _visitor(d, betas, record, watch)
-    cut_at = cut_nodes(problem, relations)
+    cut_at = relations.cuts if relations else ()
     crown_nodes = plan.crown_nodes if config.refresh_intermediate else ()
     c = -d.spec.reshape(d.size, 1, *graph.nodes[out].shape)
     params = [*alphas.values(), *betas["lo"].values(), *betas["hi"].values()]

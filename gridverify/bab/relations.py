@@ -81,7 +81,19 @@ class NodeRelations:
         return new_lo.reshape(shape), new_hi.reshape(shape)
 
 
-Relations = dict[int, NodeRelations]
+@dataclass(frozen=True)
+class Relations:
+    """A search's relations, per node, and its cut nodes: the related nodes every path from the input to
+    the output passes through (only constants join the graph below them; `cut_nodes`)."""
+
+    nodes: dict[int, NodeRelations]
+    cuts: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes)
+
+
+NONE = Relations({})
 
 
 def apply_relations(
@@ -92,7 +104,7 @@ def apply_relations(
         return intervals
     out = list(intervals)
     for _ in range(2):
-        for z, rel in relations.items():
+        for z, rel in relations.nodes.items():
             iv = out[z]
             if iv is not None:
                 out[z] = rel.apply(*iv)
@@ -103,7 +115,7 @@ def find_relations(problem: Problem, intervals: tuple[Interval | None, ...]) -> 
     """The relations worth keeping among the neurons of the problem's split nodes that are linear maps
     (see the module docstring); ``intervals``: the root's (first box), which the relations must beat."""
     graph = problem.graph
-    found: Relations = {}
+    found: dict[int, NodeRelations] = {}
     for z in problem.split_nodes:
         node = graph.nodes[z]
         iv = intervals[z]
@@ -115,7 +127,25 @@ def find_relations(problem: Problem, intervals: tuple[Interval | None, ...]) -> 
         rel = _node_relations(problem, z, intervals)
         if rel is not None:
             found[z] = rel
-    return found
+    return Relations(found, cut_nodes(problem, found))
+
+
+def cut_nodes(problem: Problem, nodes: dict[int, NodeRelations]) -> tuple[int, ...]:
+    """The related ``nodes`` every path from the input to the output passes through (only constants join
+    the graph below them). A domain's bound is also its linear bound as a function of such a node,
+    minimised over the node's interval on the domain: split and related neurons narrow that interval, so
+    the bound sees what the split constraints say without their multipliers (whose optimisation converges
+    slowly: case118 thermal_to[branch 182], whose angle difference is certified in [-0.047, 0.046] rad at
+    the root and sampled in [-0.001, 0.001]). Which cut is best varies (the surrogate's output layer, once
+    split; a later node whose relations are loose), so each domain takes the best of all of them
+    (`gridverify.bab.bound`)."""
+    graph, needed = problem.graph, problem.plan.needed
+    found = []
+    for k in sorted(nodes):
+        joins = (j for i in needed if i > k for j in graph.nodes[i].inputs)
+        if all(j >= k or graph.nodes[j].op == "const" for j in joins):
+            found.append(k)
+    return tuple(found)
 
 
 def _node_relations(problem: Problem, z: int, intervals: tuple[Interval | None, ...]) -> NodeRelations | None:

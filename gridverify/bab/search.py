@@ -23,6 +23,7 @@ from gridverify.bab.bound import Bounded, bound_domains, init_alpha
 from gridverify.bab.config import Branching, SearchConfig
 from gridverify.bab.domains import Domains, Folded, Problem, concat, fold_fixed_inputs, select
 from gridverify.bab.filtering import filtered_choice
+from gridverify.bab.relations import NONE as NO_RELATIONS
 from gridverify.bab.relations import Relations, find_relations
 from gridverify.bab.split import points, split_inputs, split_neurons
 from gridverify.bab.verdict import SpecResult, decide, proves, refutes
@@ -298,7 +299,7 @@ def search(
     end = start + config.timeout_s
     share = config.attack_share[1] * max(end - time.perf_counter(), 0.0)
     _attack(problem, d, state, config.attack, _shaped(starts, problem), min(end, time.perf_counter() + share))
-    relations = find_relations(problem, d.intervals) if config.relations else {}
+    relations = find_relations(problem, d.intervals) if config.relations else NO_RELATIONS
     b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps), relations)
     per_domain = max(_bytes_per_domain(b.domains), 1)
     cap = min(config.max_domains, int(config.memory_gb / 2 * 2**30 / per_domain))

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 
 from gridverify.bab import SearchConfig, Verdict, maximise
-from gridverify.bab.bound import BoundConfig, bound_domains, cut_nodes
+from gridverify.bab.bound import BoundConfig, bound_domains
 from gridverify.bab.branching import Choice
 from gridverify.bab.domains import Problem, concat, select
 from gridverify.bab.relations import apply_relations, find_relations
@@ -84,7 +84,7 @@ def test_a_related_pair_is_found_and_narrower() -> None:
     lo, hi = _box(0.0, 1.0)
     problem = Problem.make(graph, (lo, hi), "theta")
     d, _ = _root_domains(problem, torch.ones(1, 1, dtype=torch.float64), SearchConfig(), None)
-    rel = find_relations(problem, d.intervals)[z]
+    rel = find_relations(problem, d.intervals).nodes[z]
     pairs = set(zip(rel.k.tolist(), rel.j.tolist()))
     assert {(0, 1), (1, 0)} <= pairs and not any(2 in p for p in pairs)  # z_2 runs the other way... alone
     width = (d.intervals[z][1] - d.intervals[z][0])[0]
@@ -96,7 +96,7 @@ def _pieces(problem: Problem, n: int) -> tuple:
     config = SearchConfig()
     d, _ = _root_domains(problem, torch.ones(1, 1, dtype=torch.float64), config, None)
     relations = find_relations(problem, d.intervals)
-    z = next(iter(relations))
+    z = next(iter(relations.nodes))
     lo, hi = float(d.intervals[z][0][0, 0]), float(d.intervals[z][1][0, 0])
     pieces, rest = [], d
     for q in range(1, n):
@@ -137,19 +137,19 @@ def test_search_with_relations_proves_what_sampling_supports() -> None:
     assert sampled <= r.upper
 
 
-def test_the_cut_nodes_is_the_related_node_unless_the_input_joins_below_it() -> None:
+def test_the_cut_is_at_the_related_node_unless_the_input_joins_below_it() -> None:
     graph, z = _angles(0)
     box = _box(0.0, 1.0)
     problem = Problem.make(graph, box, "theta")
     d, _ = _root_domains(problem, torch.ones(1, 1, dtype=torch.float64), SearchConfig(), None)
-    assert cut_nodes(problem, find_relations(problem, d.intervals)) == (z,)
+    assert find_relations(problem, d.intervals).cuts == (z,)
     # a balance-like output: the input itself joins the angles' function below z
     b, vals = rebuild(graph)
     x = vals[graph.input_ids["x"]]
     joined = b.add(vals[graph.output_ids["theta"]], b.linear(x, torch.ones(1, N_IN, dtype=torch.float64)))
     other = Problem.make(b.build({"y": joined}), box, "y")
     d, _ = _root_domains(other, torch.ones(1, 1, dtype=torch.float64), SearchConfig(), None)
-    assert cut_nodes(other, find_relations(other, d.intervals)) == ()
+    assert find_relations(other, d.intervals).cuts == ()
 
 
 def test_every_piece_bound_holds_on_its_piece() -> None:
