@@ -6,7 +6,8 @@ and of the time is visible next to the branch-and-bound stage. With ``--compare`
 with the baselines named (in this process, same budget): ``release`` the last release's scheduling (branch
 and bound batches by largest gap over all rows, a quarter of the budget kept for narrowing violated rows),
 ``no-lp`` without LP tightening of the surrogate's boundary neurons (``tighten_share=0``), ``no-relations``
-without the relations between neurons in branch and bound (`gridverify.bab.relations`), ``chunk-64`` with
+without the relations between neurons in branch and bound (`gridverify.bab.relations`), ``no-lp-cut``
+without the LP finish of branch-and-bound domains (`gridverify.bab.lp_cut`), ``chunk-64`` with
 every branch-and-bound run on up to 64 rows (`VerifyConfig.row_alone_s = 0`), ``session-start`` both
 (the code before relations and per-row runs); the runs' counts,
 thermal unknowns and the median over balance rows of (certified bound / worst found) are printed side by side.
@@ -15,7 +16,7 @@ With ``--memory-gb`` the runs (screen and verify) get that budget (`VerifyConfig
 of the process so far is printed after each case.
 
     python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--memory-gb G]
-                           [--compare release no-lp no-relations chunk-64 session-start]
+                           [--compare release no-lp no-relations no-lp-cut chunk-64 session-start]
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ BASELINES = {
     "release": lambda c: replace(c, narrow_share=0.25, search=replace(c.search, in_turns=False)),
     "no-lp": lambda c: replace(c, tighten_share=0.0),
     "no-relations": lambda c: replace(c, search=replace(c.search, relations=False)),
+    "no-lp-cut": lambda c: replace(c, search=replace(c.search, lp_cut=0.0)),
     "chunk-64": lambda c: replace(c, row_alone_s=0.0),
     "session-start": lambda c: replace(c, row_alone_s=0.0, search=replace(c.search, relations=False)),
 }

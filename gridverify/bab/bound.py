@@ -23,6 +23,7 @@ from gridverify.bab.domains import Domains, Problem
 from gridverify.bab.relations import Relations, apply_relations
 from gridverify.bounds.core import Interval, Relaxer
 from gridverify.bounds.crown import (
+    Frontier,
     Visitor,
     backward,
     concretize,
@@ -55,6 +56,9 @@ class Bounded:
     domains: Domains
     coeffs: dict[int, Tensor]  # coefficient of each nonlinear node's output in the last pass, (B, *S)
     input_coeff: Tensor  # coefficient of the graph input, (B, *S_in)
+    frontier: Frontier | None = (
+        None  # where the last pass entered the nodes asked for (`gridverify.bab.lp_cut`)
+    )
 
 
 def init_alpha(problem: Problem, intervals: tuple[Interval | None, ...]) -> dict[int, Tensor]:
@@ -150,10 +154,15 @@ def _at_cuts(cuts: dict[int, tuple[Tensor, Tensor]], intervals: list[Interval | 
 
 
 def bound_domains(
-    problem: Problem, d: Domains, config: BoundConfig, relations: Relations | None = None
+    problem: Problem,
+    d: Domains,
+    config: BoundConfig,
+    relations: Relations | None = None,
+    frontier: frozenset[int] | None = None,
 ) -> Bounded:
     """Certified upper bounds of ``spec . y`` on each domain (``Bounded.domains.bound``); ``relations``
-    narrow the related neurons' intervals first (`gridverify.bab.relations`)."""
+    narrow the related neurons' intervals first (`gridverify.bab.relations`); the last pass's `Frontier`
+    of the nodes ``frontier`` comes back with them."""
     graph, plan, out = problem.graph, problem.plan, problem.output
     if relations:
         d = replace(d, intervals=apply_relations(relations, d.intervals))
@@ -177,6 +186,7 @@ def bound_domains(
     intervals: list[Interval | None] = list(d.intervals)
     input_coeff = torch.zeros_like(d.lower)
     line = torch.full_like(best, torch.inf)
+    entered: Frontier | None = None
     # Intermediate passes use CROWN's default lines (only the final pass has alpha and beta), so the
     # refreshed intervals do not change during the optimisation: computed once, for the needed neurons.
     masks = needed_neurons(graph, plan, out, c) if crown_nodes else None
@@ -189,7 +199,8 @@ def bound_domains(
     for step in range(max(config.steps, 1)):
         with torch.enable_grad():
             cuts: dict[int, tuple[Tensor, Tensor] | None] = dict.fromkeys(cut_at)
-            found, bias = backward(graph, out, c, intervals, relaxer, visit, cuts)
+            entered = None if frontier is None else Frontier(frontier)
+            found, bias = backward(graph, out, c, intervals, relaxer, visit, cuts, entered)
             lower = concretize(graph, found, bias, box)[:, 0]
             at_cut = _at_cuts({k: v for k, v in cuts.items() if v is not None}, intervals)
             both = lower if at_cut is None else torch.maximum(lower, at_cut.detach())
@@ -214,4 +225,4 @@ def bound_domains(
         input_coeff=input_coeff,
         line_bound=line,
     )
-    return Bounded(done, record, input_coeff)
+    return Bounded(done, record, input_coeff, entered)

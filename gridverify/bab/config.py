@@ -61,5 +61,6 @@ class SearchConfig:
     tighten: TightenConfig | None = None  # boundary-neuron tightening of open specifications (bab.tighten)
     bbps_floor_frac: float = 0.01  # BBPS gains below this x tolerance count as none: width choice instead
     relations: bool = True  # narrow related neurons of each domain (`gridverify.bab.relations`)
+    lp_cut: float = 1.0  # LP finish of open children (`gridverify.bab.lp_cut`): time share of a batch; 0 off
     in_turns: bool = True  # batches take every open specification's worst domain in turn (`_in_turns`)
     progress: bool = False

@@ -23,6 +23,7 @@ from gridverify.bab.bound import Bounded, bound_domains, init_alpha
 from gridverify.bab.config import Branching, SearchConfig
 from gridverify.bab.domains import Domains, Folded, Problem, concat, fold_fixed_inputs, select
 from gridverify.bab.filtering import filtered_choice
+from gridverify.bab.lp_cut import LpCut
 from gridverify.bab.relations import NONE as NO_RELATIONS
 from gridverify.bab.relations import Relations, find_relations
 from gridverify.bab.split import points, split_inputs, split_neurons
@@ -300,7 +301,10 @@ def search(
     share = config.attack_share[1] * max(end - time.perf_counter(), 0.0)
     _attack(problem, d, state, config.attack, _shaped(starts, problem), min(end, time.perf_counter() + share))
     relations = find_relations(problem, d.intervals) if config.relations else NO_RELATIONS
-    b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps), relations)
+    lp = LpCut.of(problem) if config.lp_cut > 0 else None
+    nodes = None if lp is None else lp.nodes
+    b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps), relations, nodes)
+    b = _lp_finish(lp, b, state, thr, config, closed, time.perf_counter() + 0.05 * config.timeout_s)
     per_domain = max(_bytes_per_domain(b.domains), 1)
     cap = min(config.max_domains, int(config.memory_gb / 2 * 2**30 / per_domain))
     # bounding keeps about four copies of a domain's tensors alive (autograd): size filtering to fit
@@ -364,7 +368,9 @@ def search(
             how = replace(config.bound, refresh_intermediate=refresh)
             if mode.by_input and _relaxed_neurons(problem) <= SMALL_GRAPH_NEURONS:
                 how = replace(how, steps=max(how.steps, SMALL_GRAPH_STEPS))
-            children = bound_domains(problem, children, how, relations).domains
+            bounded = bound_domains(problem, children, how, relations, nodes)
+            until = time.perf_counter() + config.lp_cut * (time.perf_counter() - began)
+            children = _lp_finish(lp, bounded, state, thr, config, closed, until).domains
             if mode.by_input and it % config.attack_every == 0:
                 _attack_children(problem, children, state, config, it, end, time.perf_counter() - began)
         open_ = concat([select(open_, rest), children]) if rest.numel() else children
@@ -377,6 +383,29 @@ def search(
     if folded is not None:
         state.witness = folded.widen(state.witness.reshape(m, -1))
     return _results(state, _upper(open_, state), thr, start, closed, stopped)
+
+
+def _lp_finish(
+    lp: LpCut | None,
+    b: Bounded,
+    state: _State,
+    thr: Tensor | None,
+    config: SearchConfig,
+    closed: bool,
+    until: float,
+) -> Bounded:
+    """``b`` with the bounds of its open domains (those the bound does not settle), largest first, finished
+    by the linear program over the piecewise-linear part (`gridverify.bab.lp_cut`) until ``until``."""
+    d = b.domains
+    if lp is None or b.frontier is None:
+        return b
+    cut = _cut(state, thr, config, d.bound.dtype)[d.spec_id]
+    open_ = torch.nonzero(d.bound > cut).flatten()
+    which = open_[torch.argsort(d.bound[open_], descending=True)]
+    lower = lp.lower(b.frontier, d, which, until).to(d.bound)
+    bound = d.bound.clone()
+    bound[which] = torch.minimum(bound[which], -lower)
+    return replace(b, domains=replace(d, bound=bound))
 
 
 def _narrow_base(

@@ -17,6 +17,7 @@ op's true range. The back-substitution's own sums and products round to nearest.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -43,6 +44,20 @@ from gridverify.ops import DomainError, Relaxation, get_op
 Visitor = Callable[[int, Tensor], tuple[Tensor, Tensor | None]]
 """(node, its summed coefficient A) -> (A to propagate, bias gained or None). Used by branch and bound to
 add split constraints (beta-CROWN terms) and to record coefficients for branching scores."""
+
+
+@dataclass
+class Frontier:
+    """Where a backward pass enters ``nodes`` (a part of the graph closed under ancestors, e.g. the
+    piecewise-linear part: `gridverify.bounds.lp.piecewise_nodes`): the first node of the pass at which it
+    and every node still pending lie in ``nodes``. The pass sets ``coeffs`` (each of those nodes'
+    coefficient, (b, m, *S), before any visit of theirs) and ``bias`` (b, m), so that the bound so far is
+    ``sum_j coeffs[j] . y_j + bias``: a program over ``nodes`` can finish it exactly
+    (`gridverify.bab.lp_cut`)."""
+
+    nodes: frozenset[int]
+    coeffs: dict[int, Tensor] | None = None
+    bias: Tensor | None = None
 
 
 def flat_sum(t: Tensor) -> Tensor:
@@ -96,13 +111,15 @@ def backward(
     relaxer: Relaxer,
     visit: Visitor | None = None,
     cuts: dict[int, tuple[Tensor, Tensor] | None] | None = None,
+    frontier: Frontier | None = None,
 ) -> tuple[dict[int, Tensor], Tensor]:
     """Lower linear bound of ``<a0, y_start>``: ``{input node: (b, m, *S)}`` coefficients, ``(b, m)`` bias.
 
     ``cuts``: nodes that may separate the inputs from ``start`` (every path passes through them; only
     constants join below). When the pass reaches such a node ``k`` with nothing but constants pending below
     it, ``cuts[k]`` becomes the same bound as a linear function of ``y_k`` (before ``visit`` at ``k``): its
-    coefficients and its bias, the pending constants included."""
+    coefficients and its bias, the pending constants included. ``frontier``: set where the pass enters its
+    nodes (`Frontier`)."""
     coeffs: dict[int, Tensor] = {start: a0}
     bias = a0.new_zeros(a0.shape[:2])
     found: dict[int, Tensor] = {}
@@ -113,6 +130,9 @@ def backward(
         if cuts is not None and i in cuts and all(graph.nodes[j].op == "const" for j in coeffs):
             pending = [flat_sum(c * graph.nodes[j].kwargs["value"].like(c)) for j, c in coeffs.items()]
             cuts[i] = (a, sum(pending, bias))
+        if frontier is not None and frontier.coeffs is None and frontier.nodes.issuperset((i, *coeffs)):
+            frontier.coeffs = {i: a.detach(), **{j: c.detach() for j, c in coeffs.items()}}
+            frontier.bias = bias.detach()
         if visit is not None:
             a, gained = visit(i, a)
             bias = bias if gained is None else bias + gained

@@ -1,0 +1,111 @@
+"""A domain's bound finished exactly over the piecewise-linear part of the graph.
+
+A domain's bound is a backward pass from the output (`gridverify.bounds.crown.backward`). Where the pass
+enters the piecewise-linear part of the graph (its leaves and the linear, relu and abs ops of them: the
+input box and a surrogate's ReLU network, `gridverify.bounds.lp.piecewise_nodes`), the bound so far is a
+linear function ``sum_j c_j . y_j + bias`` of the nodes pending there (`Frontier`). CROWN finishes it
+through the relus' relaxation lines and the split constraints' multipliers (beta), which 10 optimiser steps
+per domain leave far from their optimum; the linear program over the same part finishes it exactly: the
+box, every linear map as equality rows, every relu by its triangle on the domain's interval, every neuron
+within its interval on the domain (so the domain's splits are column bounds, no multiplier needed). Its
+minimum is at least CROWN's for any alphas and betas below the frontier.
+
+The balance rows of a surrogate + AC power flow graph need exactly that: the load enters them both
+directly and through the network, so a split of the network's outputs constrains the load only through
+the multipliers. case14 p_balance[bus 10] (worst found 0.0031 pu): after 6 s of search its 32 worst open
+domains all held 0.0082; one CROWN pass with their parameters gave 0.010-0.019, the program from the
+same pass 0.0014-0.0029 (16 ms a domain, 350 columns).
+
+HiGHS (`highspy`) solves the program; only its row multipliers are used, through `dual_bound`, so the
+result is certified whatever the solver returns (a time-limited solve gives a looser bound).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gridverify.bab.domains import Domains, Problem
+from gridverify.bounds.crown import Frontier
+from gridverify.bounds.lp import ProgramShape, WarmSolver, piecewise_nodes
+
+MAX_COLUMNS = 20_000
+"""Programs with more columns are not solved (a domain's program is built and solved anew each time)."""
+
+
+@dataclass
+class LpCut:
+    """The piecewise-linear part of a problem's graph and the programs over it, built once per search."""
+
+    problem: Problem
+    nodes: frozenset[int]
+    solve_s: float = 1.0  # time limit of one program
+    solvers: dict[frozenset[int], WarmSolver | None] = field(default_factory=dict)
+
+    @staticmethod
+    def of(problem: Problem) -> LpCut | None:
+        """None where the output itself is piecewise linear (CROWN's own pass is then the whole bound)."""
+        nodes = piecewise_nodes(problem.graph)
+        return None if problem.output in nodes else LpCut(problem, nodes)
+
+    def frontier(self) -> Frontier:
+        return Frontier(self.nodes)
+
+    def solver(self, frontier: Frontier) -> WarmSolver | None:
+        """The solver of the program of the frontier's nodes (None when it is too large)."""
+        assert frontier.coeffs is not None
+        key = frozenset(frontier.coeffs)
+        if key not in self.solvers:
+            shape = ProgramShape.of(self.problem.graph, key)
+            self.solvers[key] = WarmSolver(shape) if shape.n_cols <= MAX_COLUMNS else None
+        return self.solvers[key]
+
+    def lower(self, frontier: Frontier, d: Domains, which: Tensor, until: float) -> Tensor:
+        """(len(which),) certified lower bounds of the pass that set ``frontier`` on the domains ``which``
+        of ``d`` (whose intervals the pass used), in that order; -inf for those left when ``until``
+        (perf_counter) passes or where there is no program."""
+        out = torch.full((which.numel(),), -torch.inf, dtype=torch.float64)
+        coeffs = frontier.coeffs
+        solver = None if coeffs is None else self.solver(frontier)
+        if coeffs is None or solver is None or frontier.bias is None or which.numel() == 0:
+            return out
+        shape = solver.shape
+        bounds = self._bounds(shape, d, which)
+        cost = np.zeros((which.numel(), shape.n_cols))
+        for j, c in coeffs.items():
+            col = shape.columns[j]
+            cost[:, col : col + c[0, 0].numel()] += c[which, 0].reshape(which.numel(), -1).cpu().numpy()
+        bias = frontier.bias[which, 0].to(torch.float64).cpu().numpy()
+        for k in range(which.numel()):
+            left = until - time.perf_counter()
+            if left <= 0:
+                break
+            lp = shape.on({i: (lo[k], hi[k]) for i, (lo, hi) in bounds.items()})
+            out[k] = solver.lower(lp, cost[k], min(self.solve_s, left)) + float(bias[k])
+        return out
+
+    def _bounds(
+        self, shape: ProgramShape, d: Domains, which: Tensor
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Every program node's flat interval on the domains ``which``: (n, size) lower and upper."""
+        graph, n = self.problem.graph, which.numel()
+        out = {}
+        for i in shape.order:
+            node = graph.nodes[i]
+            if node.op == "const":
+                t = node.kwargs["value"].tensor
+                v = (t.to_dense() if t.is_sparse else t).to(torch.float64).reshape(1, -1).cpu().numpy()
+                out[i] = (np.repeat(v, n, 0), np.repeat(v, n, 0))
+                continue
+            iv = (d.lower, d.upper) if node.op == "input" else d.intervals[i]
+            if iv is None:
+                inf = np.full((n, node.size), np.inf)
+                out[i] = (-inf, inf)
+                continue
+            lo, hi = (t[which].reshape(n, -1).detach().to(torch.float64).cpu().numpy() for t in iv)
+            out[i] = (lo, hi)
+        return out
