@@ -59,19 +59,20 @@ def _root_domains(
     )
     zeros = {z: torch.zeros_like(iv[z][0]) for z in problem.split_nodes}  # type: ignore[index]
     flags = {z: torch.zeros_like(iv[z][0], dtype=torch.bool) for z in problem.split_nodes}  # type: ignore[index]
+    alpha = init_alpha(problem, root.intervals)
     d = Domains(
-        problem.lower.expand(m, *problem.lower.shape[1:]),
-        problem.upper.expand(m, *problem.upper.shape[1:]),
-        spec,
-        torch.arange(m, device=spec.device),
-        iv,
-        {k: v.expand(v.shape[0], m, *v.shape[2:]) for k, v in init_alpha(problem, root.intervals).items()},
-        zeros,
-        dict(zeros),
-        flags,
-        dict(flags),
-        root.upper[0].clone(),
-        torch.zeros(m, dtype=torch.long, device=spec.device),
+        lower=problem.lower.expand(m, *problem.lower.shape[1:]),
+        upper=problem.upper.expand(m, *problem.upper.shape[1:]),
+        spec=spec,
+        spec_id=torch.arange(m, device=spec.device),
+        intervals=iv,
+        alpha={k: v.expand(v.shape[0], m, *v.shape[2:]) for k, v in alpha.items()},
+        beta_lo=zeros,
+        beta_hi=dict(zeros),
+        split_lo=flags,
+        split_hi=dict(flags),
+        bound=root.upper[0].clone(),
+        depth=torch.zeros(m, dtype=torch.long, device=spec.device),
     )
     # BBPS shortcuts need the root's linear bounds of every node (one more CROWN pass); others do not.
     wanted = config.branching in (Branching.BBPS, Branching.FILTERED)
