@@ -1,10 +1,10 @@
 """Deadlines on one clock (``time.monotonic``), a command's counted from process start, and the one writer
 of a command's result file.
 
-`Deadline` is the one value timed work takes: the command's (`Watchdog`), `verify`'s and `maximise`'s
-(turned from a duration once, where the user gives one), and each stage's, cut from its caller's
-(`Deadline.until`). Durations remain only as budgets of work that splits them into fixed shares (a
-tightening round, the LP tightening, the root's alpha steps).
+`Deadline` is the one value timed work takes: the command's (`Watchdog`); `verify`'s, `maximise`'s and
+`verify_instance`'s, turned once from the duration the user gives; each stage's, cut from its caller's
+(`Deadline.until`). Durations remain as budgets of work that splits them into fixed shares (a tightening
+round, the LP tightening, `verify`'s chunks, the root's alpha steps), each share then its own deadline.
 
 Process start: the kernel's start time of this process (``/proc/self/stat`` field 22, clock ticks since
 boot) against ``CLOCK_BOOTTIME`` now, so interpreter start-up, imports (torch: about 1.5 s) and, when a shell
