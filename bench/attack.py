@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from bounds import N_IN, mlp
 
 from gridverify.bab import AttackConfig, attack
+from gridverify.deadline import Deadline
 from gridverify.ir import from_onnx
 from gridverify.specs import read_vnnlib
 from gridverify.surrogate.case import load_case
@@ -55,14 +56,14 @@ def first_counterexample(model: Path, prop: Path, config: AttackConfig, cap: flo
     n = index.shape[0]
     c, thr = rows.c[index], rows.thr[index]
     lo, hi = (t.expand(n, *t.shape[1:]) for t in box)
-    start = time.perf_counter()
+    start = time.monotonic()
     cfg = replace(config, rounds=1_000_000)
     x, margin = attack(
-        graph, graph.outputs[0][0], c, lo, hi, cfg, offset=thr, target=0.0, deadline=start + cap
+        graph, graph.outputs[0][0], c, lo, hi, cfg, offset=thr, target=0.0, deadline=Deadline(start, cap)
     )
     best = int(margin.argmax())
     found = float(margin[best]) >= 0 and _confirm(graph, spec, model, x[best]) is not None
-    return float(margin[best]), (time.perf_counter() - start) if found else float("inf")
+    return float(margin[best]), (time.monotonic() - start) if found else float("inf")
 
 
 def ml4acopf(cap: float) -> None:
@@ -89,20 +90,19 @@ def case_rows(name: str, budget_s: float) -> None:
     balance = [i for i, k in enumerate(rows.owner) if constraints[k].family in ("p_balance", "q_balance")]
     spec = rows.spec[balance]
     n = len(balance)
-    start = time.perf_counter()
+    start = time.monotonic()
     x = _pool(lo, hi, VerifyConfig().samples)
     pool = (graph.forward(x)[OUTPUT].reshape(x.shape[0], -1) @ spec.T).max(0).values
-    legacy = attack(
-        graph, OUTPUT, spec, lo.expand(n, -1), hi.expand(n, -1), CONFIGS["old"], deadline=start + budget_s
-    )[1]
+    lo_n, hi_n, until = lo.expand(n, -1), hi.expand(n, -1), Deadline(start, budget_s)
+    _, legacy = attack(graph, OUTPUT, spec, lo_n, hi_n, CONFIGS["old"], deadline=until)
     old = torch.maximum(pool, legacy)
-    old_s = time.perf_counter() - start
-    start = time.perf_counter()
+    old_s = time.monotonic() - start
+    start = time.monotonic()
     thr = torch.full((n,), 1e-4, dtype=torch.float64)
     new = torch.tensor(
-        [r.worst for r in screen(graph, (lo, hi), spec, thr, VerifyConfig(), start + budget_s)]
+        [r.worst for r in screen(graph, (lo, hi), spec, thr, VerifyConfig(), Deadline(start, budget_s))]
     )
-    new_s = time.perf_counter() - start
+    new_s = time.monotonic() - start
     gain = (new - old).tolist()
     ratio = statistics.median((new / old.clamp_min(1e-12)).tolist())
     print(

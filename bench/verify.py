@@ -29,6 +29,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from gridverify.deadline import Deadline
 from gridverify.surrogate.case import available_cases, load_case
 from gridverify.verify import VerifyConfig, verify
 from gridverify.verify.cli import summary_table
@@ -38,12 +39,12 @@ from gridverify.verify.run import prepare, screen
 def screening(case, config: VerifyConfig) -> tuple[int, int, int, float]:
     """(rows the screen proves, rows it finds violated, rows, seconds) for all families of ``case``."""
     _, graph, rows = prepare(case, None)
-    start = time.perf_counter()
+    start = time.monotonic()
     thresholds = torch.full((len(rows),), config.tolerance, dtype=torch.float64)
-    until = start + config.attack_share * config.timeout_s
+    until = Deadline.after(config.attack_share * config.timeout_s)
     screened = screen(graph, case.region.box(), rows, thresholds, config, until)
     verdicts = [r.verdict.value for r in screened]
-    seconds = time.perf_counter() - start
+    seconds = time.monotonic() - start
     return verdicts.count("verified"), verdicts.count("violated"), len(screened), seconds
 
 

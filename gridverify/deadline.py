@@ -1,4 +1,10 @@
-"""A command's wall-clock deadline, counted from process start, and the one writer of its result file.
+"""Deadlines on one clock (``time.monotonic``), a command's counted from process start, and the one writer
+of a command's result file.
+
+`Deadline` is the one value timed work takes: the command's (`Watchdog`); `verify`'s, `maximise`'s and
+`verify_instance`'s, turned once from the duration the user gives; each stage's, cut from its caller's
+(`Deadline.until`). Durations remain as budgets of work that splits them into fixed shares (a tightening
+round, the LP tightening, `verify`'s chunks, the root's alpha steps), each share then its own deadline.
 
 Process start: the kernel's start time of this process (``/proc/self/stat`` field 22, clock ticks since
 boot) against ``CLOCK_BOOTTIME`` now, so interpreter start-up, imports (torch: about 1.5 s) and, when a shell
@@ -47,10 +53,34 @@ def process_start() -> float:
 
 @dataclass(frozen=True)
 class Deadline:
-    """``timeout_s`` wall seconds from ``start`` (a ``time.monotonic()`` instant)."""
+    """``timeout_s`` wall seconds from ``start`` (a ``time.monotonic()`` instant). ``end`` is when the work
+    must stop; ``start`` is where its reported times count from, and ``timeout_s`` what its stages' shares
+    are shares of."""
 
     start: float
     timeout_s: float
+
+    @staticmethod
+    def after(timeout_s: float) -> Deadline:
+        """``timeout_s`` seconds from now: where a user-facing duration becomes a deadline."""
+        return Deadline(time.monotonic(), timeout_s)
+
+    def until(self, end: float) -> Deadline:
+        """The same start, ending at ``end`` (a ``time.monotonic()`` instant) or at this deadline's end,
+        whichever comes first: a stage's share of the time."""
+        return Deadline(self.start, min(end, self.end) - self.start)
+
+    def restarted(self) -> Deadline:
+        """The same end counted from now (0 s once it has passed): for work that splits its own time from
+        the moment it begins."""
+        return Deadline.after(self.remaining_s())
+
+    def remaining_s(self) -> float:
+        """Seconds until ``end``, at least 0."""
+        return max(self.end - time.monotonic(), 0.0)
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.end
 
     @property
     def margin_s(self) -> float:

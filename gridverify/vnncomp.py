@@ -33,6 +33,7 @@ from gridverify.bab import (
 )
 from gridverify.bab.bound import BoundConfig
 from gridverify.bounds import AlphaConfig, crown
+from gridverify.deadline import Deadline
 from gridverify.ir import Graph, from_onnx
 from gridverify.specs import VnnlibSpec, read_vnnlib
 
@@ -158,8 +159,7 @@ def verify_instance(
     model: str | Path, prop: str | Path, timeout_s: float, config: SearchConfig | None = None
 ) -> InstanceResult:
     """Decide one instance within ``timeout_s`` seconds (see the module docstring)."""
-    start = time.perf_counter()
-    deadline = start + timeout_s
+    deadline = Deadline.after(timeout_s)
     graph, spec = from_onnx(model), read_vnnlib(prop)
     out_node = graph.nodes[graph.outputs[0][1]]
     spec.check_sizes(graph.nodes[graph.inputs[0][1]].size, out_node.size)
@@ -167,13 +167,13 @@ def verify_instance(
     config = settings_for(box, config)
 
     def done(result: InstanceResult) -> InstanceResult:
-        return replace(result, seconds=time.perf_counter() - start)
+        return replace(result, seconds=deadline.elapsed_s())
 
     if any(len(d.b) == 0 for d in spec.disjuncts):  # a disjunct without rows: any input is a witness
         sat = _confirm(graph, spec, Path(model), (box[0] + box[1])[0] / 2)
         return done(sat or InstanceResult("unknown", 0.0, detail="no output constraint"))
     every = np.arange(len(spec.disjuncts))
-    burst = min(deadline, start + min(QUICK_S, 0.02 * timeout_s))
+    burst = deadline.until(deadline.start + min(QUICK_S, 0.02 * timeout_s))
     sat = _falsify(graph, spec, Path(model), box, rows, every, QUICK, None, burst)
     if sat is not None:
         return done(replace(sat, detail="falsifier"))
@@ -187,13 +187,14 @@ def verify_instance(
     # corner guarantees at least its line's value)
     left = np.unique(rows.disjunct[todo])
     corners = line_corners(bounds.linear, graph, *box)
-    until = min(deadline, time.perf_counter() + max(QUICK_S, 0.1 * (deadline - time.perf_counter())))
+    until = deadline.until(time.monotonic() + max(QUICK_S, 0.1 * deadline.remaining_s()))
     rounds = replace(config.attack, rounds=max(config.attack.rounds, 2))
     sat = _falsify(graph, spec, Path(model), box, rows, left, rounds, corners, until)
     if sat is not None:
         return done(replace(sat, detail="falsifier, from the CROWN lines"))
-    cfg = replace(config, timeout_s=max(deadline - time.perf_counter(), 0.0))
-    results = maximise(graph, box, rows.c[todo], threshold=thr[todo], config=cfg, closed=True)
+    results = maximise(
+        graph, box, rows.c[todo], threshold=thr[todo], config=config, closed=True, deadline=deadline
+    )
     witnesses = torch.zeros(rows.c.shape[0], *box[0].shape[1:], dtype=torch.float64)
     witnesses[:] = ((box[0] + box[1]) / 2)[0]
     for k, r in zip(todo, results):
@@ -206,14 +207,14 @@ def verify_instance(
     if not _open_rows(rows, proved).any():
         return done(InstanceResult("unsat", 0.0, detail="branch and bound"))
     left = np.unique(rows.disjunct[_open_rows(rows, proved)])
-    if time.perf_counter() < deadline:  # the open disjuncts' conjunctions, from their rows' witnesses
+    if not deadline.passed():  # the open disjuncts' conjunctions, from their rows' witnesses
         forever = replace(config.attack, rounds=1_000_000)
         sat = _falsify(graph, spec, Path(model), box, rows, left, forever, witnesses, deadline)
         if sat is not None:
             return done(replace(sat, detail="falsifier, after branch and bound"))
-    seconds = time.perf_counter() - start
     why = sorted({r.stopped for k, r in zip(todo, results) if not proved[k]})
     detail = f"branch and bound on the open rows ended by: {', '.join(why)}; then the falsifier"
+    seconds = deadline.elapsed_s()
     return InstanceResult("timeout" if seconds >= timeout_s else "unknown", seconds, detail=detail)
 
 
@@ -243,7 +244,7 @@ def _falsify(
     which: np.ndarray,
     config: AttackConfig,
     row_points: Tensor | None,
-    deadline: float,
+    deadline: Deadline,
 ) -> InstanceResult | None:
     """Search the disjuncts ``which`` for an input that enters one (`gridverify.bab.attack`), each also
     started from the points ``row_points`` (R, *S_in) of its rows; a ``sat`` result for the first point

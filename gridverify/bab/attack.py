@@ -19,7 +19,6 @@ recomputed by `Graph.forward` in float64.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor
 
 from gridverify.bounds.core import LinearBounds
+from gridverify.deadline import Deadline
 from gridverify.ir.graph import Graph
 
 
@@ -71,13 +71,13 @@ def attack(
     offset: Tensor | None = None,
     starts: Tensor | None = None,
     target: Tensor | float | None = None,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Best point (B, *S_in) found in each box [lower, upper] (B, *S_in), and its float64 margin (B,).
 
     ``starts`` (B, S, *S_in): extra start points (clamped into the box); ``target`` (B,) or scalar: the
-    search stops once every box's margin reaches it; ``deadline``: `time.perf_counter` value after which
-    no step starts (the best points so far are returned)."""
+    search stops once every box's margin reaches it; ``deadline``: no step starts once it has
+    passed (the best points so far are returned)."""
     b = lower.shape[0]
     per_box = _points_per_box(lower, config, starts)
     chunk = max(1, config.max_points // per_box)
@@ -85,7 +85,7 @@ def attack(
     xs, vs = [], []
     for s in range(0, b, chunk):
         part = slice(s, s + chunk)
-        if deadline is not None and s > 0 and time.perf_counter() >= deadline:  # no time left: the centres
+        if deadline is not None and s > 0 and deadline.passed():  # no time left: the centres
             centre = ((lower[part] + upper[part]) / 2).to(torch.float64)
             xs.append(centre)
             vs.append(torch.full(centre.shape[:1], -torch.inf, dtype=torch.float64, device=centre.device))
@@ -149,7 +149,7 @@ def _attack_boxes(
     offset: Tensor | None,
     starts: Tensor | None,
     goal: Tensor | None,
-    deadline: float | None,
+    deadline: Deadline | None,
 ) -> tuple[Tensor, Tensor]:
     shape = lower.shape[1:]
     b = lower.shape[0]
@@ -163,7 +163,7 @@ def _attack_boxes(
             t = _next_starts(best_t, best_v, config, gen)
         if _ascend(task, t, best_t, best_v, config, goal, deadline):
             break
-    if deadline is None or time.perf_counter() < deadline:
+    if deadline is None or not deadline.passed():
         _snap(task, best_t, best_v)
         fine = replace(config, step_sizes=(0.02, 0.005), steps=config.steps // 2, momentum=0.0)
         _ascend(task, best_t.clone(), best_t, best_v, fine, goal, deadline)
@@ -228,7 +228,7 @@ def _ascend(
     best_v: Tensor,
     config: AttackConfig,
     goal: Tensor | None,
-    deadline: float | None,
+    deadline: Deadline | None,
 ) -> bool:
     """One round of momentum sign ascent from ``t``, updating the per-start bests (``best_t``, ``best_v``)
     in place; True when the search should stop (every goal reached or the deadline passed)."""
@@ -238,7 +238,7 @@ def _ascend(
     movable = task.width > 0
     momentum = torch.zeros_like(t)
     for k in range(config.steps + 1):
-        if deadline is not None and time.perf_counter() >= deadline:
+        if deadline is not None and deadline.passed():
             return True
         t = t.detach().requires_grad_(k < config.steps)
         with torch.enable_grad():

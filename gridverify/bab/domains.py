@@ -172,9 +172,10 @@ def _with(node: Node, **changes: object) -> tuple[tuple[str, object], ...]:
     return tuple(sorted(params.items()))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Domains:
-    """A batch of sub-domains (see the module docstring)."""
+    """A batch of sub-domains (see the module docstring). Built by keyword only: a new field cannot shift
+    the others."""
 
     lower: Tensor  # (B, *S_in)
     upper: Tensor
@@ -198,28 +199,27 @@ class Domains:
         return int(self.lower.shape[0])
 
 
-def _take(t: Tensor | None, idx: Tensor, dim: int = 0) -> Tensor | None:
-    return None if t is None else t.index_select(dim, idx)
-
-
 def select(d: Domains, idx: Tensor) -> Domains:
     """The domains at positions ``idx``."""
     return Domains(
-        d.lower[idx],
-        d.upper[idx],
-        d.spec[idx],
-        d.spec_id[idx],
-        tuple(None if iv is None else (_take(iv[0], idx), _take(iv[1], idx)) for iv in d.intervals),  # type: ignore[misc]
-        {k: v.index_select(1, idx) for k, v in d.alpha.items()},
-        {k: v[idx] for k, v in d.beta_lo.items()},
-        {k: v[idx] for k, v in d.beta_hi.items()},
-        {k: v[idx] for k, v in d.split_lo.items()},
-        {k: v[idx] for k, v in d.split_hi.items()},
-        d.bound[idx],
-        d.depth[idx],
-        {k: v[idx] for k, v in d.coeffs.items()},
-        None if d.input_coeff is None else d.input_coeff[idx],
-        None if d.line_bound is None else d.line_bound[idx],
+        lower=d.lower[idx],
+        upper=d.upper[idx],
+        spec=d.spec[idx],
+        spec_id=d.spec_id[idx],
+        intervals=tuple(
+            None if iv is None else (iv[0].index_select(0, idx), iv[1].index_select(0, idx))
+            for iv in d.intervals
+        ),
+        alpha={k: v.index_select(1, idx) for k, v in d.alpha.items()},
+        beta_lo={k: v[idx] for k, v in d.beta_lo.items()},
+        beta_hi={k: v[idx] for k, v in d.beta_hi.items()},
+        split_lo={k: v[idx] for k, v in d.split_lo.items()},
+        split_hi={k: v[idx] for k, v in d.split_hi.items()},
+        bound=d.bound[idx],
+        depth=d.depth[idx],
+        coeffs={k: v[idx] for k, v in d.coeffs.items()},
+        input_coeff=None if d.input_coeff is None else d.input_coeff[idx],
+        line_bound=None if d.line_bound is None else d.line_bound[idx],
     )
 
 
@@ -241,22 +241,28 @@ def concat(parts: Sequence[Domains]) -> Domains:
         return {k: torch.cat([get(p)[k] for p in parts], dim) for k in get(parts[0])}
 
     return Domains(
-        torch.cat([p.lower for p in parts]),
-        torch.cat([p.upper for p in parts]),
-        torch.cat([p.spec for p in parts]),
-        torch.cat([p.spec_id for p in parts]),
-        _cat_intervals([p.intervals for p in parts]),
-        cat(lambda p: p.alpha, 1),
-        cat(lambda p: p.beta_lo),
-        cat(lambda p: p.beta_hi),
-        cat(lambda p: p.split_lo),
-        cat(lambda p: p.split_hi),
-        torch.cat([p.bound for p in parts]),
-        torch.cat([p.depth for p in parts]),
-        cat(lambda p: p.coeffs) if all(p.coeffs for p in parts) else {},
-        None if any(p.input_coeff is None for p in parts) else torch.cat([p.input_coeff for p in parts]),  # type: ignore[misc]
-        None if any(p.line_bound is None for p in parts) else torch.cat([p.line_bound for p in parts]),  # type: ignore[misc]
+        lower=torch.cat([p.lower for p in parts]),
+        upper=torch.cat([p.upper for p in parts]),
+        spec=torch.cat([p.spec for p in parts]),
+        spec_id=torch.cat([p.spec_id for p in parts]),
+        intervals=_cat_intervals([p.intervals for p in parts]),
+        alpha=cat(lambda p: p.alpha, 1),
+        beta_lo=cat(lambda p: p.beta_lo),
+        beta_hi=cat(lambda p: p.beta_hi),
+        split_lo=cat(lambda p: p.split_lo),
+        split_hi=cat(lambda p: p.split_hi),
+        bound=torch.cat([p.bound for p in parts]),
+        depth=torch.cat([p.depth for p in parts]),
+        coeffs=cat(lambda p: p.coeffs) if all(p.coeffs for p in parts) else {},
+        input_coeff=_cat_or_none([p.input_coeff for p in parts]),
+        line_bound=_cat_or_none([p.line_bound for p in parts]),
     )
+
+
+def _cat_or_none(ts: Sequence[Tensor | None]) -> Tensor | None:
+    """The tensors concatenated, or None when one of them is (a part without the last pass's lines)."""
+    found = [t for t in ts if t is not None]
+    return torch.cat(found) if len(found) == len(ts) else None
 
 
 def with_bound(d: Domains, bound: Tensor, **changes: object) -> Domains:

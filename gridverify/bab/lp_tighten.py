@@ -54,7 +54,7 @@ def lp_base(
     """Intervals (per node of the lowered graph, ``(1, *S)``; None where not narrowed) that hold over the
     box, with the boundary neurons of the rows of ``spec`` (m, n_out) tightened by LP within ``budget_s``
     seconds; None when the rows have no boundary neurons."""
-    start = time.perf_counter()
+    start = time.monotonic()
     problem = Problem.make(graph, box, output)
     spec = spec.to(dtype=problem.lower.dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
     targets = {z: r.cpu() for z, r in boundary_neurons(problem, spec).items()}
@@ -63,7 +63,7 @@ def lp_base(
     key = _key(problem, targets, config)
     found = _cached(key, cache_dir, budget_s)
     if found is None:
-        found = _compute(problem, targets, config, budget_s - (time.perf_counter() - start))
+        found = _compute(problem, targets, config, budget_s - (time.monotonic() - start))
         _store(key, found, cache_dir, budget_s)
     if not found:
         return None
@@ -76,7 +76,7 @@ def _compute(
     problem: Problem, targets: dict[int, Tensor], config: LpConfig, budget_s: float
 ) -> dict[int, Interval]:
     """node -> narrowed interval (float64, CPU), for the nodes the LP narrowed."""
-    start = time.perf_counter()
+    start = time.monotonic()
     box = (problem.lower.cpu().to(torch.float64), problem.upper.cpu().to(torch.float64))
     graph = problem.graph
     # the LP reads the intervals of the targets' ancestors: CROWN on the graph cut at the last target (the
@@ -84,7 +84,7 @@ def _compute(
     cut = replace(graph, outputs=(("boundary", max(targets)),))
     before = list(crown(cut, box, "boundary").intervals)
     before += [None] * (len(graph.nodes) - len(before))
-    left = budget_s - (time.perf_counter() - start)
+    left = budget_s - (time.monotonic() - start)
     after = lp_intervals(graph, targets, before, config, left)
     return {
         i: (a[0].detach().clone(), a[1].detach().clone())

@@ -24,6 +24,7 @@ from gridverify.bab.search import search
 from gridverify.bab.tighten import boundary_neurons, tighten, tighten_first
 from gridverify.bab.verdict import SpecResult, Verdict, decide
 from gridverify.bounds.core import Interval
+from gridverify.deadline import Deadline
 from gridverify.ir.graph import Graph
 from gridverify.ir.prune import prune
 
@@ -38,6 +39,7 @@ def maximise(
     base: tuple[Interval | None, ...] | None = None,
     closed: bool = False,
     starts: Tensor | None = None,
+    deadline: Deadline | None = None,
 ) -> list[SpecResult]:
     """Certified ``[worst, upper]`` of ``max c^T y`` per row c of ``spec`` over the box (see module doc).
 
@@ -48,8 +50,12 @@ def maximise(
     below it; `decide`), else ``c^T y > threshold``. ``base``: intervals known to hold over the whole box,
     per node of the lowered graph (as `tighten` gives them). With ``config.tighten``, specifications the
     plain search leaves open get rounds of boundary-neuron tightening and a search on the tightened
-    intervals (`gridverify.bab.tighten`)."""
-    start = time.perf_counter()
+    intervals (`gridverify.bab.tighten`).
+
+    ``deadline``: when to stop (default: ``config.timeout_s`` from now). Its time is split from the moment
+    of the call: the first search's share, the tightening rounds and every search's own time windows are
+    shares of the time from here to its end."""
+    deadline = Deadline.after(config.timeout_s) if deadline is None else deadline.restarted()
     problem = Problem.make(graph, box, output)
     dtype = problem.lower.dtype
     spec = spec.to(dtype=dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
@@ -66,19 +72,17 @@ def maximise(
         count = sum(int(r.numel()) for r in targets.values())
         plan = plan if 0 < count <= plan.max_neurons else None
     if plan is None:
-        return search(
-            problem, spec, thr, _rooted(config, config.timeout_s, start), base, start, closed, starts
-        )
+        return search(problem, spec, thr, _rooted(config, deadline), base, deadline, closed, starts)
     results: list[SpecResult] | None = None
     if thr is None or not tighten_first(problem, spec, thr, base, targets):
-        first = min(plan.after_s, 0.2 * config.timeout_s)
-        results = search(problem, spec, thr, _rooted(config, first, start), base, start, closed, starts)
+        first = deadline.until(deadline.start + min(plan.after_s, 0.2 * deadline.timeout_s))
+        results = search(problem, spec, thr, _rooted(config, first), base, first, closed, starts)
     round_s, intervals = plan.round_s, base
     while True:
         todo = (
             list(range(m)) if results is None else [k for k, r in enumerate(results) if _open(r, thr, config)]
         )
-        left = config.timeout_s - (time.perf_counter() - start)
+        left = deadline.remaining_s()
         if results is not None and (not todo or left < 1.0):
             return results
         rows = torch.tensor(todo, device=spec.device)
@@ -87,18 +91,18 @@ def maximise(
         if tightened is None and results is not None:
             return results
         intervals = intervals if tightened is None else tightened
-        now = time.perf_counter() - start
-        until = now + plan.search_share * round_s
-        if config.timeout_s - until < 2.0 * round_s:  # no room for another round: the search takes the rest
-            until = config.timeout_s
+        until = time.monotonic() + plan.search_share * round_s
+        if deadline.end - until < 2.0 * round_s:  # no room for another round: the search takes the rest
+            until = deadline.end
         sub_thr = None if thr is None else thr[rows]
-        cfg = _rooted(config, until, start)
+        sub = deadline.until(until)
+        cfg = _rooted(config, sub)
         if results is None:  # tightened first: the caller's starts, and the first results
-            results = search(problem, spec, sub_thr, cfg, intervals, start, closed, starts)
+            results = search(problem, spec, sub_thr, cfg, intervals, sub, closed, starts)
             round_s *= 2
             continue
         best = torch.stack([results[k].witness for k in todo]).unsqueeze(1)
-        more = search(problem, spec[rows], sub_thr, cfg, intervals, start, closed, best)
+        more = search(problem, spec[rows], sub_thr, cfg, intervals, sub, closed, best)
         for k, r in zip(todo, more):
             results[k] = _merge(results[k], r, None if thr is None else float(thr[k]), closed)
         round_s *= 2
@@ -111,14 +115,13 @@ over a graph whose sin, cos and product nodes all get optimised intermediate bou
 given 10."""
 
 
-def _rooted(config: SearchConfig, until_s: float, start: float) -> SearchConfig:
-    """``config`` for a search that ends ``until_s`` seconds after ``start``, its root's alpha optimisation
-    capped at `ROOT_SHARE` of the time left."""
-    left = max(until_s - (time.perf_counter() - start), 0.0)
-    cap = ROOT_SHARE * left
+def _rooted(config: SearchConfig, deadline: Deadline) -> SearchConfig:
+    """``config`` for a search that ends at ``deadline``, its root's alpha optimisation capped at
+    `ROOT_SHARE` of the time left."""
+    cap = ROOT_SHARE * deadline.remaining_s()
     if config.root.timeout_s is not None:
         cap = min(cap, config.root.timeout_s)
-    return replace(config, timeout_s=until_s, root=replace(config.root, timeout_s=cap))
+    return replace(config, root=replace(config.root, timeout_s=cap))
 
 
 def _open(r: SpecResult, thr: Tensor | None, config: SearchConfig) -> bool:

@@ -31,6 +31,7 @@ from gridverify.bab.verdict import SpecResult, decide, proves, refutes
 from gridverify.bounds.alpha import alpha_crown
 from gridverify.bounds.core import Interval
 from gridverify.bounds.crown import needed_neurons, node_relaxer, propagate
+from gridverify.deadline import Deadline
 from gridverify.ops import get_op
 
 
@@ -59,19 +60,20 @@ def _root_domains(
     )
     zeros = {z: torch.zeros_like(iv[z][0]) for z in problem.split_nodes}  # type: ignore[index]
     flags = {z: torch.zeros_like(iv[z][0], dtype=torch.bool) for z in problem.split_nodes}  # type: ignore[index]
+    alpha = init_alpha(problem, root.intervals)
     d = Domains(
-        problem.lower.expand(m, *problem.lower.shape[1:]),
-        problem.upper.expand(m, *problem.upper.shape[1:]),
-        spec,
-        torch.arange(m, device=spec.device),
-        iv,
-        {k: v.expand(v.shape[0], m, *v.shape[2:]) for k, v in init_alpha(problem, root.intervals).items()},
-        zeros,
-        dict(zeros),
-        flags,
-        dict(flags),
-        root.upper[0].clone(),
-        torch.zeros(m, dtype=torch.long, device=spec.device),
+        lower=problem.lower.expand(m, *problem.lower.shape[1:]),
+        upper=problem.upper.expand(m, *problem.upper.shape[1:]),
+        spec=spec,
+        spec_id=torch.arange(m, device=spec.device),
+        intervals=iv,
+        alpha={k: v.expand(v.shape[0], m, *v.shape[2:]) for k, v in alpha.items()},
+        beta_lo=zeros,
+        beta_hi=dict(zeros),
+        split_lo=flags,
+        split_hi=dict(flags),
+        bound=root.upper[0].clone(),
+        depth=torch.zeros(m, dtype=torch.long, device=spec.device),
     )
     # BBPS shortcuts need the root's linear bounds of every node (one more CROWN pass); others do not.
     wanted = config.branching in (Branching.BBPS, Branching.FILTERED)
@@ -163,7 +165,7 @@ def _attack(
     state: _State,
     config: AttackConfig,
     starts: Tensor | None = None,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
 ) -> Tensor:
     """Search the domains' boxes for their specification's worst point; returns each specification's
     gain in its worst value (0 where nothing better was found)."""
@@ -199,7 +201,7 @@ class _Falsifier:
 
 
 def _attack_round(
-    problem: Problem, d: Domains, state: _State, config: SearchConfig, falsifier: _Falsifier, until: float
+    problem: Problem, d: Domains, state: _State, config: SearchConfig, falsifier: _Falsifier, until: Deadline
 ) -> None:
     """One falsifying round on the specifications still undecided: in each, the open domain with the
     largest bound, started from the specification's best point so far and from the corner of the domain
@@ -207,7 +209,7 @@ def _attack_round(
     undecided = state.done_at < 0
     if d.size == 0 or not bool(undecided.any()):
         return
-    began = time.perf_counter()
+    began = time.monotonic()
     m = state.worst.shape[0]
     highest = torch.full((m,), -torch.inf, dtype=d.bound.dtype).scatter_reduce(0, d.spec_id, d.bound, "amax")
     at_top = (d.bound == highest[d.spec_id]).nonzero().squeeze(1)  # each spec's domains of its largest bound
@@ -223,11 +225,17 @@ def _attack_round(
         starts.append(corner.unsqueeze(1))
     cfg = replace(config.attack, restarts=8, steps=30, seed=config.attack.seed + falsifier.rounds + 1)
     gain = _attack(problem, chosen, state, cfg, torch.cat(starts, 1), until)
-    falsifier.record(time.perf_counter() - began, bool((gain > config.tolerance).any()))
+    falsifier.record(time.monotonic() - began, bool((gain > config.tolerance).any()))
 
 
 def _attack_children(
-    problem: Problem, d: Domains, state: _State, config: SearchConfig, it: int, end: float, batch_s: float
+    problem: Problem,
+    d: Domains,
+    state: _State,
+    config: SearchConfig,
+    it: int,
+    deadline: Deadline,
+    batch_s: float,
 ) -> None:
     """Input splits: attack the few bounded children with the largest bounds (the boxes most likely to
     hold a counterexample), for at most a quarter of the batch's time: every child of a batch attacked
@@ -236,7 +244,7 @@ def _attack_children(
         return
     top = torch.topk(d.bound.nan_to_num(nan=torch.inf), min(d.size, ATTACKED_CHILDREN)).indices
     cfg = replace(config.attack, restarts=4, steps=10, seed=it)
-    until = min(end, time.perf_counter() + max(0.25 * batch_s, 0.05))
+    until = deadline.until(time.monotonic() + max(0.25 * batch_s, 0.05))
     _attack(problem, select(d, top), state, cfg, None, until)
 
 
@@ -270,11 +278,12 @@ def search(
     thr: Tensor | None,
     config: SearchConfig,
     base: tuple[Interval | None, ...] | None,
-    start: float,
+    deadline: Deadline,
     closed: bool = False,
     starts: Tensor | None = None,
 ) -> list[SpecResult]:
-    """One branch-and-bound search until ``config.timeout_s`` seconds after ``start``.
+    """One branch-and-bound search until ``deadline`` (its ``start``: where the results' times count from;
+    ``config.timeout_s`` is not read).
 
     It splits inputs when the box has at most ``input_split_max_dims`` free dimensions, neurons otherwise,
     and switches between the two when the largest gap stalls (`_Mode`). Domains are taken largest gap
@@ -297,9 +306,8 @@ def search(
         [[] for _ in range(m)],
     )
     d, root_linear = _root_domains(problem, spec, config, base)
-    end = start + config.timeout_s
-    share = config.attack_share[1] * max(end - time.perf_counter(), 0.0)
-    _attack(problem, d, state, config.attack, _shaped(starts, problem), min(end, time.perf_counter() + share))
+    root_attack = deadline.until(time.monotonic() + config.attack_share[1] * deadline.remaining_s())
+    _attack(problem, d, state, config.attack, _shaped(starts, problem), root_attack)
     relations = find_relations(problem, d.intervals) if config.relations else NO_RELATIONS
     lp = LpCut.of(problem) if config.lp_cut > 0 else None
     nodes = None if lp is None else lp.nodes
@@ -314,9 +322,9 @@ def search(
     mode = _Mode(
         free <= config.input_split_max_dims,
         free <= config.input_split_switch_dims,
-        config.stall_window * config.timeout_s,
+        config.stall_window * deadline.timeout_s,
         config.stall_gain,
-        config.stall_window * config.timeout_s * max(free, 1),
+        config.stall_window * deadline.timeout_s * max(free, 1),
     )
     open_ = b.domains
     falsifier = _Falsifier(*config.attack_share)
@@ -325,27 +333,27 @@ def search(
     it, batch_s, per_s = 0, 0.0, 0.0
     stopped = "settled"
     while True:
-        began = time.perf_counter()
-        open_ = _prune(open_, state, thr, config, start, closed)
+        began = time.monotonic()
+        open_ = _prune(open_, state, thr, config, deadline, closed)
         upper = _upper(open_, state)
-        _record(state, upper, start)
+        _record(state, upper, deadline)
         bar.set_postfix(
             open=open_.size, undecided=int((state.done_at < 0).sum()), upper=f"{float(upper.max()):.4g}"
         )
         next_s = per_s * min(config.batch, open_.size)
-        stopped = _stop_reason(open_.size, time.perf_counter() - start + next_s, config, cap)
+        stopped = _stop_reason(open_.size, time.monotonic() + next_s, deadline, cap)
         if stopped:
             break
-        if falsifier.due(time.perf_counter() - start):
+        if falsifier.due(deadline.elapsed_s()):
             # a round takes at most its share of the time so far (attacks on large graphs are slow)
-            now = time.perf_counter()
-            until = min(end, now + max(0.5, falsifier.share * (now - start)))
+            now = time.monotonic()
+            until = deadline.until(now + max(0.5, falsifier.share * (now - deadline.start)))
             _attack_round(problem, open_, state, config, falsifier, until)
-            open_ = _prune(open_, state, thr, config, start, closed)
+            open_ = _prune(open_, state, thr, config, deadline, closed)
             if open_.size == 0:
                 break
         gap = (open_.bound - _cut(state, thr, config, open_.bound.dtype)[open_.spec_id]).clamp(min=0)
-        mode.observe(float(gap.max()), time.perf_counter() - start)
+        mode.observe(float(gap.max()), deadline.elapsed_s())
         # every open specification's largest gap to what would settle it first, then each one's second,
         # ... (`_in_turns`); near the cap smallest first, in a batch that keeps the count under it (a split
         # adds one domain)
@@ -372,17 +380,17 @@ def search(
             until = time.perf_counter() + config.lp_cut * (time.perf_counter() - began)
             children = _lp_finish(lp, bounded, state, thr, config, closed, until).domains
             if mode.by_input and it % config.attack_every == 0:
-                _attack_children(problem, children, state, config, it, end, time.perf_counter() - began)
+                _attack_children(problem, children, state, config, it, deadline, time.monotonic() - began)
         open_ = concat([select(open_, rest), children]) if rest.numel() else children
         bar.update(1)
-        it, batch_s = it + 1, time.perf_counter() - began
+        it, batch_s = it + 1, time.monotonic() - began
         per_s = batch_s / pick.numel()
     bar.close()
     if stopped != "settled" and mode.switches:
         stopped = f"{stopped} (after {'; '.join(mode.switches)})"
     if folded is not None:
         state.witness = folded.widen(state.witness.reshape(m, -1))
-    return _results(state, _upper(open_, state), thr, start, closed, stopped)
+    return _results(state, _upper(open_, state), thr, deadline, closed, stopped)
 
 
 def _lp_finish(
@@ -487,18 +495,19 @@ class _Mode:
         self.gap_then, self.since = gap, now
 
 
-def _stop_reason(open_domains: int, next_end_s: float, config: SearchConfig, cap: int) -> str:
-    """Why the search loop ends now ("" to go on): nothing open, no time for another batch, or the domain
-    cap of ``memory_gb`` is full (no room for one more child)."""
+def _stop_reason(open_domains: int, next_end: float, deadline: Deadline, cap: int) -> str:
+    """Why the search loop ends now ("" to go on): nothing open, no time for another batch (it would end
+    at ``next_end``, a ``time.monotonic()`` instant, past the deadline), or the domain cap of ``memory_gb``
+    is full (no room for one more child)."""
     if open_domains == 0:
         return "settled"
-    if next_end_s > config.timeout_s:
+    if next_end > deadline.end:
         return "time"
     return "memory" if open_domains >= cap else ""
 
 
 def _prune(
-    d: Domains, state: _State, thr: Tensor | None, config: SearchConfig, start: float, closed: bool
+    d: Domains, state: _State, thr: Tensor | None, config: SearchConfig, deadline: Deadline, closed: bool
 ) -> Domains:
     """Drop domains that cannot change an answer: bound <= threshold (decide; < for a closed unsafe set)
     or <= worst + tolerance (maximise), and every domain of a specification already violated."""
@@ -512,7 +521,7 @@ def _prune(
     upper = _upper(d, state)
     settled = proves(upper, cut, strict) | violated
     newly = settled & (state.done_at < 0)
-    state.done_at[newly] = time.perf_counter() - start
+    state.done_at[newly] = deadline.elapsed_s()
     return d
 
 
@@ -522,9 +531,10 @@ def _cut(state: _State, thr: Tensor | None, config: SearchConfig, dtype: torch.d
     return state.worst.to(dtype) + config.tolerance if thr is None else thr
 
 
-def _record(state: _State, upper: Tensor, start: float) -> None:
-    """Append ``(elapsed s, upper)`` for every specification whose certified bound improved."""
-    now = time.perf_counter() - start
+def _record(state: _State, upper: Tensor, deadline: Deadline) -> None:
+    """Append ``(s since the deadline's start, upper)`` for every specification whose certified bound
+    improved."""
+    now = deadline.elapsed_s()
     for s in range(upper.shape[0]):
         u, past = float(upper[s]), state.history[s]
         if not past or u < past[-1][1]:
@@ -532,13 +542,13 @@ def _record(state: _State, upper: Tensor, start: float) -> None:
 
 
 def _results(
-    state: _State, upper: Tensor, thr: Tensor | None, start: float, closed: bool, stopped: str
+    state: _State, upper: Tensor, thr: Tensor | None, deadline: Deadline, closed: bool, stopped: str
 ) -> list[SpecResult]:
     out = []
     for s in range(upper.shape[0]):
         u, w = float(upper[s]), float(state.worst[s])
         verdict = None if thr is None else decide(u, w, float(thr[s]), closed)
-        seconds = float(state.done_at[s]) if state.done_at[s] >= 0 else time.perf_counter() - start
+        seconds = float(state.done_at[s]) if state.done_at[s] >= 0 else deadline.elapsed_s()
         out.append(
             SpecResult(
                 s,

@@ -164,7 +164,7 @@ def _optimise(
     opt = ProjectedAdam(list(alphas.values()), config.lr, config.decay)
     relaxer = node_relaxer(graph, lambda start, i: alphas.get((start, i)))
     crown_nodes = plan.crown_nodes if config.optimise_intermediate else ()
-    stale, until = 0, None if config.timeout_s is None else time.perf_counter() + config.timeout_s
+    stale, until = 0, None if config.timeout_s is None else time.monotonic() + config.timeout_s
     for _ in range(config.steps):
         with torch.enable_grad():
             current, _ = propagate(
@@ -180,7 +180,7 @@ def _optimise(
         stale = 0 if gain > config.min_improvement * (1.0 + best.width()) else stale + 1
         if stale >= config.patience or _decided(best, config):
             break
-        if until is not None and time.perf_counter() > until:
+        if until is not None and time.monotonic() > until:
             break
         opt.step(grads)
     return intervals

@@ -40,6 +40,7 @@ from scipy import sparse
 from torch import Tensor
 
 from gridverify.bounds.core import Interval
+from gridverify.deadline import Deadline
 from gridverify.ir.graph import Graph
 from gridverify.ops import get_op
 
@@ -442,17 +443,17 @@ def _quiet_highs(highspy: Any) -> Any:
 
 
 def neuron_bounds(
-    lp: LinearProgram, node: int, rows: np.ndarray, deadline: float, solve_s: float
+    lp: LinearProgram, node: int, rows: np.ndarray, deadline: Deadline, solve_s: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Certified (lower, upper) of the flat neurons ``rows`` of ``node`` over ``lp``; neurons left when
-    ``deadline`` (perf_counter) passes keep their column bounds."""
+    ``deadline`` passes keep their column bounds."""
     solver = LpSolver(lp)
     col = lp.columns[node] + np.asarray(rows, dtype=np.int64)
     lo, hi = lp.col_lower[col].copy(), lp.col_upper[col].copy()
     cost = np.zeros(lp.n_cols)
     for k, j in enumerate(col):
         for side in (1.0, -1.0):
-            left = deadline - time.perf_counter()
+            left = deadline.end - time.monotonic()
             if left <= 0:
                 return lo, hi
             cost[j] = side
@@ -475,27 +476,27 @@ def lp_intervals(
     """``intervals`` (per node, ``(1, *S)``) with the neurons ``targets[node]`` (flat indices) tightened by
     the relu program, after the unstable inputs of its relu / abs nodes (``config.refine``); every
     narrowing is an intersection with a certified bound, so the result holds wherever ``intervals`` do."""
-    start = time.perf_counter()
+    deadline = Deadline.after(budget_s)
     out = list(intervals)
     if config.refine:
         order, free = program_nodes(graph, set(targets))
         kinks = [graph.nodes[i].inputs[0] for i in order if graph.nodes[i].op in PIECEWISE and i not in free]
         kinks = [z for z in kinks if _has_kink_above(graph, z)]
-        until = start + _refine_share(config, kinks, out, targets) * budget_s
+        until = deadline.until(deadline.start + _refine_share(config, kinks, out, targets) * budget_s)
         for z in kinks:
             rows = _unstable(out[z])
-            if rows.size and time.perf_counter() < until:
+            if rows.size and not until.passed():
                 out[z] = _narrow(graph, out, z, rows, until, config.solve_s)
     for z in sorted(targets):
-        if time.perf_counter() - start >= budget_s:
+        if deadline.passed():
             break
         rows = targets[z].cpu().numpy()
-        out[z] = _narrow(graph, out, z, rows, start + budget_s, config.solve_s)
+        out[z] = _narrow(graph, out, z, rows, deadline, config.solve_s)
     return out
 
 
 def _narrow(
-    graph: Graph, intervals: list[Interval | None], z: int, rows: np.ndarray, until: float, solve_s: float
+    graph: Graph, intervals: list[Interval | None], z: int, rows: np.ndarray, until: Deadline, solve_s: float
 ) -> Interval:
     """Node z's interval with the flat neurons ``rows`` intersected with their LP bounds, ``(1, *S)``."""
     lo, hi = neuron_bounds(relu_program(graph, {z}, intervals), z, rows, until, solve_s)

@@ -195,9 +195,9 @@ class AcOpf:
         args = {"x0": x0, "p": load, "lbx": self.lbx, "ubx": self.ubx, "lbg": self.lbg, "ubg": self.ubg}
         if lam_x is not None and lam_g is not None:
             args |= {"lam_x0": lam_x, "lam_g0": lam_g}
-        start = time.perf_counter()
+        start = time.monotonic()
         out = solver(**args)
-        seconds = time.perf_counter() - start
+        seconds = time.monotonic() - start
         stats = solver.stats()
         x = np.asarray(out["x"]).reshape(-1)
         violation = self.violation(x, load)

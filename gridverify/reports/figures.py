@@ -8,7 +8,6 @@ certified bound (no point in the region exceeds it); the true worst case lies in
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -23,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from gridverify.deadline import Deadline
 from gridverify.grid.families import BALANCE, THERMAL, of_element
 from gridverify.grid.net import bus_geo
 from gridverify.specs.certificate import Certificate, ConstraintRecord
@@ -45,11 +45,11 @@ seeded spring layout."""
 
 
 def draw_all(
-    cert: Certificate, folder: Path, case: Any | None = None, deadline: float | None = None
+    cert: Certificate, folder: Path, case: Any | None = None, deadline: Deadline | None = None
 ) -> tuple[list[Path], list[str]]:
     """Every figure this certificate has data for, saved into ``folder``; ``case`` adds the branch ratings
     (thermal panels in % of rate_a) and the grid drawing. Figures not started by ``deadline``
-    (`time.perf_counter`) are left out. Returns the files written and the names of those left out."""
+    are left out. Returns the files written and the names of those left out."""
     rates = None if case is None else branch_rates(case.data)
     jobs: list[tuple[str, Callable[[], Figure | None]]] = [
         (name, partial(intervals_figure, cert, fams, title, rates, xlabel))
@@ -60,7 +60,7 @@ def draw_all(
         jobs.append(("grid.png", lambda: grid_figure(cert, bus_coordinates(case.net, case.data), case.data)))
     made, late = [], []
     for name, draw in jobs:
-        if deadline is not None and time.perf_counter() >= deadline:
+        if deadline is not None and deadline.passed():
             late.append(name)
         else:
             made.append(save(draw(), folder / name))

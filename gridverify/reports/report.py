@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gridverify.deadline import process_alive
+from gridverify.deadline import Deadline, process_alive
 from gridverify.grid.families import BALANCE
 from gridverify.specs.certificate import VERDICTS, Certificate, ConstraintRecord
 
@@ -43,11 +43,11 @@ class ReportLockedError(RuntimeError):
 
 
 def write_report(
-    cert: Certificate, folder: str | Path, case: Any | None = None, deadline: float | None = None
+    cert: Certificate, folder: str | Path, case: Any | None = None, deadline: Deadline | None = None
 ) -> Path:
     """Write ``report.md`` and the figures into ``folder`` (stale figures of another run removed, under a
     lock); ``case`` (a `gridverify.surrogate.Case`) adds the grid drawing and the branch ratings. Figures not
-    started by ``deadline`` (`time.perf_counter`: a command's ``--timeout``) are left out, and the report
+    started by ``deadline`` (a command's ``--timeout``) are left out, and the report
     says which and how to draw them. Returns the path of ``report.md``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -64,11 +64,11 @@ def run_verify_job(job: Job) -> JobResult:
     from gridverify.verify import VerifyConfig, verify
 
     torch.set_num_threads(1)
-    start = time.perf_counter()
+    start = time.monotonic()
     case, region = open_job(job)
     config = VerifyConfig(tolerance=job.tolerance, timeout_s=job.timeout_s, device=job.device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cert = verify(case, region=region, families=job.families, config=config, progress=False)
     notes = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
-    return JobResult.of(job, cert, time.perf_counter() - start, notes)
+    return JobResult.of(job, cert, time.monotonic() - start, notes)

@@ -76,7 +76,7 @@ def run_study(
 
 def run_jobs(jobs: Sequence[Job], store: JobStore, config: RunConfig, job_fn: JobFn) -> StudyOutcome:
     """Every job of ``jobs`` without a certificate in ``store``, run on the executor ``config`` names."""
-    start = time.perf_counter()
+    start = time.monotonic()
     pending = store.pending(jobs)
     waiting = {j.id for j in pending}
     skipped = tuple(j.id for j in jobs if j.id not in waiting)
@@ -84,7 +84,7 @@ def run_jobs(jobs: Sequence[Job], store: JobStore, config: RunConfig, job_fn: Jo
     bar = tqdm(total=len(jobs), initial=len(skipped), unit="job", desc="study", disable=not config.progress)
     with bar, _pool(config) as pool:
         computed, failed = _rounds(pending, store, pool, job_fn, config.retries, bar)
-    return StudyOutcome(computed, skipped, failed, time.perf_counter() - start, pool.description)
+    return StudyOutcome(computed, skipped, failed, time.monotonic() - start, pool.description)
 
 
 def _pool(config: RunConfig) -> ExecutorPool:

@@ -223,29 +223,29 @@ def _solve_all(
     config: DatasetConfig,
     partial: Path | None = None,
 ) -> Dataset:
-    start = time.perf_counter()
+    start = time.monotonic()
     results, seconds = _resume(partial, loads)
     todo = loads[len(results) :]
     chunks = [todo[i : i + config.chunk] for i in range(0, len(todo), config.chunk)]
     bar = tqdm(total=len(loads), initial=len(results), desc=f"AC-OPF {data.name}", unit="opf",
                disable=not config.progress)  # fmt: skip
-    saved_at = time.perf_counter()
+    saved_at = time.monotonic()
     try:
         with contextlib.closing(_solved_chunks(solver, chunks, config.workers)) as each:
             for solved in each:
                 results += solved
                 bar.update(len(solved))
                 bar.set_postfix(failed=sum(r is None for r in results), refresh=False)
-                if partial is not None and time.perf_counter() - saved_at > SAVE_EVERY_S:
-                    _save_partial(partial, loads, results, seconds + time.perf_counter() - start)
-                    saved_at = time.perf_counter()
+                if partial is not None and time.monotonic() - saved_at > SAVE_EVERY_S:
+                    _save_partial(partial, loads, results, seconds + time.monotonic() - start)
+                    saved_at = time.monotonic()
     except KeyboardInterrupt:
         bar.close()
         if partial is not None:
-            _save_partial(partial, loads, results, seconds + time.perf_counter() - start)
+            _save_partial(partial, loads, results, seconds + time.monotonic() - start)
         raise Interrupted(len(results), len(loads), partial) from None
     bar.close()
-    dataset = _assemble(loads, results, data, seconds + time.perf_counter() - start)
+    dataset = _assemble(loads, results, data, seconds + time.monotonic() - start)
     if config.progress:
         print(_summary(data.name, config, dataset), file=sys.stderr)
     return dataset

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from gridverify.deadline import Deadline
 from gridverify.grid.data import GridError
 from gridverify.grid.families import BALANCE
 from gridverify.reports.report import ReportLockedError, report_lock, write_report
@@ -154,10 +155,10 @@ def _config(args: argparse.Namespace, started: float) -> VerifyConfig:
         raise InputError(str(err)) from None
 
 
-def _command_deadline(timeout_s: float, started: float) -> float:
-    """``time.perf_counter`` value at which ``--timeout`` (wall seconds from ``started``) runs out, less a
+def _command_deadline(timeout_s: float, started: float) -> Deadline:
+    """When ``--timeout`` (wall seconds from ``started``, a ``time.monotonic()`` instant) runs out, less a
     second for writing ``report.md`` and exiting."""
-    return time.perf_counter() + _left(timeout_s, started) - 1.0
+    return Deadline(started, timeout_s - 1.0)
 
 
 def _left(timeout_s: float, started: float) -> float:

@@ -20,7 +20,6 @@ surrogate's predicted value beside it. A limit is exceeded when by more than `PH
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gridverify.deadline import Deadline
 from gridverify.grid import GridData, compile_acopf, operating_point, pandapower_ids
 from gridverify.grid.data import branch_flows
 from gridverify.grid.families import BALANCE
@@ -60,11 +60,11 @@ def power_flow(
 
 
 def replay_records(
-    case: Case, records: Sequence[ConstraintRecord], deadline: float | None = None
+    case: Case, records: Sequence[ConstraintRecord], deadline: Deadline | None = None
 ) -> list[ConstraintRecord]:
     """Attach a replay to every violated record (one power flow, and one reading of its consequences, per
     distinct witness): each family's worst violation first (physical limits before balance), then the
-    others, physical limits first and the worst first. Past ``deadline`` (`time.perf_counter`) no record is
+    others, physical limits first and the worst first. Once ``deadline`` has passed no record is
     replayed any more (the overrun is at most one flow and its reading); those records keep no replay."""
     flows: dict[tuple[float, ...], PowerFlow] = {}
     found: dict[tuple[float, ...], dict[str, Any]] = {}  # a flow's consequences, the same for its records
@@ -78,7 +78,7 @@ def replay_records(
     todo.sort(key=lambda k: worst_of[records[k].family] != k)  # stable: each family's worst first
     for k in todo:
         r = records[k]
-        if deadline is not None and time.perf_counter() >= deadline:
+        if deadline is not None and deadline.passed():
             break  # reading a flow's results per record costs too (case1354: 889 records, about 10 s)
         if r.witness not in flows:
             flows[r.witness] = power_flow(case, np.array(r.witness), physics, base_net)

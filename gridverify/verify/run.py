@@ -66,6 +66,7 @@ from gridverify.bab.lp_tighten import Base, lp_base
 from gridverify.bounds.alpha import AlphaConfig
 from gridverify.bounds.core import make_plan
 from gridverify.bounds.crown import ROWS, final_bounds, needed_neurons, node_relaxer, propagate, resolve
+from gridverify.deadline import Deadline
 from gridverify.grid import Constraint, Kind
 from gridverify.grid.families import BALANCE, NAMES, family
 from gridverify.ir import Graph
@@ -214,26 +215,26 @@ def verify(
     """Verdicts, certified bounds and witnesses for every constraint of ``families`` (default: all);
     ``log`` gets one line per stage (tightening, screen, decide, narrow, replay)."""
     log = log or (lambda line: None)
-    start = time.perf_counter()
+    deadline = Deadline.after(config.timeout_s)
     case = load_case(case) if isinstance(case, (str, Path)) else case
     region = resolve_region(case, region)
     constraints, graph, rows = prepare(case, families)
     box = tuple(t.to(config.device) for t in region.box(config.dtype))
     thresholds = torch.tensor([config.tolerance_of(constraints[k].family) for k in rows.owner])
-    search = replace(config, timeout_s=max(config.timeout_s - (time.perf_counter() - start), 0.0))
+    search_s = deadline.remaining_s()
     if config.replay:  # the power flows of the replay come out of the same budget
-        search = replace(search, timeout_s=search.timeout_s * (1.0 - config.replay_share))
-    results = _search(graph, box, rows, thresholds, search, progress, log)
+        search_s *= 1.0 - config.replay_share
+    results = _search(graph, box, rows, thresholds, config, Deadline.after(search_s), progress, log)
     records = [
         _record(c, [results[i] for i in np.flatnonzero(rows.owner == k)], config.tolerance_of(c.family))
         for k, c in enumerate(constraints)
     ]
     records = _confirmed(graph, region, records, Budget.of(graph, config.memory_gb))
     if config.replay:
-        began = time.perf_counter()
-        records = replay_records(case, records, deadline=start + config.timeout_s)
+        began = time.monotonic()
+        records = replay_records(case, records, deadline=deadline)
         done = sum(r.replay is not None for r in records)
-        seconds = time.perf_counter() - began
+        seconds = time.monotonic() - began
         log(f"replay: {done} violated constraints replayed in pandapower ({seconds:.1f} s)")
     return Certificate(
         case=case.name,
@@ -241,7 +242,7 @@ def verify(
         region=region.to_dict(),
         settings=config.settings(),
         records=tuple(records),
-        seconds=time.perf_counter() - start,
+        seconds=deadline.elapsed_s(),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         gridverify=version("gridverify"),
         input_names=_input_names(case),
@@ -320,43 +321,29 @@ def _search(
     rows: Rows,
     thresholds: Tensor,
     config: VerifyConfig,
+    deadline: Deadline,
     progress: bool,
     log: Callable[[str], None],
 ) -> list[SpecResult]:
-    """Screen every row, decide the undecided ones, then narrow the violated ones (module docstring);
-    ``thresholds`` (R,): each row's tolerance."""
-    start = time.perf_counter()
-    base = tightened_base(graph, box, rows, config)
+    """Screen every row, decide the undecided ones, then narrow the violated ones by ``deadline``, each
+    stage its share of the deadline's time (module docstring); ``thresholds`` (R,): each row's tolerance.
+    Times in the results count from the deadline's start."""
+    base = tightened_base(graph, box, rows, config, deadline)
     what = "done" if base is not None else "nothing to tighten"
-    log(f"tightening: {what} ({time.perf_counter() - start:.1f} s)")
-    until = time.perf_counter() + config.attack_share * config.timeout_s
-    decide_until = start + config.timeout_s * (1.0 - config.narrow_share)
-    results = screen(graph, box, rows, thresholds, config, until, base=base, log=log, deadline=decide_until)
-    log(f"screen: {_tally(results)} ({time.perf_counter() - start:.1f} s)")
+    log(f"tightening: {what} ({deadline.elapsed_s():.1f} s)")
+    falsify = Deadline.after(config.attack_share * deadline.timeout_s)
+    decide_by = deadline.until(deadline.start + deadline.timeout_s * (1.0 - config.narrow_share))
+    results = screen(graph, box, rows, thresholds, config, falsify, base=base, log=log, deadline=decide_by)
+    log(f"screen: {_tally(results)} ({deadline.elapsed_s():.1f} s)")
     # rows whose first bound is NaN (a grid or surrogate with undefined numbers) are not searched
     undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN and r.upper == r.upper]
-    _in_chunks(
-        graph, box, rows, results, undecided, thresholds, decide_until, config, progress, start, base, log
-    )
-    log(f"decide: {len(undecided)} rows searched; {_tally(results)} ({time.perf_counter() - start:.1f} s)")
+    _in_chunks(graph, box, rows, results, undecided, thresholds, decide_by, config, progress, base, log)
+    log(f"decide: {len(undecided)} rows searched; {_tally(results)} ({deadline.elapsed_s():.1f} s)")
     violated = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper > r.worst]
     violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
     narrowed = list(results)
-    _in_chunks(
-        graph,
-        box,
-        rows,
-        narrowed,
-        violated,
-        None,
-        start + config.timeout_s,
-        config,
-        progress,
-        start,
-        base,
-        log,
-    )
-    log(f"narrow: {len(violated)} violated rows ({time.perf_counter() - start:.1f} s)")
+    _in_chunks(graph, box, rows, narrowed, violated, None, deadline, config, progress, base, log)
+    log(f"narrow: {len(violated)} violated rows ({deadline.elapsed_s():.1f} s)")
     return [r if n is r else _narrowed(r, n) for r, n in zip(results, narrowed)]
 
 
@@ -434,20 +421,21 @@ def sized(config: VerifyConfig, budget: Budget) -> VerifyConfig:
 
 
 def tightened_base(
-    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor | Rows, config: VerifyConfig
+    graph: Graph, box: tuple[Tensor, Tensor], spec: Tensor | Rows, config: VerifyConfig, deadline: Deadline
 ) -> Base | None:
     """Intervals over the whole region of the surrogate's boundary neurons (its pre-sigmoid outputs and the
     linear functions of them the constraints read) and of the relu layers above them, by LP
-    (`gridverify.bab.lp_tighten`) within ``config.tighten_share`` of the budget, shared by the screen and
-    every chunk's search (``base``), and cached; None when off or without highspy. The LP reads of the rows
-    only which outputs they use: `Rows` pass one row of their usage (`Rows.usage`), not R dense rows."""
+    (`gridverify.bab.lp_tighten`) within ``config.tighten_share`` of the deadline's time, shared by the
+    screen and every chunk's search (``base``), and cached; None when off or without highspy. The LP reads
+    of the rows only which outputs they use: `Rows` pass one row of their usage (`Rows.usage`), not R dense
+    rows."""
     if config.tighten_share <= 0:
         return None
     try:
         import highspy  # noqa: F401
     except ImportError:
         return None
-    budget = config.tighten_share * config.timeout_s
+    budget = config.tighten_share * deadline.timeout_s
     rows = spec.usage() if isinstance(spec, Rows) else spec
     try:
         return lp_base(graph, box, rows, OUTPUT, budget_s=budget, cache_dir=config.tighten_cache)
@@ -463,27 +451,26 @@ def _in_chunks(
     results: list[SpecResult],
     which: list[int],
     thresholds: Tensor | None,
-    until: float,
+    deadline: Deadline,
     config: VerifyConfig,
     progress: bool,
-    start: float,
     base: Base | None = None,
     log: Callable[[str], None] | None = None,
 ) -> None:
     """Branch and bound on rows ``which``, ``config.chunk`` at a time, each chunk with an equal share of the
-    time left before ``until`` (perf_counter); rows of chunks that no time is left for keep their results,
-    and so do the rows of a chunk that runs out of memory (`out_of_memory`).
-    ``thresholds`` (R,) decides rows; None narrows them (maximise without a threshold)."""
+    time left before ``deadline``; rows of chunks that no time is left for keep their results, and so do
+    the rows of a chunk that runs out of memory (`out_of_memory`). Result times count from the deadline's
+    start. ``thresholds`` (R,) decides rows; None narrows them (maximise without a threshold)."""
     config = sized(config, Budget.of(graph, config.memory_gb))
-    chunks = _family_chunks(graph, rows, which, chunk_size(len(which), until - time.perf_counter(), config))
+    chunks = _family_chunks(graph, rows, which, chunk_size(len(which), deadline.remaining_s(), config))
     for n, (part, chunk) in enumerate(chunks):
-        left = until - time.perf_counter()
+        left = deadline.end - time.monotonic()
         if left < config.min_chunk_s:
             return
         share = left / (len(chunks) - n)
         root = replace(config.search.root, timeout_s=config.root_share * share)
-        search = replace(config.search, timeout_s=share, root=root, progress=progress)
-        offset = time.perf_counter() - start
+        search = replace(config.search, root=root, progress=progress)
+        offset = deadline.elapsed_s()
         threshold = None if thresholds is None else thresholds[chunk]
         starts = torch.stack([results[i].witness for i in chunk]).unsqueeze(1)  # the screen's worst loads
         sub, first, end = part
@@ -493,7 +480,10 @@ def _in_chunks(
         )
         search = replace(search, root=root_alpha(sub, spec, search.root, search.memory_gb))
         try:
-            found = maximise(sub, box, spec, threshold, OUTPUT, search, base=base, starts=starts.to(box[0]))
+            until = Deadline.after(share)
+            found = maximise(
+                sub, box, spec, threshold, OUTPUT, search, base, starts=starts.to(box[0]), deadline=until
+            )
         except (MemoryError, RuntimeError) as err:
             if not out_of_memory(err):
                 raise
@@ -582,10 +572,10 @@ def screen(
     rows: Rows | Tensor,
     thresholds: Tensor,
     config: VerifyConfig = VerifyConfig(),
-    until: float | None = None,
+    until: Deadline | None = None,
     base: Base | None = None,
     log: Callable[[str], None] | None = None,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
 ) -> list[SpecResult]:
     """Every row's first interval: one CROWN pass bounds it; a pool of loads (the box centre,
     ``config.samples`` uniform loads, and per row the corner of the box that maximises its CROWN lower
@@ -593,7 +583,7 @@ def screen(
     (`gridverify.bab.attack`) climbs every row CROWN does not prove, started from that row's best
     ``config.pool_starts`` loads of the pool (neighbouring rows share their worst loads this way) and its
     worst load so far, in two passes (a quick one that reaches every row, then ``config.attack``) until
-    ``until`` (perf_counter); after each, every row is evaluated at every row's new point. Rows CROWN
+    ``until``; after each, every row is evaluated at every row's new point. Rows CROWN
     proves are verified, rows a load violates are violated.
 
     Memory (``config.memory_gb``, `Budget`): CROWN runs as one pass of intermediate bounds and then
@@ -601,16 +591,16 @@ def screen(
     and best starts (never a points x rows table); the falsifier takes blocks of rows and a number of
     points per pass that fit.
 
-    ``deadline`` (perf_counter): blocks of rows CROWN has not reached by then keep their interval (IBP)
+    ``deadline``: blocks of rows CROWN has not reached by then keep their interval (IBP)
     bound, and chunks of the pool not evaluated by then are skipped (the box centre always is), so that a
     case too large for its budget still ends with sound, looser answers."""
-    start = time.perf_counter()
+    start = time.monotonic()
     rows = rows if isinstance(rows, Rows) else Rows.from_dense(rows)
     budget = Budget.of(graph, config.memory_gb)
     config = sized(config, budget)
     log = log or (lambda line: None)
     upper, corners = screen_bounds(graph, box, rows, budget, base, log, deadline)
-    log(f"screen: CROWN bounds of {len(rows)} rows ({time.perf_counter() - start:.1f} s)")
+    log(f"screen: CROWN bounds of {len(rows)} rows ({time.monotonic() - start:.1f} s)")
     lo, hi = (t.cpu().to(torch.float64) for t in box)
     pool = _pool(lo, hi, config.samples)
     x = pool if corners is None else torch.cat([pool, corners])
@@ -621,12 +611,12 @@ def screen(
     worst, at, top = _scan(graph, x, rows, budget, open_rows, k, deadline)
     witness = x[at]
     pool_starts = x[top.T] if open_rows.numel() else None  # (open, k, n)
-    log(f"screen: {x.shape[0]} loads evaluated ({time.perf_counter() - start:.1f} s)")
+    log(f"screen: {x.shape[0]} loads evaluated ({time.monotonic() - start:.1f} s)")
     del x
     # a quick pass gives every open row its turn before the full search spends what time is left
     quick = replace(config.attack, restarts=4, corners=2, steps=20, rounds=1)
     for cfg in (quick, config.attack) if open_rows.numel() and config.attack.steps > 0 else ():
-        if until is not None and time.perf_counter() >= until:
+        if until is not None and until.passed():
             break
         starts = torch.cat([pool_starts, witness[open_rows].unsqueeze(1)], 1)  # type: ignore[list-item]
         found = _falsify_rows(graph, box, rows, open_rows, starts, cfg, until, budget)
@@ -634,7 +624,7 @@ def screen(
         best, at, _ = _scan(graph, found, rows, budget)  # (R,) over the open rows' points
         better = best > worst
         worst, witness = torch.where(better, best, worst), torch.where(better[:, None], found[at], witness)
-    seconds = time.perf_counter() - start
+    seconds = time.monotonic() - start
     out = []
     for i, (u, w, t) in enumerate(zip(upper.tolist(), worst.tolist(), thr.tolist())):
         out.append(
@@ -650,7 +640,7 @@ def screen_bounds(
     budget: Budget,
     base: Base | None = None,
     log: Callable[[str], None] | None = None,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
 ) -> tuple[Tensor, Tensor]:
     """CROWN upper bounds (R,) float64 CPU of every row over the box, and per row the corner of the box
     that maximises its CROWN lower line (R, n) (`gridverify.bab.line_corners`): the bounds of
@@ -666,7 +656,7 @@ def screen_bounds(
     intermediate bounds are those of the whole output (a family's rows alone would leave out neurons whose
     coefficients cancel for that family, and get other intervals). A block that runs out of memory is
     split; a single row that does keeps its interval bound (and the box centre as its corner), and so do
-    the rows of blocks not reached by ``deadline`` (perf_counter)."""
+    the rows of blocks not reached by ``deadline``."""
     g, ibox, out = resolve(graph, box, OUTPUT)
     relaxer = node_relaxer(g)
     like = next(iter(ibox.values()))[0]
@@ -690,7 +680,7 @@ def screen_bounds(
         size = Budget.of_nodes(g, frozenset(g.ancestors(node)), budget.memory_bytes).crown_rows()
         todo = [(s, min(s + size, len(part))) for s in range(0, len(part), size)]
         while todo:
-            if deadline is not None and time.perf_counter() >= deadline:
+            if deadline is not None and deadline.passed():
                 if log is not None:
                     log(f"screen: out of time: {sum(e - s for s, e in todo)} rows keep their interval bound")
                 return upper, corners
@@ -736,12 +726,12 @@ def _scan(
     budget: Budget,
     open_rows: Tensor | None = None,
     k: int = 0,
-    deadline: float | None = None,
+    deadline: Deadline | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Every row at every point of ``x`` (P, n) in float64 on the CPU, a chunk of points at a time: per row
     the worst value (R,) and the point it is at (R,) (the first such point), and for the rows
     ``open_rows`` the indices (k, open) of their ``k`` best points. Chunks after the first are skipped once
-    ``deadline`` (perf_counter) has passed."""
+    ``deadline`` has passed."""
     chunk = budget.points(len(rows))
     worst = torch.full((len(rows),), -torch.inf, dtype=torch.float64)
     at = torch.zeros(len(rows), dtype=torch.long)
@@ -749,7 +739,7 @@ def _scan(
     top_v = torch.empty(0, n_open, dtype=torch.float64)
     top_i = torch.empty(0, n_open, dtype=torch.long)
     for s in range(0, x.shape[0], chunk):
-        if s > 0 and deadline is not None and time.perf_counter() >= deadline:
+        if s > 0 and deadline is not None and deadline.passed():
             break
         y = graph.forward(x[s : s + chunk])[OUTPUT]
         v = rows.select(y.reshape(y.shape[0], -1).cpu().to(torch.float64))  # (c, R)
@@ -772,7 +762,7 @@ def _falsify_rows(
     which: Tensor,
     starts: Tensor,
     cfg: AttackConfig,
-    until: float | None,
+    until: Deadline | None,
     budget: Budget,
 ) -> Tensor:
     """(m, n) float64 CPU: the falsifier's best point per row ``which`` over the box, `Budget.dense_rows`
@@ -782,7 +772,7 @@ def _falsify_rows(
     lo1, hi1 = box
     out = ((lo1 + hi1) / 2).cpu().to(torch.float64).expand(n, -1).clone()
     for s in range(0, n, block):
-        if s > 0 and until is not None and time.perf_counter() >= until:
+        if s > 0 and until is not None and until.passed():
             break
         part = which[s : s + block]
         spec = rows.block(part, lo1.device)

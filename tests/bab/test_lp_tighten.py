@@ -183,6 +183,7 @@ def test_verify_screen_with_tightened_base_is_sound_and_no_looser(tmp_path) -> N
     intervals (a narrower interval can change which relaxation line a relu or sigmoid gets), so a row may
     come out a little looser: the shipped case14 surrogate (2 unstable relus) has 13 of 48 rows looser by at
     most 1.1e-4 (0.65 % of the bound), 33 tighter."""
+    from gridverify.deadline import Deadline
     from gridverify.surrogate.case import load_case
     from gridverify.verify.run import OUTPUT, VerifyConfig, prepare, tightened_base
 
@@ -190,9 +191,10 @@ def test_verify_screen_with_tightened_base_is_sound_and_no_looser(tmp_path) -> N
     _, graph, rows = prepare(case, ("thermal_from", "p_balance"))
     box = case.region.box()
     config = VerifyConfig(timeout_s=10.0, tighten_share=0.3, tighten_cache=tmp_path)
-    base = tightened_base(graph, box, rows.spec, config)
+    deadline = Deadline.after(config.timeout_s)
+    base = tightened_base(graph, box, rows.spec, config, deadline)
     assert base is not None
-    assert tightened_base(graph, box, rows.spec, replace(config, tighten_share=0.0)) is None
+    assert tightened_base(graph, box, rows.spec, replace(config, tighten_share=0.0), deadline) is None
     plain = crown(graph, box, OUTPUT, rows.spec).upper[0]
     tight = crown(graph, box, OUTPUT, rows.spec, base=base).upper[0]
     assert bool((tight <= plain + 0.01 * plain.abs() + 1e-12).all())
@@ -208,6 +210,7 @@ def test_verify_screen_with_tightened_base_is_sound_and_no_looser(tmp_path) -> N
 def test_an_op_reading_one_input_twice_gets_exact_summed_rows() -> None:
     """``z = r + r`` (r = relu(W x + b)): one entry of -2 per neuron, and the LP bounds of z hold."""
     from gridverify.bounds.lp import neuron_bounds
+    from gridverify.deadline import Deadline
 
     gen = torch.Generator().manual_seed(9)
     b = GraphBuilder()
@@ -223,6 +226,6 @@ def test_an_op_reading_one_input_twice_gets_exact_summed_rows() -> None:
     block = lp.a[:, lp.columns[rid] : lp.columns[rid] + 5].toarray()
     rows_of_z = np.flatnonzero(lp.a[:, [lp.columns[zid]]].toarray()[:, 0])
     assert np.allclose(block[rows_of_z[0]], np.eye(5)[0] * -2.0, atol=0)
-    lo, hi = neuron_bounds(lp, zid, np.arange(5), deadline=1e18, solve_s=10.0)
+    lo, hi = neuron_bounds(lp, zid, np.arange(5), deadline=Deadline.after(1e18), solve_s=10.0)
     seen = _samples(graph)[zid]
     assert (lo <= seen.min(0).values.numpy()).all() and (hi >= seen.max(0).values.numpy()).all()

@@ -3,12 +3,14 @@
 import itertools
 import math
 import random
+import time
 from dataclasses import replace
 
 import pytest
 import torch
 
 from gridverify.bab import Branching, SearchConfig, Verdict, maximise
+from gridverify.deadline import Deadline
 from gridverify.ir import Graph, GraphBuilder
 
 F64 = torch.float64
@@ -170,6 +172,22 @@ def test_true_property_is_verified() -> None:
         config=SearchConfig(timeout_s=10),
     )
     assert r.verdict is Verdict.VERIFIED and r.upper <= math.sin(1.0) + 1e-3
+
+
+def test_a_deadline_already_passed_ends_the_search_at_once_undecided() -> None:
+    """A deadline in the past (a caller whose stage overran): the root is bounded and nothing more, no
+    exception; the row stays open (stopped by time) and its interval is still sound."""
+    b = GraphBuilder()
+    x = b.input("x", (2,))
+    g = b.build({"y": b.sin(3 * x[0]) * x[1] + b.cos(x[0] * x[1]) - x[1] * x[1]})
+    lower, upper = _box([-1.0, -1.0], [1.0, 1.0])
+    true_max = _dense_max(g, lower, upper, 201)
+    passed = Deadline(time.monotonic() - 10.0, 1.0)
+    start = time.monotonic()
+    (r,) = maximise(g, (lower, upper), torch.ones(1, 1), threshold=true_max + 1e-3, deadline=passed)
+    assert time.monotonic() - start < 5.0  # a 60 s default budget would have run far longer
+    assert r.verdict is Verdict.UNKNOWN and r.stopped == "time"
+    assert r.worst <= true_max + 1e-12 <= r.upper + 1e-12
 
 
 def _relu_net() -> Graph:

@@ -5,6 +5,7 @@ import torch
 
 from gridverify.bab import SearchConfig, Verdict, maximise
 from gridverify.bab.search import _Mode, _stop_reason
+from gridverify.deadline import Deadline
 from gridverify.ir import GraphBuilder
 
 
@@ -29,11 +30,11 @@ def test_mode_stays_on_neurons_in_many_dimensions() -> None:
 
 
 def test_memory_stop_only_when_full() -> None:
-    config = SearchConfig(timeout_s=10.0, batch=64)
-    assert _stop_reason(0, 1.0, config, cap=10) == "settled"
-    assert _stop_reason(5, 11.0, config, cap=10) == "time"
-    assert _stop_reason(9, 1.0, config, cap=10) == ""  # room for a smaller batch
-    assert _stop_reason(10, 1.0, config, cap=10) == "memory"
+    deadline = Deadline(0.0, 10.0)  # instants below: seconds on the same clock
+    assert _stop_reason(0, 1.0, deadline, cap=10) == "settled"
+    assert _stop_reason(5, 11.0, deadline, cap=10) == "time"
+    assert _stop_reason(9, 1.0, deadline, cap=10) == ""  # room for a smaller batch
+    assert _stop_reason(10, 1.0, deadline, cap=10) == "memory"
 
 
 def _sin_cos() -> tuple:

@@ -1,10 +1,13 @@
 """Boundary-neuron tightening: which neurons, sound intervals, and searches that use them."""
 
+import time
+
 import torch
 
 from gridverify.bab import SearchConfig, TightenConfig, Verdict, boundary_neurons, maximise, tighten
 from gridverify.bab.domains import Problem
 from gridverify.bounds import crown
+from gridverify.deadline import Deadline
 from gridverify.ir import Graph, GraphBuilder
 
 F64 = torch.float64
@@ -82,19 +85,31 @@ def test_search_with_tightening_is_sound() -> None:
 
 
 def test_each_search_caps_its_roots_alpha_optimisation_at_a_share_of_its_time() -> None:
-    import time
-
     from gridverify.bab.maximise import ROOT_SHARE, _rooted
     from gridverify.bounds.alpha import AlphaConfig
 
-    start = time.perf_counter()
-    capped = _rooted(SearchConfig(timeout_s=60.0), 8.0, start)
-    assert capped.timeout_s == 8.0
+    eight = Deadline.after(60.0).until(time.monotonic() + 8.0)
+    capped = _rooted(SearchConfig(timeout_s=60.0), eight)
+    assert capped.timeout_s == 60.0  # the search reads its deadline, not the configured duration
     assert capped.root.timeout_s is not None and 0.0 < capped.root.timeout_s <= ROOT_SHARE * 8.0
     tighter = SearchConfig(root=AlphaConfig(steps=20, timeout_s=0.5))
-    assert _rooted(tighter, 8.0, start).root.timeout_s == 0.5  # a smaller cap of the caller stays
-    late = _rooted(SearchConfig(), 1.0, start - 5.0)  # a search whose time is already spent
+    assert _rooted(tighter, eight).root.timeout_s == 0.5  # a smaller cap of the caller stays
+    late = _rooted(SearchConfig(), Deadline(time.monotonic() - 5.0, 1.0))  # its time already spent
     assert late.root.timeout_s == 0.0
+
+
+def test_a_deadline_already_passed_ends_maximise_with_tightening_at_once() -> None:
+    """Tightening rounds and the searches between them all read the one deadline: once it has passed,
+    `maximise` returns the rows open (unknown), without an exception and without spending a round."""
+    graph = _surrogate_like()
+    true_max = float(_samples(graph)[graph.outputs[0][1]].max())
+    cfg = SearchConfig(tighten=TightenConfig(after_s=0.5, round_s=1.0))
+    start = time.monotonic()
+    (r,) = maximise(
+        graph, BOX, torch.ones(1, 1, dtype=F64), true_max + 0.05, config=cfg, deadline=Deadline.after(-1.0)
+    )
+    assert time.monotonic() - start < 5.0
+    assert r.verdict is Verdict.UNKNOWN and r.stopped == "time" and r.upper >= true_max - 1e-9
 
 
 def test_tightening_comes_first_only_when_the_boundary_intervals_keep_every_row_open() -> None:

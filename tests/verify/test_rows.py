@@ -16,6 +16,7 @@ import torch
 
 from gridverify.bab import line_corners
 from gridverify.bounds import crown
+from gridverify.deadline import Deadline
 from gridverify.surrogate.case import load_case
 from gridverify.verify.run import (
     OUTPUT,
@@ -62,9 +63,10 @@ def test_screen_bounds_equal_one_dense_crown_pass(case14, prepared14, memory_gb:
     _, graph, rows = prepared14
     box = case14.region.box()
     config = VerifyConfig(timeout_s=10.0, tighten_share=0.3, tighten_cache=tmp_path)
-    base = tightened_base(graph, box, rows, config)
+    deadline = Deadline.after(config.timeout_s)
+    base = tightened_base(graph, box, rows, config, deadline)
     assert base is not None
-    dense_base = tightened_base(graph, box, rows.spec, config)  # the LP reads the same boundary neurons
+    dense_base = tightened_base(graph, box, rows.spec, config, deadline)  # the LP reads the same neurons
     assert all(
         (a is None and b is None) or (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]))  # type: ignore[index]
         for a, b in zip(base, dense_base)  # type: ignore[arg-type]
@@ -140,9 +142,7 @@ def test_screen_memory_does_not_grow_with_rows_times_outputs(monkeypatch) -> Non
     budget = Budget.of(graph, config.memory_gb)
     assert budget.crown_rows() * n < r * n / 4  # the budget splits the rows into several blocks
     thresholds = torch.full((r,), 1e-4, dtype=torch.float64)
-    import time
-
-    results = screen(graph, box, rows, thresholds, config, until=time.perf_counter() + 10.0)
+    results = screen(graph, box, rows, thresholds, config, until=Deadline.after(10.0))
     assert len(results) == r
     assert 0 < largest[0] <= max(budget.crown_rows(), budget.dense_rows()) * n < r * n / 4
     # the pool's table: points per chunk x rows stays within the budget's quarter

@@ -15,6 +15,7 @@ import torch
 
 from gridverify.bab import AttackConfig, attack, maximise
 from gridverify.bounds import crown
+from gridverify.deadline import Deadline
 from gridverify.surrogate.case import available_cases, load_case
 from gridverify.verify.run import OUTPUT, VerifyConfig, prepare, tightened_base
 
@@ -39,7 +40,7 @@ def test_tightened_intervals_and_row_bounds_hold_on_sampled_and_attacked_loads(n
     _, graph, rows = prepare(case, None)
     box = case.region.box()
     config = VerifyConfig(timeout_s=10.0 if name in FAST else 60.0, tighten_share=0.3, tighten_cache=tmp_path)
-    base = tightened_base(graph, box, rows.spec, config)
+    base = tightened_base(graph, box, rows.spec, config, Deadline.after(config.timeout_s))
     assert base is not None
     bound = crown(graph, box, OUTPUT, rows.spec, base=base).upper[0]
     lo, hi = box
