@@ -22,7 +22,6 @@ result is certified whatever the solver returns (a time-limited solve gives a lo
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +31,7 @@ from torch import Tensor
 from gridverify.bab.domains import Domains, Problem
 from gridverify.bounds.crown import Frontier
 from gridverify.bounds.lp import ProgramShape, WarmSolver, piecewise_nodes
+from gridverify.deadline import Deadline
 
 MAX_COLUMNS = 20_000
 """Programs with more columns are not solved (a domain's program is built and solved anew each time)."""
@@ -64,10 +64,10 @@ class LpCut:
             self.solvers[key] = WarmSolver(shape) if shape.n_cols <= MAX_COLUMNS else None
         return self.solvers[key]
 
-    def lower(self, frontier: Frontier, d: Domains, which: Tensor, until: float) -> Tensor:
+    def lower(self, frontier: Frontier, d: Domains, which: Tensor, until: Deadline) -> Tensor:
         """(len(which),) certified lower bounds of the pass that set ``frontier`` on the domains ``which``
-        of ``d`` (whose intervals the pass used), in that order; -inf for those left when ``until``
-        (perf_counter) passes or where there is no program."""
+        of ``d`` (whose intervals the pass used), in that order; -inf for those left when ``until`` passes
+        or where there is no program."""
         out = torch.full((which.numel(),), -torch.inf, dtype=torch.float64)
         coeffs = frontier.coeffs
         solver = None if coeffs is None else self.solver(frontier)
@@ -81,7 +81,7 @@ class LpCut:
             cost[:, col : col + c[0, 0].numel()] += c[which, 0].reshape(which.numel(), -1).cpu().numpy()
         bias = frontier.bias[which, 0].to(torch.float64).cpu().numpy()
         for k in range(which.numel()):
-            left = until - time.perf_counter()
+            left = until.remaining_s()
             if left <= 0:
                 break
             lp = shape.on({i: (lo[k], hi[k]) for i, (lo, hi) in bounds.items()})

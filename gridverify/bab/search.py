@@ -312,7 +312,9 @@ def search(
     lp = LpCut.of(problem) if config.lp_cut > 0 else None
     nodes = None if lp is None else lp.nodes
     b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps), relations, nodes)
-    b = _lp_finish(lp, b, state, thr, config, closed, time.perf_counter() + 0.05 * config.timeout_s)
+    b = _lp_finish(
+        lp, b, state, thr, config, closed, deadline.until(time.monotonic() + 0.05 * deadline.timeout_s)
+    )
     per_domain = max(_bytes_per_domain(b.domains), 1)
     cap = min(config.max_domains, int(config.memory_gb / 2 * 2**30 / per_domain))
     # bounding keeps about four copies of a domain's tensors alive (autograd): size filtering to fit
@@ -377,7 +379,7 @@ def search(
             if mode.by_input and _relaxed_neurons(problem) <= SMALL_GRAPH_NEURONS:
                 how = replace(how, steps=max(how.steps, SMALL_GRAPH_STEPS))
             bounded = bound_domains(problem, children, how, relations, nodes)
-            until = time.perf_counter() + config.lp_cut * (time.perf_counter() - began)
+            until = deadline.until(time.monotonic() + config.lp_cut * (time.monotonic() - began))
             children = _lp_finish(lp, bounded, state, thr, config, closed, until).domains
             if mode.by_input and it % config.attack_every == 0:
                 _attack_children(problem, children, state, config, it, deadline, time.monotonic() - began)
@@ -400,7 +402,7 @@ def _lp_finish(
     thr: Tensor | None,
     config: SearchConfig,
     closed: bool,
-    until: float,
+    until: Deadline,
 ) -> Bounded:
     """``b`` with the bounds of its open domains (those the bound does not settle), largest first, finished
     by the linear program over the piecewise-linear part (`gridverify.bab.lp_cut`) until ``until``."""

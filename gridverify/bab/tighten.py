@@ -181,7 +181,10 @@ def tighten(
         own = tuple(None if i == z else iv for i, iv in enumerate(intervals))
         cfg, until = _for_bounds(search), Deadline.after(share)
         ended = maximise(cut, box, c, output="boundary", config=cfg, base=own, deadline=until)
-        found = torch.tensor([r.upper for r in ended]).to(dtype=spec.dtype, device=spec.device)
+        # float64 from the start: a float32 tensor would round a certified bound down (0.7 -> 0.69999999)
+        found = torch.tensor([r.upper for r in ended], dtype=torch.float64).to(
+            dtype=spec.dtype, device=spec.device
+        )
         inf = torch.full_like(found, torch.inf)
         hi, lo = torch.where(sides > 0, found, inf), torch.where(sides < 0, -found, -inf)
         intervals[z] = _narrowed(intervals[z], graph.nodes[z].shape, rows, lo, hi, spec)

@@ -19,6 +19,7 @@ from gridverify.bab.lp_cut import LpCut
 from gridverify.bab.search import _root_domains
 from gridverify.bab.split import split_neurons
 from gridverify.bounds.lp import LpSolver, ProgramShape, WarmSolver
+from gridverify.deadline import Deadline
 from gridverify.ir import GraphBuilder
 from gridverify.ir.graph import Graph
 
@@ -85,7 +86,7 @@ def test_lp_finish_is_sound_and_no_looser_than_its_pass(
         choice = Choice(torch.tensor([z]), torch.tensor([0]), mid.reshape(1))
     lp, b = _bounded(problem, choice)
     d = b.domains
-    lower = lp.lower(b.frontier, d, torch.arange(d.size), math.inf)
+    lower = lp.lower(b.frontier, d, torch.arange(d.size), Deadline.after(math.inf))
     assert bool(torch.isfinite(lower).all())
     gen = torch.Generator().manual_seed(seed)
     x = lo + (hi - lo) * torch.rand(4096, N_IN, generator=gen, dtype=torch.float64)
@@ -107,7 +108,7 @@ def test_lp_finish_tightens_the_network_part() -> None:
     lo, hi = _box(0.2, 0.5)
     problem = Problem.make(graph, (lo, hi), "row")
     lp, b = _bounded(problem)
-    finished = -float(lp.lower(b.frontier, b.domains, torch.arange(1), math.inf)[0])
+    finished = -float(lp.lower(b.frontier, b.domains, torch.arange(1), Deadline.after(math.inf))[0])
     assert finished < float(b.domains.line_bound[0]) - 1e-3
     x = lo + (hi - lo) * torch.rand(20000, N_IN, dtype=torch.float64)
     assert finished >= float(problem.graph.forward(x)["row"].max())
