@@ -8,8 +8,9 @@ and bound batches by largest gap over all rows, a quarter of the budget kept for
 ``no-lp`` without LP tightening of the surrogate's boundary neurons (``tighten_share=0``), ``no-relations``
 without the relations between neurons in branch and bound (`gridverify.bab.relations`), ``no-lp-cut``
 without the LP finish of branch-and-bound domains (`gridverify.bab.lp_cut`), ``chunk-64`` with
-every branch-and-bound run on up to 64 rows (`VerifyConfig.row_alone_s = 0`), ``session-start`` both
-(the code before relations and per-row runs); the runs' counts,
+every branch-and-bound run on up to 64 rows (`VerifyConfig.row_alone_s = 0`), ``session-start`` the
+settings before the LP finish (no LP finish, filtered BBPS branching, rows alone only while each can have
+10 s); the runs' counts,
 thermal unknowns and the median over balance rows of (certified bound / worst found) are printed side by side.
 
 With ``--memory-gb`` the runs (screen and verify) get that budget (`VerifyConfig.memory_gb`); the peak RSS
@@ -29,6 +30,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from gridverify.bab import Branching
 from gridverify.deadline import Deadline
 from gridverify.surrogate.case import available_cases, load_case
 from gridverify.verify import VerifyConfig, verify
@@ -62,7 +64,9 @@ BASELINES = {
     "no-relations": lambda c: replace(c, search=replace(c.search, relations=False)),
     "no-lp-cut": lambda c: replace(c, search=replace(c.search, lp_cut=0.0)),
     "chunk-64": lambda c: replace(c, row_alone_s=0.0),
-    "session-start": lambda c: replace(c, row_alone_s=0.0, search=replace(c.search, relations=False)),
+    "session-start": lambda c: replace(
+        c, row_alone_s=10.0, search=replace(c.search, lp_cut=0.0, branching=Branching.FILTERED)
+    ),
 }
 
 
