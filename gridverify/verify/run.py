@@ -38,6 +38,7 @@ verdict is written; violated constraints are then replayed in pandapower (`gridv
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import time
 import warnings
@@ -348,8 +349,15 @@ def _search(
     log(f"screen: {_tally(results)} ({deadline.elapsed_s():.1f} s)")
     # rows whose first bound is NaN (a grid or surrogate with undefined numbers) are not searched
     undecided = [i for i, r in enumerate(results) if r.verdict is Verdict.UNKNOWN and r.upper == r.upper]
-    _in_chunks(graph, box, rows, results, undecided, thresholds, decide_by, config, progress, base, log)
+    # first every row for at most `row_alone_s` (most settle), then the rows left share the time left
+    quick = config.row_alone_s if config.row_alone_s > 0 else math.inf
+    args = (graph, box, rows, results)
+    _in_chunks(*args, undecided, thresholds, decide_by, config, progress, base, log, quick)
     log(f"decide: {len(undecided)} rows searched; {_tally(results)} ({deadline.elapsed_s():.1f} s)")
+    hard = [i for i in undecided if results[i].verdict is Verdict.UNKNOWN]
+    if math.isfinite(quick) and hard and decide_by.remaining_s() >= config.min_chunk_s:
+        _in_chunks(*args, hard, thresholds, decide_by, config, progress, base, log)
+        log(f"decide: {len(hard)} rows searched again; {_tally(results)} ({deadline.elapsed_s():.1f} s)")
     violated = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper > r.worst]
     violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
     narrowed = list(results)
@@ -467,18 +475,20 @@ def _in_chunks(
     progress: bool,
     base: Base | None = None,
     log: Callable[[str], None] | None = None,
+    cap_s: float = math.inf,
 ) -> None:
     """Branch and bound on rows ``which``, ``config.chunk`` at a time, each chunk with an equal share of the
-    time left before ``deadline``; rows of chunks that no time is left for keep their results, and so do
-    the rows of a chunk that runs out of memory (`out_of_memory`). Result times count from the deadline's
-    start. ``thresholds`` (R,) decides rows; None narrows them (maximise without a threshold)."""
+    time left before ``deadline`` (at most ``cap_s`` per row); rows of chunks that no time is left for keep
+    their results, and so do the rows of a chunk that runs out of memory (`out_of_memory`). Result times
+    count from the deadline's start. ``thresholds`` (R,) decides rows (a row searched before keeps the
+    tighter of both intervals); None narrows them (maximise without a threshold)."""
     config = sized(config, Budget.of(graph, config.memory_gb))
     chunks = _family_chunks(graph, rows, which, chunk_size(len(which), deadline.remaining_s(), config))
     for n, (part, chunk) in enumerate(chunks):
         left = deadline.end - time.monotonic()
         if left < config.min_chunk_s:
             return
-        share = left / (len(chunks) - n)
+        share = min(left / (len(chunks) - n), cap_s * len(chunk))
         root = replace(config.search.root, timeout_s=config.root_share * share)
         search = replace(config.search, root=root, progress=progress)
         offset = deadline.elapsed_s()
@@ -502,9 +512,12 @@ def _in_chunks(
                 log(f"search: {len(chunk)} rows out of memory, they keep their screen's answer")
             continue
         for i, r in zip(chunk, found):
-            verdict = results[i].verdict if threshold is None else r.verdict
             history = tuple((offset + t, u) for t, u in r.history)
-            results[i] = replace(r, spec=i, verdict=verdict, seconds=offset + r.seconds, history=history)
+            r = replace(r, spec=i, seconds=offset + r.seconds, history=history)
+            if threshold is None:
+                results[i] = replace(r, verdict=results[i].verdict)
+            else:  # the verdict follows from the new interval, which the old one can only narrow
+                results[i] = replace(_narrowed(results[i], r), verdict=r.verdict)
 
 
 ALPHA_BYTES = 1024

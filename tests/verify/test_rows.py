@@ -176,9 +176,35 @@ def test_a_search_out_of_memory_keeps_the_screen_s_answers(case14, monkeypatch) 
 def test_rows_run_alone_while_time_allows_then_in_chunks() -> None:
     from gridverify.verify.run import VerifyConfig, chunk_size
 
-    config = VerifyConfig()  # 10 s a row alone, at most 64 rows a run
+    config = replace(VerifyConfig(), row_alone_s=10.0)  # 10 s a row alone, at most 64 rows a run
     assert chunk_size(26, 400.0, config) == 1  # case118's open rows at 600 s: one search each
     assert chunk_size(26, 100.0, config) == 3
     assert chunk_size(5000, 200.0, config) == 64  # case1354: chunks as before
     assert chunk_size(3, 0.0, config) >= 3  # no time: all in one run
     assert chunk_size(26, 400.0, replace(config, row_alone_s=0.0)) == 64
+
+
+def test_hard_rows_get_the_time_the_quick_round_leaves(case14, monkeypatch) -> None:
+    """Every open row is first searched for at most `row_alone_s`; the rows still open then share what is
+    left, uncapped (the real search, spied on)."""
+    import gridverify.verify.run as run
+
+    calls: list[tuple[int, float, list[float]]] = []
+    real = run.maximise
+
+    def spy(graph, box, spec, threshold, output, config, base, starts, deadline):  # type: ignore[no-untyped-def]
+        found = real(graph, box, spec, threshold, output, config, base, starts=starts, deadline=deadline)
+        calls.append((spec.shape[0], deadline.timeout_s, [r.upper for r in found]))
+        return found
+
+    monkeypatch.setattr(run, "maximise", spy)
+    lines: list[str] = []
+    config = VerifyConfig(timeout_s=24.0, replay=False, row_alone_s=0.5, narrow_share=0.0)
+    cert = run.verify(case14, families=("p_balance",), config=config, log=lines.append)
+    quick = [c for c in calls if c[1] <= 0.5 * c[0] + 1e-9]
+    assert quick, "no search capped at row_alone_s per row"
+    again = [line for line in lines if "searched again" in line]
+    assert again, lines  # p_balance rows of case14 do not all settle in 0.5 s
+    assert calls[-1][1] > 0.5 * calls[-1][0]  # the second round is not capped
+    assert {r.verdict for r in cert.records} <= {"verified", "violated", "unknown"}
+    assert all(r.bound >= r.worst for r in cert.records)

@@ -65,17 +65,26 @@ def test_tightened_intervals_and_row_bounds_hold_on_sampled_and_attacked_loads(n
         assert bool((out <= bound + _slack(out)).all()), "a sampled row value above its certified bound"
 
 
-def test_search_bounds_with_relations_and_cuts_hold_on_case118_thermal_rows() -> None:
-    """Branch and bound with relations between neurons and bounds at cut nodes (`gridverify.bab.relations`)
-    on case118 thermal rows whose angle difference CROWN leaves 50x its sampled range: every row's
-    certified bound is at least its value at 1e5 uniform loads, corner loads and the search's own worst."""
-    case = load_case("case118")
-    _, graph, rows = prepare(case, ["thermal_to"])
+@pytest.mark.parametrize(
+    ("name", "family", "which"),
+    [
+        ("case118", "thermal_to", [181, 11, 5]),  # thermal_to at branches 182, 12, 6
+        ("case14", "p_balance", [18, 19, 24, 6]),  # buses 10 (both sides), 13 and 4
+    ],
+)
+def test_search_bounds_hold_on_sampled_loads(name: str, family: str, which: list[int]) -> None:
+    """Branch and bound as `verify` runs it (relations between neurons and bounds at cut nodes,
+    `gridverify.bab.relations`; each domain's bound finished by LP over the surrogate's ReLU part,
+    `gridverify.bab.lp_cut`; width branching) on case118 thermal rows whose angle difference CROWN leaves
+    50x its sampled range and on case14 balance rows, where the load enters both directly and through the
+    surrogate: every row's certified bound is at least its value at 1e5 uniform loads, corner loads and the
+    search's own worst, and below the root's CROWN bound."""
+    case = load_case(name)
+    _, graph, rows = prepare(case, [family])
     box = case.region.box()
-    which = [181, 11, 5]  # thermal_to at branches 182, 12, 6
     spec = rows.block(which)
     config = VerifyConfig().search
-    found = maximise(graph, box, spec, None, OUTPUT, replace(config, timeout_s=8.0))
+    found = maximise(graph, box, spec, None, OUTPUT, replace(config, timeout_s=2.0 * len(which)))
     bound = torch.tensor([r.upper for r in found], dtype=F64)
     root = crown(graph, box, OUTPUT, spec).upper[0]
     assert bool((bound < root).all()), "the search did not narrow the root's bound"
