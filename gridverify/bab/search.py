@@ -379,7 +379,8 @@ def search(
             if mode.by_input and _relaxed_neurons(problem) <= SMALL_GRAPH_NEURONS:
                 how = replace(how, steps=max(how.steps, SMALL_GRAPH_STEPS))
             bounded = bound_domains(problem, children, how, relations, nodes)
-            until = deadline.until(time.monotonic() + config.lp_cut * (time.monotonic() - began))
+            share = lp.share if lp is not None else 0.0
+            until = deadline.until(time.monotonic() + share * (time.monotonic() - began))
             children = _lp_finish(lp, bounded, state, thr, config, closed, until).domains
             if mode.by_input and it % config.attack_every == 0:
                 _attack_children(problem, children, state, config, it, deadline, time.monotonic() - began)
@@ -405,7 +406,8 @@ def _lp_finish(
     until: Deadline,
 ) -> Bounded:
     """``b`` with the bounds of its open domains (those the bound does not settle), largest first, finished
-    by the linear program over the piecewise-linear part (`gridverify.bab.lp_cut`) until ``until``."""
+    by the linear program over the piecewise-linear part (`gridverify.bab.lp_cut`) until ``until``; the
+    programs' share of the time follows what they gain (`LpCut.adapt`)."""
     d = b.domains
     if lp is None or b.frontier is None:
         return b
@@ -413,8 +415,12 @@ def _lp_finish(
     open_ = torch.nonzero(d.bound > cut).flatten()
     which = open_[torch.argsort(d.bound[open_], descending=True)]
     lower = lp.lower(b.frontier, d, which, until).to(d.bound)
+    solved = torch.isfinite(lower)
+    before = d.bound[which]
+    after = torch.minimum(before, -lower)
+    lp.adapt(int(solved.sum()), int(((before - after) >= 0.1 * (before - cut[which])).sum()), config.lp_cut)
     bound = d.bound.clone()
-    bound[which] = torch.minimum(bound[which], -lower)
+    bound[which] = after
     return replace(b, domains=replace(d, bound=bound))
 
 
