@@ -30,7 +30,7 @@ from torch import Tensor
 
 from gridverify.bab.domains import Domains, Problem
 from gridverify.bounds.crown import Frontier
-from gridverify.bounds.lp import ProgramShape, WarmSolver, piecewise_nodes
+from gridverify.bounds.lp import ProgramShape, WarmSolver, piecewise_nodes, program_nodes
 from gridverify.deadline import Deadline
 
 MAX_COLUMNS = 20_000
@@ -68,8 +68,10 @@ class LpCut:
         assert frontier.coeffs is not None
         key = frozenset(frontier.coeffs)
         if key not in self.solvers:
-            shape = ProgramShape.of(self.problem.graph, key)
-            self.solvers[key] = WarmSolver(shape) if shape.n_cols <= MAX_COLUMNS else None
+            graph = self.problem.graph
+            size = sum(graph.nodes[i].size for i in program_nodes(graph, key)[0])
+            small = size <= MAX_COLUMNS  # measured before any row is built (a conv's rows are many)
+            self.solvers[key] = WarmSolver(ProgramShape.of(graph, key)) if small else None
         return self.solvers[key]
 
     def lower(self, frontier: Frontier, d: Domains, which: Tensor, until: Deadline) -> Tensor:
