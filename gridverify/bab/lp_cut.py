@@ -30,11 +30,12 @@ from torch import Tensor
 
 from gridverify.bab.domains import Domains, Problem
 from gridverify.bounds.crown import Frontier
-from gridverify.bounds.lp import ProgramShape, WarmSolver, piecewise_nodes, program_nodes
+from gridverify.bounds.lp import ProgramShape, WarmSolver, const_value, piecewise_nodes, program_nodes
 from gridverify.deadline import Deadline
 
 MAX_COLUMNS = 20_000
-"""Programs with more columns are not solved (a domain's program is built and solved anew each time)."""
+"""Programs with more columns are not solved (each domain's program is assembled anew: its bounds and kink
+rows, in Python)."""
 
 
 @dataclass
@@ -48,10 +49,10 @@ class LpCut:
     solvers: dict[frozenset[int], WarmSolver | None] = field(default_factory=dict)
 
     @staticmethod
-    def of(problem: Problem) -> LpCut | None:
+    def of(problem: Problem, share: float = 1.0) -> LpCut | None:
         """None where the output itself is piecewise linear (CROWN's own pass is then the whole bound)."""
         nodes = piecewise_nodes(problem.graph)
-        return None if problem.output in nodes else LpCut(problem, nodes)
+        return None if problem.output in nodes else LpCut(problem, nodes, share=share)
 
     def adapt(self, solved: int, gained: int, most: float) -> None:
         """After a batch: halve the programs' share of the time (down to 1/64) when fewer than a tenth of
@@ -107,9 +108,8 @@ class LpCut:
         for i in shape.order:
             node = graph.nodes[i]
             if node.op == "const":
-                t = node.kwargs["value"].tensor
-                v = (t.to_dense() if t.is_sparse else t).to(torch.float64).reshape(1, -1).cpu().numpy()
-                out[i] = (np.repeat(v, n, 0), np.repeat(v, n, 0))
+                v = np.repeat(const_value(graph, i)[None], n, 0)
+                out[i] = (v, v.copy())
                 continue
             iv = (d.lower, d.upper) if node.op == "input" else d.intervals[i]
             if iv is None:

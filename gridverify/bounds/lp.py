@@ -177,11 +177,17 @@ class ProgramShape:
         return LinearProgram(sparse.csc_array(a), lo, hi, col_lower, col_upper, self.columns)
 
 
+def const_value(graph: Graph, i: int) -> np.ndarray:
+    """A constant node's value, flat, float64."""
+    t = graph.nodes[i].kwargs["value"].tensor
+    values: np.ndarray = (t.to_dense() if t.is_sparse else t).to(torch.float64).reshape(-1).cpu().numpy()
+    return values
+
+
 def _flat_interval(graph: Graph, i: int, intervals: list[Interval | None]) -> tuple[np.ndarray, np.ndarray]:
     node = graph.nodes[i]
     if node.op == "const":
-        t = node.kwargs["value"].tensor
-        v = (t.to_dense() if t.is_sparse else t).to(torch.float64).reshape(-1).numpy()
+        v = const_value(graph, i)
         return v.copy(), v.copy()
     iv = intervals[i]
     if iv is None:
