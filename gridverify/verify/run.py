@@ -8,11 +8,12 @@ families are concatenated into one output ``violation`` and each constraint beco
 0. *screen* (every row): one CROWN pass proves what it can (the limits a sigmoid squash keeps, most
    thermal and angle limits) and uniform loads plus the box centre, evaluated in float64, find the rows
    some load already violates;
-1. *decide* (the rows still open, threshold = tolerance, `gridverify.bab.maximise`): a row stops as soon as
-   its bound drops below the tolerance or a load (checked in float64) exceeds it; ``1 - narrow_share`` of
-   the budget;
-2. *narrow* (violated rows, worst first, no threshold): their certified intervals ``[worst found, bound]``
-   are narrowed with what is left.
+1. *decide* (the rows still open, threshold = tolerance, `gridverify.bab.maximise`, width branching): a row
+   stops as soon as its bound drops below the tolerance or a load (checked in float64) exceeds it; in
+   rounds (`_decide_in_rounds`: every row at most ``row_alone_s`` first, then the rows left share the rest);
+   ``1 - narrow_share`` of the budget;
+2. *narrow* (violated rows, worst first, no threshold, filtered BBPS): their certified intervals
+   ``[worst found, bound]`` are narrowed with what is left.
 
 Before the screen, `tightened_base` bounds the surrogate's boundary neurons (pre-sigmoid outputs, and the
 relu layers above them) over the whole region by LP, within ``tighten_share`` of the budget and cached per
