@@ -8,11 +8,11 @@ families are concatenated into one output ``violation`` and each constraint beco
 0. *screen* (every row): one CROWN pass proves what it can (the limits a sigmoid squash keeps, most
    thermal and angle limits) and uniform loads plus the box centre, evaluated in float64, find the rows
    some load already violates;
-1. *decide* (the rows still open, threshold = tolerance, `gridverify.bab.maximise`, width branching): a row
+1. *decide* (the rows still open, threshold = tolerance, `gridverify.bab.maximise`, `BRANCHING`): a row
    stops as soon as its bound drops below the tolerance or a load (checked in float64) exceeds it; in
    rounds (`_decide_in_rounds`: every row at most ``row_alone_s`` first, then the rows left share the rest);
    ``1 - narrow_share`` of the budget;
-2. *narrow* (violated rows, worst first, no threshold, filtered BBPS): their certified intervals
+2. *narrow* (violated rows, worst first, no threshold): their certified intervals
    ``[worst found, bound]`` are narrowed with what is left.
 
 Before the screen, `tightened_base` bounds the surrogate's boundary neurons (pre-sigmoid outputs, and the
@@ -97,12 +97,9 @@ finished by LP over the surrogate's ReLU part (`gridverify.bab.lp_cut`), splits 
 CROWN-only child bounds) cannot see; BBPS splits sines and products instead. Alone, 10 s, 1 thread:
 case14 p_balance[bus 13] 0.0141 (BBPS) / 0.0041 (width), p_balance[bus 4] 0.0105 / 0.0073 (worst found
 0.0029, 0.0068). `verify case118 --constraints thermal_from thermal_to` at 240 s: 5 unknown (filtered BBPS),
-4 (width), every open bound lower."""
-
-
-NARROW_BRANCHING = Branching.FILTERED
-"""Narrowing violated rows (maximise without a threshold) keeps filtered BBPS: case57 at 120 s, balance
-median of certified bound / worst found 1.24 with it, 1.36 with width (deciding, `BRANCHING`, gains)."""
+4 (width), every open bound lower. Narrowing violated rows too: case118 at 600 s, largest certified
+p_balance bound 1.03 pu (width) against 2.39 (filtered BBPS), balance median 1.72 against 1.93; case57 at
+120 s the other way, 1.36 against 1.24."""
 
 
 @dataclass(frozen=True)
@@ -363,8 +360,7 @@ def _search(
     violated = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper > r.worst]
     violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
     narrowed = list(results)
-    narrowing = replace(config, search=replace(config.search, branching=NARROW_BRANCHING))
-    _in_chunks(graph, box, rows, narrowed, violated, None, deadline, narrowing, progress, base, log)
+    _in_chunks(graph, box, rows, narrowed, violated, None, deadline, config, progress, base, log)
     log(f"narrow: {len(violated)} violated rows ({deadline.elapsed_s():.1f} s)")
     return [r if n is r else _narrowed(r, n) for r, n in zip(results, narrowed)]
 
