@@ -365,10 +365,10 @@ class LpSolver:
         self.highs = h
         self.indices = np.arange(lp.n_cols, dtype=np.int32)
 
-    def reload(self, lp: LinearProgram, rows: np.ndarray, cols: np.ndarray) -> None:
+    def reload(self, lp: LinearProgram, rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> None:
         """Move to ``lp``, which differs from the program loaded only in its bounds and in the matrix
-        entries at (``rows``, ``cols``); the next solve starts from the last basis (dual simplex: a basis
-        stays dual feasible when only bounds change)."""
+        entries at (``rows``, ``cols``), now ``values``; the next solve starts from the last basis (dual
+        simplex: a basis stays dual feasible when only bounds change)."""
         import highspy
 
         h, inf = self.highs, highspy.kHighsInf
@@ -386,10 +386,8 @@ class LpSolver:
             np.where(np.isfinite(lp.row_lower), lp.row_lower, -inf),
             np.where(np.isfinite(lp.row_upper), lp.row_upper, inf),
         )
-        if rows.size:
-            new, old = np.asarray(lp.a[rows, cols]).ravel(), np.asarray(self.lp.a[rows, cols]).ravel()
-            for k in np.flatnonzero(new != old):
-                h.changeCoeff(int(rows[k]), int(cols[k]), float(new[k]))
+        for r, c, v in zip(rows.tolist(), cols.tolist(), values.tolist()):
+            h.changeCoeff(r, c, v)
         self.lp = lp
 
     def lower(self, cost: np.ndarray, time_limit_s: float) -> float:
@@ -414,13 +412,18 @@ class WarmSolver:
     def __init__(self, shape: ProgramShape) -> None:
         self.shape = shape
         self.solver: LpSolver | None = None
+        self.slopes = np.zeros(0)  # the chord entries HiGHS holds now
 
     def lower(self, lp: LinearProgram, cost: np.ndarray, time_limit_s: float) -> float:
         """Certified lower bound of ``min cost^T x`` over ``lp``, a program of this shape."""
+        rows, cols = self.shape.chord_rows, self.shape.chord_cols
+        slopes = np.asarray(lp.a[rows, cols]).ravel() if rows.size else np.zeros(0)
         if self.solver is None:
             self.solver = LpSolver(lp)
         else:
-            self.solver.reload(lp, self.shape.chord_rows, self.shape.chord_cols)
+            changed = np.flatnonzero(slopes != self.slopes)
+            self.solver.reload(lp, rows[changed], cols[changed], slopes[changed])
+        self.slopes = slopes
         return self.solver.lower(cost, time_limit_s)
 
 
