@@ -8,7 +8,10 @@ and bound batches by largest gap over all rows, a quarter of the budget kept for
 ``no-lp`` without LP tightening of the surrogate's boundary neurons (``tighten_share=0``), ``no-relations``
 without the relations between neurons in branch and bound (`gridverify.bab.relations`), ``no-lp-cut``
 without the LP finish of branch-and-bound domains (`gridverify.bab.lp_cut`), ``chunk-64`` with
-every branch-and-bound run on up to 64 rows (`VerifyConfig.row_alone_s = 0`), ``session-start`` the
+every branch-and-bound run on up to 64 rows (`VerifyConfig.row_alone_s = 0`), ``restart`` with every
+decide round searching its rows anew (`VerifyConfig.keep_share = 0`), ``no-refresh`` without the CROWN
+refresh of intermediate intervals after neuron splits, ``before-resume`` both (the settings before
+either), ``before-lp-finish`` the
 settings before the LP finish (no LP finish, filtered BBPS branching, rows alone only while each can have
 10 s); the runs' counts,
 thermal unknowns and the median over balance rows of (certified bound / worst found) are printed side by side.
@@ -17,7 +20,8 @@ With ``--memory-gb`` the runs (screen and verify) get that budget (`VerifyConfig
 of the process so far is printed after each case.
 
     python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--memory-gb G]
-                           [--compare release no-lp no-relations no-lp-cut chunk-64 session-start]
+                           [--compare release no-lp no-relations no-lp-cut chunk-64 restart no-refresh
+                                      before-resume before-lp-finish]
 """
 
 from __future__ import annotations
@@ -64,7 +68,12 @@ BASELINES = {
     "no-relations": lambda c: replace(c, search=replace(c.search, relations=False)),
     "no-lp-cut": lambda c: replace(c, search=replace(c.search, lp_cut=0.0)),
     "chunk-64": lambda c: replace(c, row_alone_s=0.0),
-    "session-start": lambda c: replace(
+    "restart": lambda c: replace(c, keep_share=0.0),
+    "no-refresh": lambda c: replace(c, search=replace(c.search, refresh_intermediate=None)),
+    "before-resume": lambda c: replace(
+        c, keep_share=0.0, search=replace(c.search, refresh_intermediate=None)
+    ),
+    "before-lp-finish": lambda c: replace(
         c, row_alone_s=10.0, search=replace(c.search, lp_cut=0.0, branching=Branching.FILTERED)
     ),
 }

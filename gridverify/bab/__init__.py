@@ -4,7 +4,8 @@ from gridverify.bab.attack import AttackConfig, attack, line_corners
 from gridverify.bab.bound import BoundConfig
 from gridverify.bab.config import Branching, SearchConfig, TightenConfig
 from gridverify.bab.filtering import FilterConfig
-from gridverify.bab.maximise import maximise
+from gridverify.bab.maximise import begin, maximise
+from gridverify.bab.search import Search
 from gridverify.bab.tighten import boundary_neurons, tighten
 from gridverify.bab.verdict import SpecResult, Verdict, combine, decide, proves, refutes
 
@@ -13,11 +14,13 @@ __all__ = [
     "BoundConfig",
     "Branching",
     "FilterConfig",
+    "Search",
     "SearchConfig",
     "SpecResult",
     "TightenConfig",
     "Verdict",
     "attack",
+    "begin",
     "boundary_neurons",
     "combine",
     "decide",

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from gridverify.bab.config import SearchConfig
 from gridverify.bab.domains import Problem
-from gridverify.bab.search import search
+from gridverify.bab.search import Search, search
 from gridverify.bab.tighten import boundary_neurons, tighten, tighten_first
 from gridverify.bab.verdict import SpecResult, Verdict, decide
 from gridverify.bounds.core import Interval
@@ -56,16 +56,8 @@ def maximise(
     of the call: the first search's share, the tightening rounds and every search's own time windows are
     shares of the time from here to its end."""
     deadline = Deadline.after(config.timeout_s) if deadline is None else deadline.restarted()
-    problem = Problem.make(graph, box, output)
-    dtype = problem.lower.dtype
-    spec = spec.to(dtype=dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
-    pruned = prune(problem.graph, problem.output, spec)
-    if pruned is not None:  # the neurons the rows read (`gridverify.ir.prune`): same function, smaller graph
-        base = pruned.intervals(base)
-        problem = Problem.make(pruned.graph, (problem.lower, problem.upper), pruned.output)
-        spec = pruned.spec
+    problem, spec, thr, base = _problem(graph, box, spec, threshold, output, base)
     m = spec.shape[0]
-    thr = None if threshold is None else torch.as_tensor(threshold, dtype=dtype).expand(m)
     plan = config.tighten
     targets = {} if plan is None else boundary_neurons(problem, spec)
     if plan is not None:
@@ -106,6 +98,48 @@ def maximise(
         for k, r in zip(todo, more):
             results[k] = _merge(results[k], r, None if thr is None else float(thr[k]), closed)
         round_s *= 2
+
+
+def begin(
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    spec: Tensor,
+    threshold: float | Tensor | None = None,
+    output: str | int | None = None,
+    config: SearchConfig = SearchConfig(),
+    base: tuple[Interval | None, ...] | None = None,
+    closed: bool = False,
+    starts: Tensor | None = None,
+    deadline: Deadline | None = None,
+) -> Search:
+    """`maximise`'s search without tightening (``config.tighten`` is not read), stopped after its root:
+    ``begin(...).go(deadline)`` answers as ``maximise`` does, and a later ``go`` goes on from where the
+    last stopped (`Search`). ``deadline`` is the first ``go``'s: the root's shares are cut from it."""
+    deadline = Deadline.after(config.timeout_s) if deadline is None else deadline.restarted()
+    problem, spec, thr, base = _problem(graph, box, spec, threshold, output, base)
+    return Search.start(problem, spec, thr, _rooted(config, deadline), base, deadline, closed, starts)
+
+
+def _problem(
+    graph: Graph,
+    box: tuple[Tensor, Tensor],
+    spec: Tensor,
+    threshold: float | Tensor | None,
+    output: str | int | None,
+    base: tuple[Interval | None, ...] | None,
+) -> tuple[Problem, Tensor, Tensor | None, tuple[Interval | None, ...] | None]:
+    """The search's problem on the part of the graph the rows read (`gridverify.ir.prune`: same function,
+    smaller graph), its rows, thresholds and base intervals."""
+    problem = Problem.make(graph, box, output)
+    dtype = problem.lower.dtype
+    spec = spec.to(dtype=dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
+    pruned = prune(problem.graph, problem.output, spec)
+    if pruned is not None:
+        base = pruned.intervals(base)
+        problem = Problem.make(pruned.graph, (problem.lower, problem.upper), pruned.output)
+        spec = pruned.spec
+    thr = None if threshold is None else torch.as_tensor(threshold, dtype=dtype).expand(spec.shape[0])
+    return problem, spec, thr, base
 
 
 ROOT_SHARE = 0.25

@@ -283,7 +283,18 @@ def search(
     starts: Tensor | None = None,
 ) -> list[SpecResult]:
     """One branch-and-bound search until ``deadline`` (its ``start``: where the results' times count from;
-    ``config.timeout_s`` is not read).
+    ``config.timeout_s`` is not read): `Search.start`, then `Search.go`."""
+    return Search.start(problem, spec, thr, config, base, deadline, closed, starts).go(deadline)
+
+
+@dataclass
+class Search:
+    """A branch-and-bound search that stops at a deadline and can go on later from where it stopped: its
+    open domains, best points, LP share and heuristics' clocks are kept, so a second `go` costs no second
+    root (alpha-CROWN, attack, relations). `verify` gives every open row a few seconds first and the rows
+    still open the rest of the time later; restarted, case57's near-threshold balance rows each spent both
+    turns rebuilding what the first had (p_balance[bus 34] settles alone in 3.9 s, and stayed open after
+    2 + 2.7 s in two turns).
 
     It splits inputs when the box has at most ``input_split_max_dims`` free dimensions, neurons otherwise,
     and switches between the two when the largest gap stalls (`_Mode`). Domains are taken largest gap
@@ -291,84 +302,165 @@ def search(
     in batches that keep the count under the cap, so the search stops for memory only when the cap is full.
     The root attack gets ``attack_share[1]`` of the budget. Fixed input dimensions are folded into the
     graph first (`fold_fixed_inputs`); witnesses come back in the original input's shape."""
-    folded = fold_fixed_inputs(problem)
-    if folded is not None:
-        problem, base = folded.problem, _narrow_base(base, problem, folded)
-        starts = None if starts is None else folded.narrow(starts)
-    dtype = problem.lower.dtype
-    m = spec.shape[0]
-    state = _State(
-        torch.full((m,), -torch.inf, dtype=torch.float64),
-        problem.lower.to(torch.float64).expand(m, *problem.lower.shape[1:]).clone(),
-        torch.full((m,), -torch.inf, dtype=dtype),
-        torch.zeros(m, dtype=torch.long),
-        torch.full((m,), -1.0),
-        [[] for _ in range(m)],
-    )
-    d, root_linear = _root_domains(problem, spec, config, base)
-    root_attack = deadline.until(time.monotonic() + config.attack_share[1] * deadline.remaining_s())
-    _attack(problem, d, state, config.attack, _shaped(starts, problem), root_attack)
-    relations = find_relations(problem, d.intervals) if config.relations else NO_RELATIONS
-    lp = LpCut.of(problem, config.lp_cut) if config.lp_cut > 0 else None
-    nodes = None if lp is None else lp.nodes
-    b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps), relations, nodes)
-    b = _lp_finish(
-        lp, b, state, thr, config, closed, deadline.until(time.monotonic() + 0.05 * deadline.timeout_s)
-    )
-    per_domain = max(_bytes_per_domain(b.domains), 1)
-    cap = min(config.max_domains, int(config.memory_gb / 2 * 2**30 / per_domain))
-    # bounding keeps about four copies of a domain's tensors alive (autograd): size filtering to fit
-    max_children = min(config.filtering.max_children, int(config.memory_gb / 2 * 2**30 / (2 * per_domain)))
-    config = replace(config, filtering=replace(config.filtering, max_children=max(max_children, 2)))
-    free = int((problem.upper - problem.lower).gt(0).sum())
-    mode = _Mode(
-        free <= config.input_split_max_dims,
-        free <= config.input_split_switch_dims,
-        config.stall_window * deadline.timeout_s,
-        config.stall_gain,
-        config.stall_window * deadline.timeout_s * max(free, 1),
-    )
-    open_ = b.domains
-    falsifier = _Falsifier(*config.attack_share)
-    bar = tqdm(total=None, disable=not config.progress, desc="branch and bound", unit="batch")
-    # the last batch's duration per domain: no batch starts that would end past the budget
-    it, batch_s, per_s = 0, 0.0, 0.0
-    stopped = "settled"
-    while True:
-        began = time.monotonic()
-        open_ = _prune(open_, state, thr, config, deadline, closed)
-        upper = _upper(open_, state)
-        _record(state, upper, deadline)
-        bar.set_postfix(
-            open=open_.size, undecided=int((state.done_at < 0).sum()), upper=f"{float(upper.max()):.4g}"
+
+    problem: Problem
+    folded: Folded | None
+    thr: Tensor | None
+    config: SearchConfig
+    closed: bool
+    state: _State
+    open_: Domains
+    root_linear: branching.RootLinear
+    relations: Relations
+    lp: LpCut | None
+    cap: int
+    mode: _Mode
+    falsifier: _Falsifier
+    active_s: float = 0.0  # seconds spent in earlier `go` calls: the falsifier's and `_Mode`'s clock
+    it: int = 0
+    per_s: float = 0.0  # the last batch's duration per domain: no batch starts that would end past the budget
+
+    @staticmethod
+    def start(
+        problem: Problem,
+        spec: Tensor,
+        thr: Tensor | None,
+        config: SearchConfig,
+        base: tuple[Interval | None, ...] | None,
+        deadline: Deadline,
+        closed: bool = False,
+        starts: Tensor | None = None,
+    ) -> Search:
+        """The root of a search over the rows of ``spec``: alpha-CROWN, attack, relations, first bounds."""
+        folded = fold_fixed_inputs(problem)
+        if folded is not None:
+            problem, base = folded.problem, _narrow_base(base, problem, folded)
+            starts = None if starts is None else folded.narrow(starts)
+        dtype = problem.lower.dtype
+        m = spec.shape[0]
+        state = _State(
+            torch.full((m,), -torch.inf, dtype=torch.float64),
+            problem.lower.to(torch.float64).expand(m, *problem.lower.shape[1:]).clone(),
+            torch.full((m,), -torch.inf, dtype=dtype),
+            torch.zeros(m, dtype=torch.long),
+            torch.full((m,), -1.0),
+            [[] for _ in range(m)],
         )
-        next_s = per_s * min(config.batch, open_.size)
-        stopped = _stop_reason(open_.size, time.monotonic() + next_s, deadline, cap)
-        if stopped:
-            break
-        if falsifier.due(deadline.elapsed_s()):
-            # a round takes at most its share of the time so far (attacks on large graphs are slow)
-            now = time.monotonic()
-            until = deadline.until(now + max(0.5, falsifier.share * (now - deadline.start)))
-            _attack_round(problem, open_, state, config, falsifier, until)
-            open_ = _prune(open_, state, thr, config, deadline, closed)
-            if open_.size == 0:
-                break
+        d, root_linear = _root_domains(problem, spec, config, base)
+        root_attack = deadline.until(time.monotonic() + config.attack_share[1] * deadline.remaining_s())
+        _attack(problem, d, state, config.attack, _shaped(starts, problem), root_attack)
+        relations = find_relations(problem, d.intervals) if config.relations else NO_RELATIONS
+        lp = LpCut.of(problem, config.lp_cut) if config.lp_cut > 0 else None
+        nodes = None if lp is None else lp.nodes
+        b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps), relations, nodes)
+        lp_until = deadline.until(time.monotonic() + 0.05 * deadline.timeout_s)
+        b = _lp_finish(lp, b, state, thr, config, closed, lp_until)
+        per_domain = max(_bytes_per_domain(b.domains), 1)
+        cap = min(config.max_domains, int(config.memory_gb / 2 * 2**30 / per_domain))
+        # bounding keeps about four copies of a domain's tensors alive (autograd): size filtering to fit
+        max_children = min(
+            config.filtering.max_children, int(config.memory_gb / 2 * 2**30 / (2 * per_domain))
+        )
+        config = replace(config, filtering=replace(config.filtering, max_children=max(max_children, 2)))
+        free = int((problem.upper - problem.lower).gt(0).sum())
+        mode = _Mode(
+            free <= config.input_split_max_dims,
+            free <= config.input_split_switch_dims,
+            config.stall_window * deadline.timeout_s,
+            config.stall_gain,
+            config.stall_window * deadline.timeout_s * max(free, 1),
+        )
+        falsifier = _Falsifier(*config.attack_share)
+        return Search(
+            problem,
+            folded,
+            thr,
+            config,
+            closed,
+            state,
+            b.domains,
+            root_linear,
+            relations,
+            lp,
+            cap,
+            mode,
+            falsifier,
+        )
+
+    @property
+    def open_bytes(self) -> int:
+        """Memory held by the open domains."""
+        return _bytes_per_domain(self.open_) * self.open_.size // 2
+
+    def go(self, deadline: Deadline) -> list[SpecResult]:
+        """Search until ``deadline`` (or until every row is settled, or the domain cap is full); results
+        of every row, their times since ``deadline.start``, their domains and bound history those of this
+        call only (a caller that keeps both calls' results adds them up)."""
+        problem, config, state = self.problem, self.config, self.state
+        thr, closed, mode, falsifier = self.thr, self.closed, self.mode, self.falsifier
+        state.history = [[] for _ in state.history]
+        explored_before = state.explored.clone()
+        state.done_at[state.done_at >= 0] = 0.0  # settled before this call: at its start
+        active_before = self.active_s
+        open_ = self.open_
+        bar = tqdm(total=None, disable=not config.progress, desc="branch and bound", unit="batch")
+        stopped = "settled"
+        try:
+            while True:
+                began = time.monotonic()
+                active = active_before + deadline.elapsed_s()
+                open_ = _prune(open_, state, thr, config, deadline, closed)
+                upper = _upper(open_, state)
+                _record(state, upper, deadline)
+                bar.set_postfix(
+                    open=open_.size,
+                    undecided=int((state.done_at < 0).sum()),
+                    upper=f"{float(upper.max()):.4g}",
+                )
+                next_s = self.per_s * min(config.batch, open_.size)
+                stopped = _stop_reason(open_.size, time.monotonic() + next_s, deadline, self.cap)
+                if stopped:
+                    break
+                if falsifier.due(active):
+                    # a round takes at most its share of the time so far (attacks on large graphs are slow)
+                    until = deadline.until(time.monotonic() + max(0.5, falsifier.share * active))
+                    _attack_round(problem, open_, state, config, falsifier, until)
+                    open_ = _prune(open_, state, thr, config, deadline, closed)
+                    if open_.size == 0:
+                        break
+                open_ = self._batch(open_, deadline, began, active)
+                bar.update(1)
+        finally:
+            bar.close()
+            self.open_ = open_
+            self.active_s = active_before + deadline.elapsed_s()
+        if stopped != "settled" and mode.switches:
+            stopped = f"{stopped} (after {'; '.join(mode.switches)})"
+        m = state.worst.shape[0]
+        witness = state.witness if self.folded is None else self.folded.widen(state.witness.reshape(m, -1))
+        explored = state.explored - explored_before
+        return _results(state, witness, explored, _upper(open_, state), thr, deadline, closed, stopped)
+
+    def _batch(self, open_: Domains, deadline: Deadline, began: float, active: float) -> Domains:
+        """One batch: the domains to split (`_in_turns`), their children bounded and finished by LP; the
+        open domains after it."""
+        problem, config, state, lp, mode = self.problem, self.config, self.state, self.lp, self.mode
+        thr, closed, nodes = self.thr, self.closed, None if self.lp is None else self.lp.nodes
         gap = (open_.bound - _cut(state, thr, config, open_.bound.dtype)[open_.spec_id]).clamp(min=0)
-        mode.observe(float(gap.max()), deadline.elapsed_s())
+        mode.observe(float(gap.max()), active)
         # every open specification's largest gap to what would settle it first, then each one's second,
         # ... (`_in_turns`); near the cap smallest first, in a batch that keeps the count under it (a split
         # adds one domain)
-        crowded = open_.size + config.batch > cap
+        crowded = open_.size + config.batch > self.cap
         if crowded or not config.in_turns:
             order = torch.argsort(gap, descending=not crowded)
         else:
             order = _in_turns(gap, open_.spec_id)
-        take = max(1, min(config.batch, cap - open_.size)) if crowded else config.batch
+        take = max(1, min(config.batch, self.cap - open_.size)) if crowded else config.batch
         pick, rest = order[:take], order[take:]
         chosen = select(open_, pick)
         parents = Bounded(chosen, chosen.coeffs, chosen.input_coeff)  # type: ignore[arg-type]
-        children = _branch(problem, parents, root_linear, config, mode.by_input, relations)
+        children = _branch(problem, parents, self.root_linear, config, mode.by_input, self.relations)
         state.explored.scatter_add_(0, children.spec_id, torch.ones_like(children.spec_id))
         if mode.by_input:  # children their parent's line already settles are not bounded (`split_inputs`)
             cut = _cut(state, thr, config, children.bound.dtype)[children.spec_id]
@@ -378,22 +470,16 @@ def search(
             how = replace(config.bound, refresh_intermediate=refresh)
             if mode.by_input and _relaxed_neurons(problem) <= SMALL_GRAPH_NEURONS:
                 how = replace(how, steps=max(how.steps, SMALL_GRAPH_STEPS))
-            bounded = bound_domains(problem, children, how, relations, nodes)
+            bounded = bound_domains(problem, children, how, self.relations, nodes)
             share = lp.share if lp is not None else 0.0
             until = deadline.until(time.monotonic() + share * (time.monotonic() - began))
             children = _lp_finish(lp, bounded, state, thr, config, closed, until).domains
-            if mode.by_input and it % config.attack_every == 0:
-                _attack_children(problem, children, state, config, it, deadline, time.monotonic() - began)
-        open_ = concat([select(open_, rest), children]) if rest.numel() else children
-        bar.update(1)
-        it, batch_s = it + 1, time.monotonic() - began
-        per_s = batch_s / pick.numel()
-    bar.close()
-    if stopped != "settled" and mode.switches:
-        stopped = f"{stopped} (after {'; '.join(mode.switches)})"
-    if folded is not None:
-        state.witness = folded.widen(state.witness.reshape(m, -1))
-    return _results(state, _upper(open_, state), thr, deadline, closed, stopped)
+            if mode.by_input and self.it % config.attack_every == 0:
+                spent = time.monotonic() - began
+                _attack_children(problem, children, state, config, self.it, deadline, spent)
+        self.it += 1
+        self.per_s = (time.monotonic() - began) / pick.numel()
+        return concat([select(open_, rest), children]) if rest.numel() else children
 
 
 def _lp_finish(
@@ -550,7 +636,14 @@ def _record(state: _State, upper: Tensor, deadline: Deadline) -> None:
 
 
 def _results(
-    state: _State, upper: Tensor, thr: Tensor | None, deadline: Deadline, closed: bool, stopped: str
+    state: _State,
+    witness: Tensor,
+    explored: Tensor,
+    upper: Tensor,
+    thr: Tensor | None,
+    deadline: Deadline,
+    closed: bool,
+    stopped: str,
 ) -> list[SpecResult]:
     out = []
     for s in range(upper.shape[0]):
@@ -563,8 +656,8 @@ def _results(
                 verdict,
                 max(u, w),
                 w,
-                state.witness[s],
-                int(state.explored[s]),
+                witness[s],
+                int(explored[s]),
                 seconds,
                 tuple(state.history[s]),
                 "settled" if state.done_at[s] >= 0 else stopped,

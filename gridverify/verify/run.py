@@ -55,14 +55,15 @@ from torch import Tensor
 from gridverify.bab import (
     AttackConfig,
     Branching,
+    Search,
     SearchConfig,
     SpecResult,
     Verdict,
     attack,
+    begin,
     combine,
     decide,
     line_corners,
-    maximise,
 )
 from gridverify.bab.lp_tighten import DEFAULT_CACHE as TIGHTEN_CACHE
 from gridverify.bab.lp_tighten import Base, lp_base
@@ -113,10 +114,15 @@ class VerifyConfig:
     narrow_share: float = 0.1  # of the budget kept for narrowing violated rows (and all the others leave)
     device: str = "cpu"
     dtype: torch.dtype = torch.float64  # the only dtype whose bounds are sound (float32 is refused)
-    search: SearchConfig = SearchConfig(branching=BRANCHING)
+    # neuron splits refresh the children's intermediate intervals (CROWN over the nodes the rows need):
+    # alone, 1 thread, case118 thermal_from[branch 3] settles in 5.0 s (11.7 s without), [branch 155] in
+    # 43 s (50); case57 q_balance[bus 41] reaches 0.0101 in 40 s (0.0108, flat from 7 s, without: its
+    # children's sines and products kept the root's intervals); rows that settle in 3-4 s take 10-15% longer
+    search: SearchConfig = SearchConfig(branching=BRANCHING, refresh_intermediate=True)
     chunk: int = 64  # specification rows per branch-and-bound run (bounds time and memory on large cases)
     row_alone_s: float = 3.0  # fewer rows per run while each can have this long alone (`chunk_size`; 0: off)
     min_chunk_s: float = 1.0  # no branch-and-bound run is started with less time than this left
+    keep_share: float = 0.25  # of memory_gb for searches kept between decide rounds (`Paused`; 0: restart)
     # of a chunk's time for its root alpha-CROWN (which the search cannot interrupt); 0.3 before: at 120 s,
     # case57 6 -> 2 unknown, case30 3 -> 2 (same run), case14 0 both
     root_share: float = 0.1
@@ -384,20 +390,56 @@ def _decide_in_rounds(
     """Branch and bound on the open rows ``which`` in rounds until ``deadline``: first every row for at most
     `row_alone_s` (most rows settle in it), then the rows still open share the time left, again while time
     is left (a chunk's share is the time left over the chunks left, so time that later rows leave unused
-    comes back only in the next round), up to `DECIDE_ROUNDS` rounds. Each round searches its rows anew; a
-    row keeps the tighter interval of its searches. case118 at 600 s: thermal_from[branch 155] needs 59 s
-    alone; the second round gave it 39 s, then the 9 rows after it settled and left 244 s. Ordering the
-    later rounds hardest last (certified gap over found margin) left case57 with 5 and 6 unknown rows at
-    120 s against 2 and 3 in the screen's order: its near-threshold rows are the hardest by that measure
-    and the ones a few more seconds settle."""
+    comes back only in the next round), up to `DECIDE_ROUNDS` rounds. A chunk's search goes on in the next
+    round from where it stopped (`Paused`), so a row's turns add up: case57 at 120 s, 5 unknown rows
+    when each round searched anew (p_balance[bus 34] settles alone in 3.9 s and stayed open after turns of
+    2 and 2.7 s). case118 at 600 s: thermal_from[branch 155] needs 59 s alone; the second round gave it 39
+    s, then the 9 rows after it settled and left 244 s. Ordering the later rounds hardest last (certified
+    gap over found margin) left case57 with 5 and 6 unknown rows at 120 s against 2 and 3 in the screen's
+    order: its near-threshold rows are the hardest by that measure and the ones a few more seconds
+    settle."""
     cap = config.row_alone_s if config.row_alone_s > 0 else math.inf
+    paused = Paused(config.keep_share * config.memory_gb * 2**30)
     for n in range(DECIDE_ROUNDS):
         if not which or deadline.remaining_s() < config.min_chunk_s:
             return
-        _in_chunks(graph, box, rows, results, which, thresholds, deadline, config, progress, base, log, cap)
-        log(f"decide round {n + 1}: {len(which)} rows; {_tally(results)} ({deadline.elapsed_s():.1f} s)")
+        _in_chunks(
+            graph, box, rows, results, which, thresholds, deadline, config, progress, base, log, cap, paused
+        )
+        kept = f", {len(paused.searches)} searches kept" if paused.searches else ""
+        log(
+            f"decide round {n + 1}: {len(which)} rows; {_tally(results)}{kept} ({deadline.elapsed_s():.1f} s)"
+        )
         which = [i for i in which if results[i].verdict is Verdict.UNKNOWN]
         cap = math.inf
+
+
+@dataclass
+class Paused:
+    """Searches stopped at the end of their turn, by their rows (`_in_chunks`), to go on in the next: their
+    open domains together hold at most ``memory_bytes`` (``VerifyConfig.keep_share`` of the budget: the
+    running search has three quarters, `sized`); a search that does not fit starts anew next round."""
+
+    memory_bytes: float
+    searches: dict[tuple[int, ...], Search] = field(default_factory=dict)
+
+    def keep(self, chunk: Sequence[int], search: Search) -> None:
+        held = sum(s.open_bytes for s in self.searches.values())
+        if held + search.open_bytes <= self.memory_bytes:
+            self.searches[tuple(chunk)] = search
+
+    def chunks(self, which: Sequence[int]) -> tuple[list[tuple[tuple[int, ...], list[int]]], list[int]]:
+        """The kept searches that have rows in ``which`` (each its rows and those of them in ``which``, in
+        the order of ``which``), and the rows of ``which`` no kept search has."""
+        owner = {i: key for key in self.searches for i in key}
+        kept: dict[tuple[int, ...], list[int]] = {}
+        rest = []
+        for i in which:
+            if i in owner:
+                kept.setdefault(owner[i], []).append(i)
+            else:
+                rest.append(i)
+        return list(kept.items()), rest
 
 
 def _tally(results: Sequence[SpecResult]) -> str:
@@ -510,48 +552,88 @@ def _in_chunks(
     base: Base | None = None,
     log: Callable[[str], None] | None = None,
     cap_s: float = math.inf,
+    paused: Paused | None = None,
 ) -> None:
     """Branch and bound on rows ``which``, ``config.chunk`` at a time, each chunk with an equal share of the
     time left before ``deadline`` (at most ``cap_s`` per row); rows of chunks that no time is left for keep
     their results, and so do the rows of a chunk that runs out of memory (`out_of_memory`). Result times
     count from the deadline's start. ``thresholds`` (R,) decides rows (a row searched before keeps the
-    tighter of both intervals); None narrows them (maximise without a threshold)."""
+    tighter of both intervals); None narrows them (maximise without a threshold). With ``paused``, rows of
+    a search kept there go on in it (their own chunk, first), and a search that leaves a row open is kept
+    for the next call."""
     config = sized(config, Budget.of(graph, config.memory_gb))
-    chunks = _family_chunks(graph, rows, which, chunk_size(len(which), deadline.remaining_s(), config))
-    for n, (part, chunk) in enumerate(chunks):
+    resumed, which = paused.chunks(which) if paused is not None else ([], list(which))
+    size = chunk_size(len(which) + sum(len(c) for _, c in resumed), deadline.remaining_s(), config)
+    chunks = [(None, key, chunk) for key, chunk in resumed] + [
+        (part, tuple(chunk), chunk) for part, chunk in _family_chunks(graph, rows, which, size)
+    ]
+    for n, (part, key, chunk) in enumerate(chunks):
         left = deadline.end - time.monotonic()
         if left < config.min_chunk_s:
             return
         share = min(left / (len(chunks) - n), cap_s * len(chunk))
-        root = replace(config.search.root, timeout_s=config.root_share * share)
-        search = replace(config.search, root=root, progress=progress)
         offset = deadline.elapsed_s()
-        threshold = None if thresholds is None else thresholds[chunk]
-        starts = torch.stack([results[i].witness for i in chunk]).unsqueeze(1)  # the screen's worst loads
-        sub, first, end = part
-        at = np.asarray(chunk)
-        spec = Rows(rows.index[at] - first, rows.sign[at], rows.owner[at], end - first).block(
-            np.arange(len(at)), box[0].device
-        )
-        search = replace(search, root=root_alpha(sub, spec, search.root, search.memory_gb))
+        threshold = None if thresholds is None else thresholds[list(key)]
         try:
-            until = Deadline.after(share)
-            found = maximise(
-                sub, box, spec, threshold, OUTPUT, search, base, starts=starts.to(box[0]), deadline=until
-            )
+            if part is None:  # kept from the last round (`Paused`): it goes on from where it stopped
+                search = paused.searches.pop(key)  # type: ignore[union-attr]
+            else:
+                search = _begin(part, box, rows, results, chunk, threshold, config, share, progress, base)
+            found = search.go(Deadline.after(share))
         except (MemoryError, RuntimeError) as err:
             if not out_of_memory(err):
                 raise
             if log is not None:
                 log(f"search: {len(chunk)} rows out of memory, they keep their screen's answer")
             continue
-        for i, r in zip(chunk, found):
+        for i, r in zip(key, found):
+            if i not in chunk:
+                continue
             history = tuple((offset + t, u) for t, u in r.history)
             r = replace(r, spec=i, seconds=offset + r.seconds, history=history)
             if threshold is None:
                 results[i] = replace(r, verdict=results[i].verdict)
             else:  # the verdict follows from the new interval, which the old one can only narrow
                 results[i] = replace(_narrowed(results[i], r), verdict=r.verdict)
+        still_open = any(r.verdict is Verdict.UNKNOWN for r in found)
+        if paused is not None and still_open and not any(r.stopped.startswith("memory") for r in found):
+            paused.keep(key, search)
+
+
+def _begin(
+    part: tuple[Graph, int, int],
+    box: tuple[Tensor, Tensor],
+    rows: Rows,
+    results: list[SpecResult],
+    chunk: list[int],
+    threshold: Tensor | None,
+    config: VerifyConfig,
+    share: float,
+    progress: bool,
+    base: Base | None,
+) -> Search:
+    """The root of a chunk's search on its family's graph ``part`` (`_family_chunks`), started from the
+    screen's worst loads of its rows, its root alpha-CROWN capped at ``root_share`` of ``share``."""
+    root = replace(config.search.root, timeout_s=config.root_share * share)
+    search = replace(config.search, root=root, progress=progress)
+    starts = torch.stack([results[i].witness for i in chunk]).unsqueeze(1)
+    sub, first, end = part
+    at = np.asarray(chunk)
+    spec = Rows(rows.index[at] - first, rows.sign[at], rows.owner[at], end - first).block(
+        np.arange(len(at)), box[0].device
+    )
+    search = replace(search, root=root_alpha(sub, spec, search.root, search.memory_gb))
+    return begin(
+        sub,
+        box,
+        spec,
+        threshold,
+        OUTPUT,
+        search,
+        base,
+        starts=starts.to(box[0]),
+        deadline=Deadline.after(share),
+    )
 
 
 ALPHA_BYTES = 1024
@@ -669,7 +751,8 @@ def screen(
     worst, at, top = _scan(graph, x, rows, budget, open_rows, k, deadline)
     witness = x[at]
     pool_starts = x[top.T] if open_rows.numel() else None  # (open, k, n)
-    log(f"screen: {x.shape[0]} loads evaluated ({time.monotonic() - start:.1f} s)")
+    violated = int((worst > thr).sum())
+    log(f"screen: {x.shape[0]} loads, {violated} rows violated ({time.monotonic() - start:.1f} s)")
     del x
     # a quick pass gives every open row its turn before the full search spends what time is left
     quick = replace(config.attack, restarts=4, corners=2, steps=20, rounds=1)
@@ -682,6 +765,8 @@ def screen(
         best, at, _ = _scan(graph, found, rows, budget)  # (R,) over the open rows' points
         better = best > worst
         worst, witness = torch.where(better, best, worst), torch.where(better[:, None], found[at], witness)
+        violated = int((worst > thr).sum())
+        log(f"screen: falsifier pass, {violated} rows violated ({time.monotonic() - start:.1f} s)")
     seconds = time.monotonic() - start
     out = []
     for i, (u, w, t) in enumerate(zip(upper.tolist(), worst.tolist(), thr.tolist())):

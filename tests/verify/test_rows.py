@@ -8,6 +8,7 @@ budget, no tensor the screen allocates may grow with rows x outputs.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -157,7 +158,7 @@ def test_a_search_out_of_memory_keeps_the_screen_s_answers(case14, monkeypatch) 
     def no_memory(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
 
-    monkeypatch.setattr(run, "maximise", no_memory)
+    monkeypatch.setattr(run, "begin", no_memory)
     lines: list[str] = []
     config = VerifyConfig(timeout_s=6.0, replay=False, tighten_share=0.0)
     cert = run.verify(case14, families=("p_balance", "thermal_from"), config=config, log=lines.append)
@@ -168,7 +169,7 @@ def test_a_search_out_of_memory_keeps_the_screen_s_answers(case14, monkeypatch) 
     def other(*args, **kwargs):
         raise RuntimeError("not a memory problem")
 
-    monkeypatch.setattr(run, "maximise", other)
+    monkeypatch.setattr(run, "begin", other)
     with pytest.raises(RuntimeError, match="not a memory problem"):
         run.verify(case14, families=("p_balance",), config=config)
 
@@ -186,25 +187,31 @@ def test_rows_run_alone_while_time_allows_then_in_chunks() -> None:
 
 def test_hard_rows_get_the_time_the_quick_round_leaves(case14, monkeypatch) -> None:
     """Every open row is first searched for at most `row_alone_s`; the rows still open then share what is
-    left, uncapped (the real search, spied on)."""
+    left, uncapped, in the search they had (`Paused`: the real search, spied on)."""
     import gridverify.verify.run as run
+    from gridverify.bab.search import Search
 
-    calls: list[tuple[int, float, list[float]]] = []
-    real = run.maximise
+    calls: list[tuple[int, int, float, list[float]]] = []
+    real = Search.go
 
-    def spy(graph, box, spec, threshold, output, config, base, starts, deadline):  # type: ignore[no-untyped-def]
-        found = real(graph, box, spec, threshold, output, config, base, starts=starts, deadline=deadline)
-        calls.append((spec.shape[0], deadline.timeout_s, [r.upper for r in found]))
+    def spy(self, deadline):  # type: ignore[no-untyped-def]
+        found = real(self, deadline)
+        calls.append((id(self), len(found), deadline.timeout_s, [r.upper for r in found]))
         return found
 
-    monkeypatch.setattr(run, "maximise", spy)
+    monkeypatch.setattr(Search, "go", spy)
     lines: list[str] = []
     config = VerifyConfig(timeout_s=24.0, replay=False, row_alone_s=0.5, narrow_share=0.0)
     cert = run.verify(case14, families=("p_balance",), config=config, log=lines.append)
-    quick = [c for c in calls if c[1] <= 0.5 * c[0] + 1e-9]
+    quick = [c for c in calls if c[2] <= 0.5 * c[1] + 1e-9]
     assert quick, "no search capped at row_alone_s per row"
     again = [line for line in lines if "decide round 2" in line]
     assert again, lines  # p_balance rows of case14 do not all settle in 0.5 s
-    assert calls[-1][1] > 0.5 * calls[-1][0]  # the second round is not capped
+    assert calls[-1][2] > 0.5 * calls[-1][1]  # the second round is not capped
+    resumed = [c for c in calls[len(quick) :] if c[0] in {q[0] for q in quick}]
+    assert resumed, "no search of the first round went on in the second"
+    for key in {c[0] for c in resumed}:  # a search's bounds only narrow from one turn to the next
+        turns = [c[3] for c in calls if c[0] == key]
+        assert all(b <= a + 1e-12 for first, then in itertools.pairwise(turns) for a, b in zip(first, then))
     assert {r.verdict for r in cert.records} <= {"verified", "violated", "unknown"}
     assert all(r.bound >= r.worst for r in cert.records)
