@@ -366,9 +366,9 @@ class Search:
         mode = _Mode(
             free <= config.input_split_max_dims,
             free <= config.input_split_switch_dims,
-            config.stall_window * deadline.timeout_s,
+            0.0,  # the windows are set by each `go` from the search's time (`_Mode.scale`)
             config.stall_gain,
-            config.stall_window * deadline.timeout_s * max(free, 1),
+            free=free,
         )
         falsifier = _Falsifier(*config.attack_share)
         return Search(
@@ -402,6 +402,7 @@ class Search:
         explored_before = state.explored.clone()
         state.done_at[state.done_at >= 0] = 0.0  # settled before this call: at its start
         active_before = self.active_s
+        mode.scale(config.stall_window * (active_before + deadline.timeout_s))
         open_ = self.open_
         bar = tqdm(total=None, disable=not config.progress, desc="branch and bound", unit="batch")
         stopped = "settled"
@@ -575,6 +576,13 @@ class _Mode:
     since: float = 0.0
     gap_then: float | None = None
     switches: list[str] = field(default_factory=list)
+    free: int = 1  # free input dimensions (`scale`)
+
+    def scale(self, window_s: float) -> None:
+        """Windows for a search given ``window_s / stall_window`` seconds in all (this turn and those before,
+        `Search.go`): ``window_s`` for neuron splits, times the free dimensions for input splits. Kept
+        from a search's first turn, a resumed search's windows were a tenth of that turn's."""
+        self.window_s, self.input_window_s = window_s, window_s * max(self.free, 1)
 
     def observe(self, gap: float, now: float) -> None:
         if self.gap_then is None:

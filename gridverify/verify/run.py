@@ -118,7 +118,13 @@ class VerifyConfig:
     # alone, 1 thread, case118 thermal_from[branch 3] settles in 5.0 s (11.7 s without), [branch 155] in
     # 43 s (50); case57 q_balance[bus 41] reaches 0.0101 in 40 s (0.0108, flat from 7 s, without: its
     # children's sines and products kept the root's intervals); rows that settle in 3-4 s take 10-15% longer
-    search: SearchConfig = SearchConfig(branching=BRANCHING, refresh_intermediate=True)
+    # no switch to input splits when neuron splits stall (`gridverify.bab.search._Mode`): a load box has
+    # tens of free dimensions (case14 22, case30 40), and a search that switched kept splitting loads for
+    # the rest of its turns (case14 at 120 s: q_balance[bus 2], which settles alone in 5 s, open after 30 s in
+    # three turns; 1 unknown row against 0 without the switch, all decided at 85 s; case30 3 -> 1)
+    search: SearchConfig = SearchConfig(
+        branching=BRANCHING, refresh_intermediate=True, input_split_switch_dims=0
+    )
     chunk: int = 64  # specification rows per branch-and-bound run (bounds time and memory on large cases)
     row_alone_s: float = 3.0  # fewer rows per run while each can have this long alone (`chunk_size`; 0: off)
     min_chunk_s: float = 1.0  # no branch-and-bound run is started with less time than this left
