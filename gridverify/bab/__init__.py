@@ -4,7 +4,7 @@ from gridverify.bab.attack import AttackConfig, attack, line_corners
 from gridverify.bab.bound import BoundConfig
 from gridverify.bab.config import Branching, SearchConfig, TightenConfig
 from gridverify.bab.filtering import FilterConfig
-from gridverify.bab.maximise import begin, maximise
+from gridverify.bab.maximise import Prepared, begin, maximise
 from gridverify.bab.search import Search
 from gridverify.bab.tighten import boundary_neurons, tighten
 from gridverify.bab.verdict import SpecResult, Verdict, combine, decide, proves, refutes
@@ -14,6 +14,7 @@ __all__ = [
     "BoundConfig",
     "Branching",
     "FilterConfig",
+    "Prepared",
     "Search",
     "SearchConfig",
     "SpecResult",

@@ -13,14 +13,14 @@ witness of its searches. When the boundary intervals are what keeps every specif
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
 from gridverify.bab.config import SearchConfig
 from gridverify.bab.domains import Problem
-from gridverify.bab.search import Search, search
+from gridverify.bab.search import Search
 from gridverify.bab.tighten import boundary_neurons, tighten, tighten_first
 from gridverify.bab.verdict import SpecResult, Verdict, decide
 from gridverify.bounds.core import Interval
@@ -56,7 +56,8 @@ def maximise(
     of the call: the first search's share, the tightening rounds and every search's own time windows are
     shares of the time from here to its end."""
     deadline = Deadline.after(config.timeout_s) if deadline is None else deadline.restarted()
-    problem, spec, thr, base = _problem(graph, box, spec, threshold, output, base)
+    p = Prepared.of(graph, box, spec, threshold, output, base)
+    problem, spec, thr, base = p.problem, p.spec, p.thr, p.base
     m = spec.shape[0]
     plan = config.tighten
     targets = {} if plan is None else boundary_neurons(problem, spec)
@@ -64,11 +65,15 @@ def maximise(
         count = sum(int(r.numel()) for r in targets.values())
         plan = plan if 0 < count <= plan.max_neurons else None
     if plan is None:
-        return search(problem, spec, thr, _rooted(config, deadline), base, deadline, closed, starts)
+        return Search.start(problem, spec, thr, _rooted(config, deadline), base, deadline, closed, starts).go(
+            deadline
+        )
     results: list[SpecResult] | None = None
     if thr is None or not tighten_first(problem, spec, thr, base, targets):
         first = deadline.until(deadline.start + min(plan.after_s, 0.2 * deadline.timeout_s))
-        results = search(problem, spec, thr, _rooted(config, first), base, first, closed, starts)
+        results = Search.start(problem, spec, thr, _rooted(config, first), base, first, closed, starts).go(
+            first
+        )
     round_s, intervals = plan.round_s, base
     while True:
         todo = (
@@ -90,56 +95,57 @@ def maximise(
         sub = deadline.until(until)
         cfg = _rooted(config, sub)
         if results is None:  # tightened first: the caller's starts, and the first results
-            results = search(problem, spec, sub_thr, cfg, intervals, sub, closed, starts)
+            results = Search.start(problem, spec, sub_thr, cfg, intervals, sub, closed, starts).go(sub)
             round_s *= 2
             continue
         best = torch.stack([results[k].witness for k in todo]).unsqueeze(1)
-        more = search(problem, spec[rows], sub_thr, cfg, intervals, sub, closed, best)
+        more = Search.start(problem, spec[rows], sub_thr, cfg, intervals, sub, closed, best).go(sub)
         for k, r in zip(todo, more):
             results[k] = _merge(results[k], r, None if thr is None else float(thr[k]), closed)
         round_s *= 2
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A search's problem on the part of the graph its rows read (`gridverify.ir.prune`: same function,
+    smaller graph), its rows, thresholds (None: maximise) and base intervals."""
+
+    problem: Problem
+    spec: Tensor
+    thr: Tensor | None
+    base: tuple[Interval | None, ...] | None
+
+    @staticmethod
+    def of(
+        graph: Graph,
+        box: tuple[Tensor, Tensor],
+        spec: Tensor,
+        threshold: float | Tensor | None = None,
+        output: str | int | None = None,
+        base: tuple[Interval | None, ...] | None = None,
+    ) -> Prepared:
+        problem = Problem.make(graph, box, output)
+        dtype = problem.lower.dtype
+        spec = spec.to(dtype=dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
+        pruned = prune(problem.graph, problem.output, spec)
+        if pruned is not None:
+            base = pruned.intervals(base)
+            problem = Problem.make(pruned.graph, (problem.lower, problem.upper), pruned.output)
+            spec = pruned.spec
+        thr = None if threshold is None else torch.as_tensor(threshold, dtype=dtype).expand(spec.shape[0])
+        return Prepared(problem, spec, thr, base)
+
+
 def begin(
-    graph: Graph,
-    box: tuple[Tensor, Tensor],
-    spec: Tensor,
-    threshold: float | Tensor | None = None,
-    output: str | int | None = None,
-    config: SearchConfig = SearchConfig(),
-    base: tuple[Interval | None, ...] | None = None,
-    closed: bool = False,
-    starts: Tensor | None = None,
-    deadline: Deadline | None = None,
+    prepared: Prepared, config: SearchConfig, deadline: Deadline, starts: Tensor | None = None
 ) -> Search:
-    """`maximise`'s search without tightening (``config.tighten`` is not read), stopped after its root:
-    ``begin(...).go(deadline)`` answers as ``maximise`` does, and a later ``go`` goes on from where the
-    last stopped (`Search`). ``deadline`` is the first ``go``'s: the root's shares are cut from it."""
-    deadline = Deadline.after(config.timeout_s) if deadline is None else deadline.restarted()
-    problem, spec, thr, base = _problem(graph, box, spec, threshold, output, base)
-    return Search.start(problem, spec, thr, _rooted(config, deadline), base, deadline, closed, starts)
-
-
-def _problem(
-    graph: Graph,
-    box: tuple[Tensor, Tensor],
-    spec: Tensor,
-    threshold: float | Tensor | None,
-    output: str | int | None,
-    base: tuple[Interval | None, ...] | None,
-) -> tuple[Problem, Tensor, Tensor | None, tuple[Interval | None, ...] | None]:
-    """The search's problem on the part of the graph the rows read (`gridverify.ir.prune`: same function,
-    smaller graph), its rows, thresholds and base intervals."""
-    problem = Problem.make(graph, box, output)
-    dtype = problem.lower.dtype
-    spec = spec.to(dtype=dtype, device=problem.lower.device).reshape(spec.shape[0], -1)
-    pruned = prune(problem.graph, problem.output, spec)
-    if pruned is not None:
-        base = pruned.intervals(base)
-        problem = Problem.make(pruned.graph, (problem.lower, problem.upper), pruned.output)
-        spec = pruned.spec
-    thr = None if threshold is None else torch.as_tensor(threshold, dtype=dtype).expand(spec.shape[0])
-    return problem, spec, thr, base
+    """`maximise`'s search without tightening (``config.tighten`` is not read) on ``prepared``, stopped
+    after its root: ``begin(...).go(deadline)`` answers as ``maximise`` does, and a later ``go`` goes on
+    from where the last stopped (`Search`). ``deadline`` is the first ``go``'s: the root's shares are cut
+    from it. The unsafe sets are open (``c^T y > threshold``)."""
+    deadline = deadline.restarted()
+    p = prepared
+    return Search.start(p.problem, p.spec, p.thr, _rooted(config, deadline), p.base, deadline, False, starts)
 
 
 ROOT_SHARE = 0.25

@@ -1,4 +1,4 @@
-"""The branch-and-bound loop: one search over many specifications at once (`search`).
+"""The branch-and-bound loop: one search over many specifications at once (`Search`).
 
 The root gets one alpha-CROWN pass for all specifications; then domains of all specifications are batched:
 pick the ``batch`` domains with the largest bounds, split each (input splitting when the box has few
@@ -270,21 +270,6 @@ def _upper(d: Domains, state: _State) -> Tensor:
     best = state.dropped.clone()
     best.scatter_reduce_(0, d.spec_id, d.bound, reduce="amax")
     return best
-
-
-def search(
-    problem: Problem,
-    spec: Tensor,
-    thr: Tensor | None,
-    config: SearchConfig,
-    base: tuple[Interval | None, ...] | None,
-    deadline: Deadline,
-    closed: bool = False,
-    starts: Tensor | None = None,
-) -> list[SpecResult]:
-    """One branch-and-bound search until ``deadline`` (its ``start``: where the results' times count from;
-    ``config.timeout_s`` is not read): `Search.start`, then `Search.go`."""
-    return Search.start(problem, spec, thr, config, base, deadline, closed, starts).go(deadline)
 
 
 @dataclass

@@ -10,7 +10,8 @@ families are concatenated into one output ``violation`` and each constraint beco
    some load already violates;
 1. *decide* (the rows still open, threshold = tolerance, `gridverify.bab.maximise`, `BRANCHING`): a row
    stops as soon as its bound drops below the tolerance or a load (checked in float64) exceeds it; in
-   rounds (`_decide_in_rounds`: every row at most ``row_alone_s`` first, then the rows left share the rest);
+   rounds (`_decide_in_rounds`: every row at most ``row_alone_s`` first, then the rows left share the rest,
+   each search going on from where its last turn stopped);
    ``1 - narrow_share`` of the budget;
 2. *narrow* (violated rows, worst first, no threshold): their certified intervals
    ``[worst found, bound]`` are narrowed with what is left.
@@ -55,6 +56,7 @@ from torch import Tensor
 from gridverify.bab import (
     AttackConfig,
     Branching,
+    Prepared,
     Search,
     SearchConfig,
     SpecResult,
@@ -629,17 +631,8 @@ def _begin(
         np.arange(len(at)), box[0].device
     )
     search = replace(search, root=root_alpha(sub, spec, search.root, search.memory_gb))
-    return begin(
-        sub,
-        box,
-        spec,
-        threshold,
-        OUTPUT,
-        search,
-        base,
-        starts=starts.to(box[0]),
-        deadline=Deadline.after(share),
-    )
+    prepared = Prepared.of(sub, box, spec, threshold, OUTPUT, base)
+    return begin(prepared, search, Deadline.after(share), starts.to(box[0]))
 
 
 ALPHA_BYTES = 1024

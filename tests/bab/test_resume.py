@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gridverify.bab.search as search_module
-from gridverify.bab import SearchConfig, Verdict, begin, maximise
+from gridverify.bab import Prepared, SearchConfig, Verdict, begin, maximise
 from gridverify.deadline import Deadline
 from gridverify.ir import GraphBuilder
 from gridverify.verify.run import Paused
@@ -34,7 +34,7 @@ def test_second_go_narrows_without_a_second_root(monkeypatch: pytest.MonkeyPatch
     spec = torch.eye(2, dtype=F64)
     sampled = _sampled_max(graph, lower, upper)
     config = SearchConfig(timeout_s=30, input_split_max_dims=0, input_split_switch_dims=0)
-    run = begin(graph, (lower, upper), spec, config=config, deadline=Deadline.after(0.5))
+    run = begin(Prepared.of(graph, (lower, upper), spec), config, Deadline.after(0.5))
     roots = []
     real = search_module.alpha_crown
     monkeypatch.setattr(search_module, "alpha_crown", lambda *a, **k: roots.append(1) or real(*a, **k))
@@ -63,7 +63,7 @@ def test_resumed_threshold_search_agrees_with_one_long_search() -> None:
     for thr, want in ((true_max + 0.02, Verdict.VERIFIED), (true_max - 0.02, Verdict.VIOLATED)):
         config = SearchConfig(timeout_s=20, input_split_max_dims=0, input_split_switch_dims=0)
         (long,) = maximise(graph, (lower, upper), spec, thr, config=config)
-        run = begin(graph, (lower, upper), spec, thr, config=config, deadline=Deadline.after(0.2))
+        run = begin(Prepared.of(graph, (lower, upper), spec, thr), config, Deadline.after(0.2))
         run.go(Deadline.after(0.2))
         began = time.monotonic()
         (r,) = run.go(Deadline.after(20.0))
@@ -79,7 +79,9 @@ def test_paused_keeps_searches_within_its_memory_and_groups_their_rows() -> None
     config = SearchConfig(timeout_s=5, input_split_max_dims=0, input_split_switch_dims=0)
     runs = []
     for k in range(2):
-        run = begin(graph, (lower, upper), torch.eye(2, dtype=F64)[k : k + 1], config=config)
+        run = begin(
+            Prepared.of(graph, (lower, upper), torch.eye(2, dtype=F64)[k : k + 1]), config, Deadline.after(5)
+        )
         run.go(Deadline.after(0.3))
         runs.append(run)
     assert all(r.open_bytes > 0 for r in runs)
@@ -92,3 +94,19 @@ def test_paused_keeps_searches_within_its_memory_and_groups_their_rows() -> None
     tight.keep([2], runs[1])  # does not fit beside the first: that row starts anew
     assert list(tight.searches) == [(4, 7)]
     assert tight.chunks([2, 4]) == ([((4, 7), [4])], [2])
+
+
+def test_a_resumed_search_s_stall_windows_follow_its_whole_time() -> None:
+    """`_Mode`'s windows are a share of all the time a search has had, not of its first turn (a first turn
+    of 0.5 s would leave a resumed search switching modes after every 0.05 s without progress)."""
+    graph = _graph()
+    lower, upper = torch.full((1, 3), -1.0, dtype=F64), torch.full((1, 3), 1.0, dtype=F64)
+    config = SearchConfig(timeout_s=5, input_split_max_dims=0, stall_window=0.1)
+    run = begin(Prepared.of(graph, (lower, upper), torch.eye(2, dtype=F64)[:1]), config, Deadline.after(5))
+    run.go(Deadline.after(0.5))
+    assert run.mode.window_s == pytest.approx(0.05)
+    assert run.mode.input_window_s == pytest.approx(0.05 * 3)  # times the free input dimensions
+    spent = run.active_s
+    assert spent >= 0.4
+    run.go(Deadline.after(2.0))
+    assert run.mode.window_s == pytest.approx(0.1 * (spent + 2.0))

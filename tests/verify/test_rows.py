@@ -207,10 +207,11 @@ def test_hard_rows_get_the_time_the_quick_round_leaves(case14, monkeypatch) -> N
     assert quick, "no search capped at row_alone_s per row"
     again = [line for line in lines if "decide round 2" in line]
     assert again, lines  # p_balance rows of case14 do not all settle in 0.5 s
-    assert calls[-1][2] > 0.5 * calls[-1][1]  # the second round is not capped
-    resumed = [c for c in calls[len(quick) :] if c[0] in {q[0] for q in quick}]
+    assert any(c[2] > 0.5 * c[1] + 1e-9 for c in calls)  # later rounds are not capped
+    turns = [c[0] for c in calls]
+    resumed = {key for key in turns if turns.count(key) > 1}
     assert resumed, "no search of the first round went on in the second"
-    for key in {c[0] for c in resumed}:  # a search's bounds only narrow from one turn to the next
+    for key in resumed:  # a search's bounds only narrow from one turn to the next
         turns = [c[3] for c in calls if c[0] == key]
         assert all(b <= a + 1e-12 for first, then in itertools.pairwise(turns) for a, b in zip(first, then))
     assert {r.verdict for r in cert.records} <= {"verified", "violated", "unknown"}
