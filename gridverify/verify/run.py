@@ -399,10 +399,11 @@ def _decide_in_rounds(
     `row_alone_s` (most rows settle in it), then the rows still open share the time left, again while time
     is left (a chunk's share is the time left over the chunks left, so time that later rows leave unused
     comes back only in the next round), up to `DECIDE_ROUNDS` rounds. A chunk's search goes on in the next
-    round from where it stopped (`Paused`), so a row's turns add up: case57 at 120 s, 5 unknown rows
-    when each round searched anew (p_balance[bus 34] settles alone in 3.9 s and stayed open after turns of
-    2 and 2.7 s). case118 at 600 s: thermal_from[branch 155] needs 59 s alone; the second round gave it 39
-    s, then the 9 rows after it settled and left 244 s. Ordering the later rounds hardest last (certified
+    round from where it stopped (`Paused`), so a row's turns add up: searched anew each round, case57's
+    p_balance[bus 34] (settles alone in 3.9 s) stayed open after turns of 2 and 2.7 s (case57 at 120 s
+    without replay: 5 unknown rows, 2 with the searches kept; one run each). case118 at 600 s:
+    thermal_from[branch 155] needs 59 s alone; the second round gave it 39 s, then the 9 rows after it
+    settled and left 244 s. Ordering the later rounds hardest last (certified
     gap over found margin) left case57 with 5 and 6 unknown rows at 120 s against 2 and 3 in the screen's
     order: its near-threshold rows are the hardest by that measure and the ones a few more seconds
     settle."""
