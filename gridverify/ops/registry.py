@@ -155,6 +155,10 @@ class OpDef:
     # branch and bound may split the neurons of this op's inputs (False: exp, log, sqrt, monotone and
     # convex or concave, whose relaxations a split was not worth the domains)
     splittable: bool = True
+    # nondecreasing in every input and 0 where they are: nonnegative inputs give a nonnegative output
+    # (add, sum, gather, concat, reshape, permute), so IBP's rounding margin never takes such an output below
+    # 0 (`gridverify.bounds.core.node_interval`: a sum of squares under a sqrt)
+    keeps_nonnegative: bool = False
     doc: str = field(default="", repr=False)
 
     @property
@@ -311,7 +315,14 @@ def monotone_linear(
 ) -> OpDef:
     """An exact linear op, monotone in every input (add, sub, neg, sum, gather, concat, reshape, permute):
     its interval is the image of two corners of the box (`monotone_interval`)."""
-    return OpDef(name, forward, kind="linear", interval=monotone_interval(forward, decreasing), **facts)
+    return OpDef(
+        name,
+        forward,
+        kind="linear",
+        interval=monotone_interval(forward, decreasing),
+        keeps_nonnegative=not decreasing,
+        **facts,
+    )
 
 
 def batch_axis(axis: int) -> int:

@@ -77,9 +77,10 @@ def test_screen_bounds_equal_one_dense_crown_pass(case14, prepared14, memory_gb:
     upper, corners = screen_bounds(graph, box, rows, budget, base)
     dense = crown(graph, box, OUTPUT, rows.spec, base=base)
     # the same arithmetic on other tensor layouts (a family's own coefficients, not slices of all
-    # outputs'): equal, or a few ulps apart on a rare row (1 of 186 rows, 9e-16, on some LP bases)
+    # outputs'): equal, or a few ulps apart on a few rows (1 of 186 rows, 9e-16, on some LP bases; 3 since
+    # IBP widens linear maps by a margin of the magnitudes they sum, which the layouts round differently)
     same = upper == dense.upper[0]
-    assert int((~same).sum()) <= 2
+    assert int((~same).sum()) <= 4
     assert torch.allclose(upper, dense.upper[0], rtol=1e-13, atol=1e-14)
     lo, hi = box
     dense_corners = line_corners(dense.linear, graph, lo, hi)
