@@ -144,8 +144,8 @@ def begin(
     from where the last stopped (`Search`). ``deadline`` is the first ``go``'s: the root's shares are cut
     from it. The unsafe sets are open (``c^T y > threshold``)."""
     deadline = deadline.restarted()
-    p = prepared
-    return Search.start(p.problem, p.spec, p.thr, _rooted(config, deadline), p.base, deadline, False, starts)
+    problem, spec, thr, base = prepared.problem, prepared.spec, prepared.thr, prepared.base
+    return Search.start(problem, spec, thr, _rooted(config, deadline), base, deadline, False, starts)
 
 
 ROOT_SHARE = 0.25

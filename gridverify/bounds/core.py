@@ -146,7 +146,8 @@ LINEAR_ROUNDING = 1e-12
 inputs' magnitudes plus the result's size. A sum of up to ~1e4 float64 terms rounds by at most ~1e4 ulps of
 the sum of their magnitudes, whatever the result: a linear map of an exp over a wide box (terms of 1e101,
 true lower bound -188) had its lower bound computed as exactly 0 (centre minus radius, both 9e100). The ops'
-own intervals stay exact (`gridverify.bab.tighten` reads coefficients off them)."""
+own intervals stay exact (`gridverify.bab.tighten` reads coefficients off them). Forward mode widens its
+linear forms by the same (`gridverify.bounds.forward`)."""
 
 
 def _magnitude(op: OpDef, lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], kw: dict[str, Any]) -> Tensor:

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gridverify.bounds.core import LINEAR_ROUNDING as ROUNDING
 from gridverify.bounds.core import InputBox, Interval, Plan, Relaxer
 from gridverify.ir.graph import Graph
 from gridverify.ops import OpDef, Relaxation, get_op
@@ -43,10 +44,6 @@ MAX_INPUTS = 12
 
 MARGIN = 1e-10
 """Relative outward margin of every concretised forward bound (of ``|b| + sum |w| max(|lo|, |hi|)``)."""
-
-ROUNDING = 1e-12
-"""Relative widening of a linear op's forms: of ``|L|`` applied to its inputs' magnitudes (sums of up to
-~1e4 float64 terms round by at most ~1e4 ulps of the sum of their magnitudes)."""
 
 
 @dataclass(frozen=True)
