@@ -61,6 +61,9 @@ class SearchConfig:
     tighten: TightenConfig | None = None  # boundary-neuron tightening of open specifications (bab.tighten)
     bbps_floor_frac: float = 0.01  # BBPS gains below this x tolerance count as none: width choice instead
     relations: bool = True  # narrow related neurons of each domain (`gridverify.bab.relations`)
-    lp_cut: float = 1.0  # LP finish of open children (`gridverify.bab.lp_cut`): time share of a batch; 0 off
+    # LP finish of open children (`gridverify.bab.lp_cut`): at most this share of a batch's time; 0 off. 4
+    # since the sign patterns (1 before: case30 q_balance[bus 22] alone, 60 s open -> verified in 7.3 s)
+    lp_cut: float = 4.0
+    lp_patterns: int = 8  # LP finish: most programs per domain, one per sign pattern of its undecided relus
     in_turns: bool = True  # batches take every open specification's worst domain in turn (`_in_turns`)
     progress: bool = False

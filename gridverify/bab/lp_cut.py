@@ -16,8 +16,20 @@ the multipliers. case14 p_balance[bus 10] (worst found 0.0031 pu): after 6 s of 
 domains all held 0.0082; one CROWN pass with their parameters gave 0.010-0.019, the program from the
 same pass 0.0014-0.0029 (16 ms a domain, 350 columns).
 
+Deep in the tree a domain's program has few relus left whose sign its intervals leave open, and the
+triangles of those few are what keeps its bound above the truth: the outputs a balance row reads (voltages
+at both ends of a branch) are correlated through the network, and a triangle lets them move apart. Such a
+domain gets one program per sign pattern of those relus (`_patterns`, up to ``SearchConfig.lp_patterns``
+programs), each exact over the piecewise-linear part, and the smallest bound. case30 q_balance[bus 22]
+(worst found 0.00965, tolerance 0.01): its worst domains after 15 s had one open relu and bounds
+0.0102-0.0103; the two patterns' programs gave 0.0093-0.0096 in each. Alone, 1 thread: one program per
+domain, still open at 60 s (0.01016); patterns with the programs' time capped at the batch's bounding time
+(``SearchConfig.lp_cut`` 1), stuck at 0.0149 from 2 s (children keep their parent's finished bound until a
+program of their own beats it, and three in four got none); patterns with the cap at 4, verified in 7.3 s.
+
 HiGHS (`highspy`) solves the program; only its row multipliers are used, through `dual_bound`, so the
-result is certified whatever the solver returns (a time-limited solve gives a looser bound).
+result is certified whatever the solver returns (a time-limited solve gives a looser bound; a pattern the
+domain rules out is proved empty by the solver's dual ray, `gridverify.bounds.lp.LpSolver`).
 """
 
 from __future__ import annotations
@@ -46,13 +58,14 @@ class LpCut:
     nodes: frozenset[int]
     solve_s: float = 1.0  # time limit of one program
     share: float = 1.0  # of a batch's bounding time for its programs (`adapt`)
+    patterns: int = 8  # most programs per domain: one per sign pattern of its undecided relu / abs neurons
     solvers: dict[frozenset[int], WarmSolver | None] = field(default_factory=dict)
 
     @staticmethod
-    def of(problem: Problem, share: float = 1.0) -> LpCut | None:
+    def of(problem: Problem, share: float = 1.0, patterns: int = 8) -> LpCut | None:
         """None where the output itself is piecewise linear (CROWN's own pass is then the whole bound)."""
         nodes = piecewise_nodes(problem.graph)
-        return None if problem.output in nodes else LpCut(problem, nodes, share=share)
+        return None if problem.output in nodes else LpCut(problem, nodes, share=share, patterns=patterns)
 
     def adapt(self, solved: int, gained: int, most: float) -> None:
         """After a batch: halve the programs' share of the time (down to 1/64) when fewer than a tenth of
@@ -92,11 +105,15 @@ class LpCut:
             cost[:, col : col + c[0, 0].numel()] += c[which, 0].reshape(which.numel(), -1).cpu().numpy()
         bias = frontier.bias[which, 0].to(torch.float64).cpu().numpy()
         for k in range(which.numel()):
-            left = until.remaining_s()
-            if left <= 0:
+            if until.remaining_s() <= 0:
                 break
-            lp = shape.on({i: (lo[k], hi[k]) for i, (lo, hi) in bounds.items()})
-            out[k] = solver.lower(lp, cost[k], min(self.solve_s, left)) + float(bias[k])
+            patterns = _patterns(shape, {i: (lo[k], hi[k]) for i, (lo, hi) in bounds.items()}, self.patterns)
+            # a domain's patterns are solved together, each given at least PATTERN_S (a time-limited solve
+            # bounds its pattern loosely)
+            out[k] = float(bias[k]) + min(
+                solver.lower(shape.on(p), cost[k], min(self.solve_s, max(until.remaining_s(), PATTERN_S)))
+                for p in patterns
+            )
         return out
 
     def _bounds(
@@ -119,3 +136,35 @@ class LpCut:
             lo, hi = (t[which].reshape(n, -1).detach().to(torch.float64).cpu().numpy() for t in iv)
             out[i] = (lo, hi)
         return out
+
+
+PATTERN_S = 0.02
+"""Least time limit of each sign pattern's program once a domain's patterns are started."""
+
+
+def _patterns(
+    shape: ProgramShape, bounds: dict[int, tuple[np.ndarray, np.ndarray]], most: int
+) -> list[dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """``bounds`` split by the sign of each relu / abs input that straddles 0: every sign pattern when
+    there are at most ``most`` patterns, else ``bounds`` alone. Each pattern bounds every such input to one
+    side of 0, where its kink rows are exact; together the patterns cover the domain, so the smallest of
+    their programs' bounds bounds the domain, exactly over the piecewise-linear part."""
+    graph = shape.graph
+    open_ = [
+        (x, int(q))
+        for x in sorted({graph.nodes[i].inputs[0] for i in shape.kinks})
+        for q in np.flatnonzero((bounds[x][0] < 0) & (bounds[x][1] > 0))
+    ]
+    if not open_ or 2 ** len(open_) > most:
+        return [bounds]
+    out = []
+    for signs in range(2 ** len(open_)):
+        pattern = dict(bounds)
+        for bit, (x, q) in enumerate(open_):
+            lo, hi = pattern[x] = (pattern[x][0].copy(), pattern[x][1].copy())
+            if signs >> bit & 1:
+                lo[q] = 0.0
+            else:
+                hi[q] = 0.0
+        out.append(pattern)
+    return out

@@ -338,6 +338,10 @@ def _abs_finite(t: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(t), np.abs(t), 0.0)
 
 
+FARKAS_SCALES = (1e2, 1e4, 1e6)
+"""Scales at which an infeasible program's dual ray is tried as multipliers (`LpSolver._farkas`)."""
+
+
 class LpSolver:
     """One relu program in HiGHS; `lower` bounds ``min cost^T x`` for any number of costs (warm starts)."""
 
@@ -400,8 +404,32 @@ class LpSolver:
         # the multipliers of any solve, finished or not, give a sound bound: a time-limited one is used too
         w = np.asarray(h.getSolution().row_dual, dtype=np.float64)
         zero = np.zeros(self.lp.a.shape[0])
-        best = dual_bound(self.lp, cost, w) if w.shape == zero.shape else -np.inf
-        return max(best, dual_bound(self.lp, cost, zero))
+        candidates = [w] if w.shape == zero.shape else []
+        candidates += self._farkas(zero.shape)
+        return max([dual_bound(self.lp, cost, zero)] + [dual_bound(self.lp, cost, c) for c in candidates])
+
+    def _farkas(self, shape: tuple[int, ...]) -> list[np.ndarray]:
+        """Where the program is infeasible: its dual ray at growing scales (and both signs, whatever the
+        solver's convention). A ray that proves infeasibility makes the Lagrangian bound grow with its scale,
+        so an empty sub-domain gets a bound above any objective instead of the loose one of the last
+        multipliers (a sign pattern of `gridverify.bab.lp_cut` that the domain's intervals rule out)."""
+        import highspy
+
+        h = self.highs
+        if h.getModelStatus() != highspy.HighsModelStatus.kInfeasible:
+            return []
+        _, has_ray, ray = h.getDualRay()
+        if not has_ray:  # primal simplex (a cold start) finds no ray: dual simplex from scratch does
+            h.setOptionValue("simplex_strategy", 1)
+            h.clearSolver()
+            h.run()
+            if h.getModelStatus() != highspy.HighsModelStatus.kInfeasible:
+                return []
+            _, has_ray, ray = h.getDualRay()
+        ray = np.asarray(ray, dtype=np.float64)
+        if not has_ray or ray.shape != shape or not np.all(np.isfinite(ray)):
+            return []
+        return [sign * scale * ray for scale in FARKAS_SCALES for sign in (1.0, -1.0)]
 
 
 class WarmSolver:

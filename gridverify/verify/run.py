@@ -583,12 +583,13 @@ def _in_chunks(
         share = min(left / (len(chunks) - n), cap_s * len(chunk))
         offset = deadline.elapsed_s()
         threshold = None if thresholds is None else thresholds[list(key)]
+        turn = Deadline.after(share)  # the root of a new search comes out of its share too
         try:
             if part is None:  # kept from the last round (`Paused`): it goes on from where it stopped
                 search = paused.searches.pop(key)  # type: ignore[union-attr]
             else:
-                search = _begin(part, box, rows, results, chunk, threshold, config, share, progress, base)
-            found = search.go(Deadline.after(share))
+                search = _begin(part, box, rows, results, chunk, threshold, config, turn, progress, base)
+            found = search.go(turn)
         except (MemoryError, RuntimeError) as err:
             if not out_of_memory(err):
                 raise
@@ -617,13 +618,13 @@ def _begin(
     chunk: list[int],
     threshold: Tensor | None,
     config: VerifyConfig,
-    share: float,
+    turn: Deadline,
     progress: bool,
     base: Base | None,
 ) -> Search:
     """The root of a chunk's search on its family's graph ``part`` (`_family_chunks`), started from the
-    screen's worst loads of its rows, its root alpha-CROWN capped at ``root_share`` of ``share``."""
-    root = replace(config.search.root, timeout_s=config.root_share * share)
+    screen's worst loads of its rows, its root alpha-CROWN capped at ``root_share`` of the ``turn``."""
+    root = replace(config.search.root, timeout_s=config.root_share * turn.timeout_s)
     search = replace(config.search, root=root, progress=progress)
     starts = torch.stack([results[i].witness for i in chunk]).unsqueeze(1)
     sub, first, end = part
@@ -633,7 +634,7 @@ def _begin(
     )
     search = replace(search, root=root_alpha(sub, spec, search.root, search.memory_gb))
     prepared = Prepared.of(sub, box, spec, threshold, OUTPUT, base)
-    return begin(prepared, search, Deadline.after(share), starts.to(box[0]))
+    return begin(prepared, search, turn, starts.to(box[0]))
 
 
 ALPHA_BYTES = 1024

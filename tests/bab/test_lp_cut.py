@@ -10,6 +10,7 @@ import hypothesis.strategies as st
 import numpy as np
 import torch
 from hypothesis import given, settings
+from scipy import sparse
 
 from gridverify.bab import SearchConfig, maximise
 from gridverify.bab.bound import BoundConfig, bound_domains
@@ -18,7 +19,7 @@ from gridverify.bab.domains import Problem
 from gridverify.bab.lp_cut import LpCut
 from gridverify.bab.search import _root_domains
 from gridverify.bab.split import split_neurons
-from gridverify.bounds.lp import LpSolver, ProgramShape, WarmSolver
+from gridverify.bounds.lp import LinearProgram, LpSolver, ProgramShape, WarmSolver
 from gridverify.deadline import Deadline
 from gridverify.ir import GraphBuilder
 from gridverify.ir.graph import Graph
@@ -152,3 +153,85 @@ def test_search_with_the_finish_is_sound() -> None:
     x = lo + (hi - lo) * torch.rand(50000, N_IN, dtype=torch.float64)
     assert res.upper >= float(graph.forward(x)["row"].max())
     assert res.upper >= res.worst
+
+
+def _correlated(seed: int) -> tuple[Graph, torch.Tensor]:
+    """x (1,) in [-1, 1] -> 3 relus -> z (2,) -> sin(z_0) * z_1 + x: two network outputs that move together
+    (through the same three relus) and meet in a nonlinear op, as a branch's two end voltages do."""
+    gen = torch.Generator().manual_seed(seed)
+    b = GraphBuilder()
+    x = b.input("x", (1,))
+    h = b.relu(
+        b.linear(
+            x,
+            torch.randn(3, 1, generator=gen, dtype=torch.float64),
+            0.2 * torch.randn(3, generator=gen, dtype=torch.float64),
+        )
+    )
+    z = b.linear(
+        h,
+        torch.randn(2, 3, generator=gen, dtype=torch.float64),
+        torch.randn(2, generator=gen, dtype=torch.float64),
+    )
+    z0 = b.linear(z, torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+    z1 = b.linear(z, torch.tensor([[0.0, 1.0]], dtype=torch.float64))
+    graph = b.build({"row": b.add(b.mul(b.sin(z0), z1), x)})
+    return graph, torch.linspace(-1.0, 1.0, 200_001, dtype=torch.float64).reshape(-1, 1)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_sign_patterns_make_the_finish_exact_over_the_network(seed: int) -> None:
+    """With every sign pattern of the (at most three) undecided relus, the finish is the exact minimum of
+    the pass's linear function of the network part over the box (here on a fine grid of the one input):
+    never above it, and above it by no more than the solver's tolerance. One program (the triangles) is
+    sound too, and never tighter."""
+    graph, grid = _correlated(seed)
+    problem = Problem.make(graph, (grid[:1].T * 0 - 1.0, grid[:1].T * 0 + 1.0), "row")
+    d, _ = _root_domains(problem, SPEC, SearchConfig(), None)
+    lp = LpCut.of(problem, patterns=8)
+    assert lp is not None
+    b = bound_domains(problem, d, BoundConfig(steps=3), None, lp.nodes)
+    assert b.frontier is not None and b.frontier.coeffs is not None and b.frontier.bias is not None
+    values = problem.graph.forward(grid, keep_all=True)
+    line = float(b.frontier.bias[0, 0]) + sum(
+        (values[j].reshape(len(grid), -1) * c[0, 0].reshape(1, -1)).sum(1)
+        for j, c in b.frontier.coeffs.items()
+    )
+    exact = float(line.min())
+    everything = Deadline.after(math.inf)
+    patterns = float(lp.lower(b.frontier, b.domains, torch.arange(1), everything)[0])
+    one = float(LpCut.of(problem, patterns=1).lower(b.frontier, b.domains, torch.arange(1), everything)[0])  # type: ignore[union-attr]
+    slack = 1e-6 * (1 + abs(exact))
+    assert one <= patterns + slack
+    assert patterns <= exact + 1e-9 * (1 + abs(exact))  # the grid's minimum is at or above the true one
+    assert patterns >= exact - slack - 2e-5  # the grid's spacing (1e-5) times the line's slope (< 2)
+
+
+def test_sign_patterns_help_where_the_triangles_decouple_the_outputs() -> None:
+    """A seed where the triangles let the two outputs move apart: the patterns' finish is tighter than one
+    program's by 0.34 (of seeds 0-39, three gain more than 0.05)."""
+    graph, grid = _correlated(8)
+    problem = Problem.make(graph, (grid[:1].T * 0 - 1.0, grid[:1].T * 0 + 1.0), "row")
+    d, _ = _root_domains(problem, SPEC, SearchConfig(), None)
+    lp = LpCut.of(problem, patterns=8)
+    assert lp is not None
+    b = bound_domains(problem, d, BoundConfig(steps=3), None, lp.nodes)
+    everything = Deadline.after(math.inf)
+    patterns = float(lp.lower(b.frontier, b.domains, torch.arange(1), everything)[0])
+    one = float(LpCut.of(problem, patterns=1).lower(b.frontier, b.domains, torch.arange(1), everything)[0])  # type: ignore[union-attr]
+    assert patterns > one + 0.3
+
+
+def test_an_empty_program_is_proved_empty() -> None:
+    """x_0 + x_1 >= 3 on the unit square has no point: the solver's dual ray gives a bound far above any
+    value of the cost there (the last multipliers alone would give about 0)."""
+    lp = LinearProgram(
+        sparse.csc_array(np.array([[1.0, 1.0]])),
+        np.array([3.0]),
+        np.array([np.inf]),
+        np.zeros(2),
+        np.ones(2),
+        {0: 0},
+    )
+    assert LpSolver(lp).lower(np.array([1.0, -1.0]), 5.0) > 1e3

@@ -217,3 +217,36 @@ def test_hard_rows_get_the_time_the_quick_round_leaves(case14, monkeypatch) -> N
         assert all(b <= a + 1e-12 for first, then in itertools.pairwise(turns) for a, b in zip(first, then))
     assert {r.verdict for r in cert.records} <= {"verified", "violated", "unknown"}
     assert all(r.bound >= r.worst for r in cert.records)
+
+
+def test_a_new_search_s_root_comes_out_of_its_turn(case14, monkeypatch) -> None:
+    """The turn a chunk gets starts before its search's root is bounded, and its first `go` ends by it:
+    the root's alpha-CROWN and attack are not added on top of the share (they were: a 6 s `verify`
+    spent 5.8 s searching where 5.4 s were its share, and its replay was cut)."""
+    import time
+
+    import gridverify.verify.run as run
+    from gridverify.bab.search import Search
+
+    began: list[float] = []
+    turns: list[tuple[float, float, float]] = []
+    real_begin, real_go = run.begin, Search.go
+
+    def spy_begin(*args, **kwargs):  # type: ignore[no-untyped-def]
+        began.append(time.monotonic())
+        return real_begin(*args, **kwargs)
+
+    def spy_go(self, deadline):  # type: ignore[no-untyped-def]
+        found = real_go(self, deadline)
+        turns.append((deadline.start, deadline.end, time.monotonic()))
+        return found
+
+    monkeypatch.setattr(run, "begin", spy_begin)
+    monkeypatch.setattr(Search, "go", spy_go)
+    config = VerifyConfig(timeout_s=6.0, replay=False, tighten_share=0.0)
+    run.verify(case14, families=("p_balance",), config=config)
+    assert began and turns
+    first = [t for t in turns if t[0] <= began[0]]
+    assert first, "the first search's turn starts after its root"
+    # a batch or a falsifier round that started before the end may finish after it
+    assert all(ended <= end + 0.5 for _, end, ended in turns)
