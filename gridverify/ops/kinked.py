@@ -13,7 +13,8 @@ joins the endpoints of a convex (concave) function. Default alpha: slope 1 if ``
 (CROWN's adaptive choice). Rounding: for ``a`` in {0, -1} (relu, abs) every line but the chord holds in
 floating point as computed (``a*x`` is exact and ``|fl(s*x)| <= |x|`` keeps the sign of ``s*x``), so only
 the chord is rounded outward by the registry; for other ``a`` every line is. Interval: the image of the
-endpoints, widened to include f(0) = 0 when the box straddles 0 (f is not monotone for a < 0).
+endpoints (``a*x`` rounded outward where inexact), widened to include f(0) = 0 when the box straddles 0
+(f is not monotone for a < 0).
 Precondition: none.
 """
 
@@ -23,18 +24,30 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gridverify.ops.registry import OpDef, Relaxation, monotone_interval
+from gridverify.ops.mul import product_bounds
+from gridverify.ops.registry import OpDef, Relaxation
 
 
-def interval(f: Callable[[Tensor], Tensor], l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    """``[min f, max f]`` over ``[l, u]`` for ``f`` of the two pieces (its values at l, u and 0)."""
-    fl, fu = f(l), f(u)
-    lo, hi = torch.minimum(fl, fu), torch.maximum(fl, fu)
+def interval(l: Tensor, u: Tensor, a: float) -> tuple[Tensor, Tensor]:
+    """``[min f, max f]`` over ``[l, u]`` (f's values at l, u and 0), each end rounded outward: ``a*x`` is
+    exact for ``a`` in {0, 1, -1}, else bounded by `product_bounds` (leaky relu's ``0.01*x`` rounded to
+    nearest could lie half an ulp above the true product at a lower end)."""
+    (l_lo, l_hi), (u_lo, u_hi) = _image(l, a), _image(u, a)
+    lo, hi = torch.minimum(l_lo, u_lo), torch.maximum(l_hi, u_hi)
     straddle = (l < 0) & (u > 0)
     zero = torch.zeros_like(lo)
     return torch.where(straddle, torch.minimum(lo, zero), lo), torch.where(
         straddle, torch.maximum(hi, zero), hi
     )
+
+
+def _image(x: Tensor, a: float) -> tuple[Tensor, Tensor]:
+    """Lower and upper bounds of ``f(x)``: ``x`` where ``x >= 0``, else ``a*x`` (directed where inexact)."""
+    if a in (0.0, 1.0, -1.0):
+        y = torch.where(x >= 0, x, _times(a, x))
+        return y, y
+    lo, hi = product_bounds(torch.full_like(x, a), x)
+    return torch.where(x >= 0, x, lo), torch.where(x >= 0, x, hi)
 
 
 def _times(a: float, x: Tensor) -> Tensor:
@@ -68,10 +81,10 @@ def init_alpha(l: Tensor, u: Tensor, a: float) -> Tensor:
 
 def make_op(name: str, forward: Callable[[Tensor], Tensor], a: float, **facts: Any) -> OpDef:
     """The `OpDef` of the two pieces with the fixed left slope ``a``: interval, relaxation and alpha (one
-    parameter); nondecreasing (interval from the endpoints) for ``a >= 0``."""
+    parameter)."""
 
     def _interval(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        return interval(forward, lows[0], ups[0])
+        return interval(lows[0], ups[0], a)
 
     def _relax(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], alpha: Tensor) -> Relaxation:
         return relax(lows[0], ups[0], alpha, a)
@@ -79,7 +92,13 @@ def make_op(name: str, forward: Callable[[Tensor], Tensor], a: float, **facts: A
     def _init(lows: tuple[Tensor, ...], ups: tuple[Tensor, ...]) -> Tensor:
         return init_alpha(lows[0], ups[0], a)
 
-    bounds = monotone_interval(forward) if a >= 0 else _interval
     return OpDef(
-        name, forward, interval=bounds, relax=_relax, n_alpha=1, init_alpha=_init, kink_at_zero=True, **facts
+        name,
+        forward,
+        interval=_interval,
+        relax=_relax,
+        n_alpha=1,
+        init_alpha=_init,
+        kink_at_zero=True,
+        **facts,
     )

@@ -20,7 +20,7 @@ def _forward(x: Tensor, negative_slope: float = 0.01) -> Tensor:
 def _interval(
     lows: tuple[Tensor, ...], ups: tuple[Tensor, ...], negative_slope: float = 0.01
 ) -> tuple[Tensor, Tensor]:
-    return kinked.interval(lambda x: _forward(x, negative_slope), lows[0], ups[0])
+    return kinked.interval(lows[0], ups[0], negative_slope)
 
 
 def _relax(

@@ -517,6 +517,32 @@ def test_exp_overflow_bounds_stay_infinite() -> None:
         assert not any(t.isnan().any() for t in (*r.lw, r.lb, *r.uw, r.ub))
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    slope=st.sampled_from([0.01, 0.1, 0.2, 0.3, 1.0 / 3.0, 1.7, -0.3]),
+    ends=st.lists(st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False), min_size=2, max_size=2),
+)
+def test_leaky_relu_interval_holds_in_exact_arithmetic(slope: float, ends: list[float]) -> None:
+    """The interval of ``leaky_relu`` contains the exact value ``slope * x`` (rationals) at both ends of the
+    box, not only the rounded one that `check_box_batch` compares with: its ends are rounded outward
+    (regression: ``0.01 * x`` rounded to nearest could exceed the true product at the lower end)."""
+    from fractions import Fraction
+
+    low, up = sorted(ends)
+    op = REGISTRY["leaky_relu"]
+    lo, hi = op.interval(
+        (torch.tensor([low], dtype=DTYPE),), (torch.tensor([up], dtype=DTYPE),), negative_slope=slope
+    )  # type: ignore[misc]
+    for x in (low, up):
+        exact = Fraction(x) if x >= 0 else Fraction(slope) * Fraction(x)
+        assert Fraction(float(lo[0])) <= exact <= Fraction(float(hi[0])), (
+            x,
+            slope,
+            float(lo[0]),
+            float(hi[0]),
+        )
+
+
 # ----------------------------------------------------------------------------------------------------
 # Domain errors
 
