@@ -250,3 +250,38 @@ def test_a_new_search_s_root_comes_out_of_its_turn(case14, monkeypatch) -> None:
     assert first, "the first search's turn starts after its root"
     # a batch or a falsifier round that started before the end may finish after it
     assert all(ended <= end + 0.5 for _, end, ended in turns)
+
+
+@pytest.mark.parametrize("climb_violated", [False, True])
+def test_the_screen_s_full_pass_climbs_the_undecided_rows(
+    case14, prepared14, monkeypatch, climb_violated
+) -> None:
+    """The quick falsifier pass reaches every open row; the full one only the rows no load violates yet
+    (all open rows with ``climb_violated``). Verdicts follow the rows' intervals either way."""
+    import gridverify.verify.run as run
+
+    _, graph, rows = prepared14
+    passes: list[set[int]] = []
+    real = run._falsify_rows
+
+    def spy(graph, box, rows, which, *args):  # type: ignore[no-untyped-def]
+        passes.append(set(which.tolist()))
+        return real(graph, box, rows, which, *args)
+
+    monkeypatch.setattr(run, "_falsify_rows", spy)
+    thresholds = torch.full((len(rows),), 0.01, dtype=torch.float64)
+    config = replace(
+        VerifyConfig(climb_violated=climb_violated), attack=replace(VerifyConfig().attack, rounds=1)
+    )
+    found = screen(graph, case14.region.box(), rows, thresholds, config)
+    assert len(passes) == 2
+    quick, full = passes
+    violated = {r.spec for r in found if r.worst > 0.01}
+    assert violated & quick, "no open row violated: the test needs one"
+    if climb_violated:
+        assert full == quick
+    else:  # rows dropped are those violated after the quick pass (the full pass may violate more)
+        assert full <= quick and quick - full and quick - full <= violated
+    for r in found:
+        assert r.upper >= r.worst
+        assert (r.verdict.value == "violated") == (r.worst > 0.01)
