@@ -12,7 +12,8 @@ every branch-and-bound run on up to 64 rows (`VerifyConfig.row_alone_s = 0`), ``
 decide round searching its rows anew (`VerifyConfig.keep_share = 0`), ``no-refresh`` without the CROWN
 refresh of intermediate intervals after neuron splits, ``before-resume`` both (the settings before
 either), ``before-patterns`` one LP finish program per domain with at most the bounding time (no sign
-patterns of its undecided relus, ``lp_patterns=1, lp_cut=1``), ``before-screen`` the screen's full
+patterns of its undecided relus, ``lp_patterns=1, lp_cut=1``), ``narrow-patterns`` the decide searches'
+LP finish (sign patterns, 4x) in the narrowing searches too, ``before-screen`` the screen's full
 falsifier pass on every open row, violated ones too (``climb_violated``), ``before-lp-finish`` the
 settings before the LP finish (no LP finish, filtered BBPS branching, rows alone only while each can have
 10 s); the runs' counts,
@@ -23,7 +24,8 @@ of the process so far is printed after each case.
 
     python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--memory-gb G]
                            [--compare release no-lp no-relations no-lp-cut chunk-64 restart no-refresh
-                                      before-resume before-patterns before-screen before-lp-finish]
+                                      before-resume before-patterns narrow-patterns before-screen
+                                      before-lp-finish]
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ BASELINES = {
         c, keep_share=0.0, search=replace(c.search, refresh_intermediate=None)
     ),
     "before-patterns": lambda c: replace(c, search=replace(c.search, lp_patterns=1, lp_cut=1.0)),
+    "narrow-patterns": lambda c: replace(c, narrow_lp=(c.search.lp_cut, c.search.lp_patterns)),
     "before-screen": lambda c: replace(c, climb_violated=True),
     "before-lp-finish": lambda c: replace(
         c, row_alone_s=10.0, search=replace(c.search, lp_cut=0.0, branching=Branching.FILTERED)

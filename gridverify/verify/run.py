@@ -127,6 +127,10 @@ class VerifyConfig:
     search: SearchConfig = SearchConfig(
         branching=BRANCHING, refresh_intermediate=True, input_split_switch_dims=0
     )
+    # narrowing searches (no threshold) finish a domain with one LP program at most 1x its bounding time,
+    # not `search`'s sign patterns at 4x: case118 at 600 s, balance median 1.87 this way, 2.36 with the
+    # patterns (same process; the patterns decide near-threshold rows, narrowing wants many domains)
+    narrow_lp: tuple[float, int] = (1.0, 1)  # (SearchConfig.lp_cut, lp_patterns) of the narrowing searches
     chunk: int = 64  # specification rows per branch-and-bound run (bounds time and memory on large cases)
     row_alone_s: float = 3.0  # fewer rows per run while each can have this long alone (`chunk_size`; 0: off)
     min_chunk_s: float = 1.0  # no branch-and-bound run is started with less time than this left
@@ -375,7 +379,9 @@ def _search(
     violated = [i for i, r in enumerate(results) if r.verdict is Verdict.VIOLATED and r.upper > r.worst]
     violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
     narrowed = list(results)
-    _in_chunks(graph, box, rows, narrowed, violated, None, deadline, config, progress, base, log)
+    share, patterns = config.narrow_lp
+    narrowing = replace(config, search=replace(config.search, lp_cut=share, lp_patterns=patterns))
+    _in_chunks(graph, box, rows, narrowed, violated, None, deadline, narrowing, progress, base, log)
     log(f"narrow: {len(violated)} violated rows ({deadline.elapsed_s():.1f} s)")
     return [r if n is r else _narrowed(r, n) for r, n in zip(results, narrowed)]
 
@@ -725,10 +731,11 @@ def screen(
     (`gridverify.bab.attack`) climbs every row CROWN does not prove, started from that row's best
     ``config.pool_starts`` loads of the pool (neighbouring rows share their worst loads this way) and its
     worst load so far, in two passes (a quick one that reaches every row, then ``config.attack`` on the rows
-    still undecided, ``config.climb_violated``: on all) until ``until``; after each, every row is evaluated at every row's new point. Rows
-    CROWN proves are verified, rows a load violates are violated. The full pass leaves violated rows to the
-    narrowing searches: on case118 (600 s) it took 70 s over its 507 open rows and violated none that
-    the quick pass had not (481); case57 13.5 s, case30 16.3 s, case14 3.8 s, none either.
+    still undecided, ``config.climb_violated``: on all) until ``until``; after each, every row is
+    evaluated at every row's new point. Rows CROWN proves are verified, rows a load violates are violated.
+    The full pass leaves violated rows to the narrowing searches: on case118 (600 s) it took 70 s over its
+    507 open rows and violated none that the quick pass had not (481); case57 13.5 s, case30 16.3 s,
+    case14 3.8 s, none either (on the 26 undecided rows alone, case118's takes 22 s).
 
     Memory (``config.memory_gb``, `Budget`): CROWN runs as one pass of intermediate bounds and then
     blocks of rows; the pool is evaluated in chunks of points, keeping per row its running worst value

@@ -285,3 +285,24 @@ def test_the_screen_s_full_pass_climbs_the_undecided_rows(
     for r in found:
         assert r.upper >= r.worst
         assert (r.verdict.value == "violated") == (r.worst > 0.01)
+
+
+def test_narrowing_searches_take_their_own_lp_finish(case14, monkeypatch) -> None:
+    """Searches that decide rows (a threshold) finish domains with `VerifyConfig.search`'s LP settings
+    (sign patterns); searches that narrow violated rows (no threshold) with `VerifyConfig.narrow_lp`."""
+    import gridverify.verify.run as run
+
+    seen: list[tuple[bool, float, int]] = []
+    real = run.begin
+
+    def spy(prepared, search, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((prepared.thr is None, search.lp_cut, search.lp_patterns))
+        return real(prepared, search, *args, **kwargs)
+
+    monkeypatch.setattr(run, "begin", spy)
+    config = VerifyConfig(timeout_s=8.0, replay=False, tighten_share=0.0, narrow_lp=(0.5, 2))
+    run.verify(case14, families=("p_balance",), config=config)
+    decide = {(cut, patterns) for narrow, cut, patterns in seen if not narrow}
+    narrow = {(cut, patterns) for narrow, cut, patterns in seen if narrow}
+    assert decide == {(config.search.lp_cut, config.search.lp_patterns)}
+    assert narrow == {(0.5, 2)}
