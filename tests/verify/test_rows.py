@@ -300,7 +300,9 @@ def test_narrowing_searches_take_their_own_lp_finish(case14, monkeypatch) -> Non
         return real(prepared, search, *args, **kwargs)
 
     monkeypatch.setattr(run, "begin", spy)
-    config = VerifyConfig(timeout_s=8.0, replay=False, tighten_share=0.0, narrow_lp=(0.5, 2))
+    config = VerifyConfig(
+        timeout_s=8.0, replay=False, tighten_share=0.0, narrow_lp=(0.5, 2), narrow_share=0.5
+    )
     run.verify(case14, families=("p_balance",), config=config)
     decide = {(cut, patterns) for narrow, cut, patterns in seen if not narrow}
     narrow = {(cut, patterns) for narrow, cut, patterns in seen if narrow}
