@@ -128,8 +128,9 @@ class VerifyConfig:
         branching=BRANCHING, refresh_intermediate=True, input_split_switch_dims=0
     )
     # narrowing searches (no threshold) finish a domain with one LP program at most 1x its bounding time,
-    # not `search`'s sign patterns at 4x: case118 at 600 s, balance median 1.87 this way, 2.36 with the
-    # patterns (same process; the patterns decide near-threshold rows, narrowing wants many domains)
+    # not `search`'s sign patterns at 4x: case118 at 600 s, balance median 1.77 this way, 2.18 with the
+    # patterns (bench/verify.py --compare narrow-patterns; they decide near-threshold rows, narrowing wants
+    # many domains)
     narrow_lp: tuple[float, int] = (1.0, 1)  # (SearchConfig.lp_cut, lp_patterns) of the narrowing searches
     chunk: int = 64  # specification rows per branch-and-bound run (bounds time and memory on large cases)
     row_alone_s: float = 3.0  # fewer rows per run while each can have this long alone (`chunk_size`; 0: off)
