@@ -14,7 +14,9 @@ refresh of intermediate intervals after neuron splits, ``before-resume`` both (t
 either), ``before-patterns`` one LP finish program per domain with at most the bounding time (no sign
 patterns of its undecided relus, ``lp_patterns=1, lp_cut=1``), ``narrow-patterns`` the decide searches'
 LP finish (sign patterns, 4x) in the narrowing searches too, ``before-screen`` the screen's full
-falsifier pass on every open row, violated ones too (``climb_violated``), ``before-lp-finish`` the
+falsifier pass on every open row, violated ones too (``climb_violated``) and as long as the screen's share
+allows, ``before-climb-share`` that full pass on the undecided rows only, as long as the screen's share allows
+(``climb_share``), ``before-lp-finish`` the
 settings before the LP finish (no LP finish, filtered BBPS branching, rows alone only while each can have
 10 s); the runs' counts,
 thermal unknowns and the median over balance rows of (certified bound / worst found) are printed side by side.
@@ -25,6 +27,7 @@ of the process so far is printed after each case.
     python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--memory-gb G]
                            [--compare release no-lp no-relations no-lp-cut chunk-64 restart no-refresh
                                       before-resume before-patterns narrow-patterns before-screen
+                                      before-climb-share
                                       before-lp-finish]
 """
 
@@ -79,7 +82,8 @@ BASELINES = {
     ),
     "before-patterns": lambda c: replace(c, search=replace(c.search, lp_patterns=1, lp_cut=1.0)),
     "narrow-patterns": lambda c: replace(c, narrow_lp=(c.search.lp_cut, c.search.lp_patterns)),
-    "before-screen": lambda c: replace(c, climb_violated=True),
+    "before-screen": lambda c: replace(c, climb_violated=True, climb_share=1.0),
+    "before-climb-share": lambda c: replace(c, climb_share=1.0),
     "before-lp-finish": lambda c: replace(
         c, row_alone_s=10.0, search=replace(c.search, lp_cut=0.0, branching=Branching.FILTERED)
     ),

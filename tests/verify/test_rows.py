@@ -9,6 +9,7 @@ budget, no tensor the screen allocates may grow with rows x outputs.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -285,6 +286,33 @@ def test_the_screen_s_full_pass_climbs_the_undecided_rows(
     for r in found:
         assert r.upper >= r.worst
         assert (r.verdict.value == "violated") == (r.worst > 0.01)
+
+
+def test_the_screen_s_full_pass_stops_at_its_share(case14, prepared14, monkeypatch) -> None:
+    """The full falsifier pass ends ``climb_share`` of the budget after it starts (or at the screen's
+    falsifier deadline, if that comes first); the quick pass runs to the screen's deadline."""
+    import gridverify.verify.run as run
+
+    _, graph, rows = prepared14
+    left: list[float] = []
+    real = run._falsify_rows
+
+    def spy(graph, box, rows, which, starts, cfg, until, budget):  # type: ignore[no-untyped-def]
+        left.append(until.end - time.monotonic())
+        return real(graph, box, rows, which, starts, cfg, until, budget)
+
+    monkeypatch.setattr(run, "_falsify_rows", spy)
+    thresholds = torch.full((len(rows),), 0.01, dtype=torch.float64)
+    config = VerifyConfig(timeout_s=100.0, climb_share=0.02, attack=replace(VerifyConfig().attack, rounds=1))
+    screen(graph, case14.region.box(), rows, thresholds, config, Deadline.after(60.0))
+    quick, full = left
+    assert 50.0 < quick <= 60.0
+    assert 0.0 < full <= 2.0
+    left.clear()
+    screen(
+        graph, case14.region.box(), rows, thresholds, replace(config, climb_share=1.0), Deadline.after(60.0)
+    )
+    assert 50.0 < left[1] <= 60.0, "the screen's deadline caps the full pass"
 
 
 def test_narrowing_searches_take_their_own_lp_finish(case14, monkeypatch) -> None:
