@@ -168,7 +168,7 @@ def _optimise(
     for _ in range(config.steps):
         with torch.enable_grad():
             current, _ = propagate(
-                graph, box, plan, relaxer, crown_nodes=crown_nodes, base=intervals, masks=masks
+                graph, box, plan, relaxer, crown_nodes=crown_nodes, base=intervals, masks=masks, chunk=False
             )
             lower, upper, linear = final_bounds(graph, box, out, c, current, relaxer)
             ilo, ihi = ibp_of_spec(c, current[out])  # type: ignore[arg-type]

@@ -208,12 +208,15 @@ def propagate(
     keep_linear: bool = False,
     masks: dict[int, Tensor] | None = None,
     forward: bool | None = None,
+    chunk: bool = True,
 ) -> tuple[list[Interval | None], dict[int, tuple[dict[int, Tensor], Tensor]]]:
     """Intervals of every needed node (IBP, CROWN on ``crown_nodes``, intersected with ``base``). With
     ``masks`` (`needed_neurons`), CROWN bounds only the masked neurons of each
     node and skips nodes without a mask; the rest keep IBP. ``keep_linear`` needs every neuron: no masks.
     ``forward``: intersect every node with its forward-mode linear bounds (`gridverify.bounds.forward`,
-    when the box has few free dimensions); None: when the plan's CROWN nodes are asked for."""
+    when the box has few free dimensions); None: when the plan's CROWN nodes are asked for. ``chunk``: bound
+    a node's neurons in chunks of rows (`INTERMEDIATE_ELEMENTS`); False for a relaxer whose lines differ
+    per row of the pass (alpha-CROWN's intermediate alphas)."""
     crown_set = set(plan.crown_nodes if crown_nodes is None else crown_nodes)
     intervals: list[Interval | None] = [None] * len(graph.nodes)
     linear: dict[int, tuple[dict[int, Tensor], Tensor]] = {}
@@ -224,14 +227,65 @@ def propagate(
             lo, hi = fwd.step(i, intervals, lo, hi)
         if i in crown_set and (masks is None or i in masks):
             rows = None if masks is None or bool(masks[i].all()) else masks[i].nonzero().squeeze(1)
-            found, bias = backward(graph, i, _rows_spec(graph.nodes[i].shape, rows, lo), intervals, relaxer)
-            lo, hi = _tighten(lo, hi, concretize(graph, found, bias, box), rows)
-            if keep_linear:
-                linear[i] = (found, bias)
+            lo, hi, lin = _crown_node(
+                graph, plan, box, i, rows, lo, hi, intervals, relaxer, keep_linear, chunk
+            )
+            if lin is not None:
+                linear[i] = lin
         if base is not None and base[i] is not None:
             lo, hi = torch.maximum(lo, base[i][0]), torch.minimum(hi, base[i][1])  # type: ignore[index]
         intervals[i] = (lo, hi)
     return intervals, linear
+
+
+INTERMEDIATE_ELEMENTS = 2**24
+"""Largest coefficient tensor (entries: domains x rows x node size) of an intermediate node's backward pass;
+its neurons are bounded in chunks of rows below it. vit_2023's ibp_3_3_8 has 13872 softmax differences
+per layer: all their rows at once asked for a 3 GB coefficient of a 13872-neuron node."""
+
+
+def _crown_node(
+    graph: Graph,
+    plan: Plan,
+    box: InputBox,
+    i: int,
+    rows: Tensor | None,
+    lo: Tensor,
+    hi: Tensor,
+    intervals: list[Interval | None],
+    relaxer: Relaxer,
+    keep_linear: bool,
+    chunk_rows: bool = True,
+) -> tuple[Tensor, Tensor, tuple[dict[int, Tensor], Tensor] | None]:
+    """Node ``i``'s interval intersected with CROWN's bounds of its neurons ``rows`` (all when None), in
+    chunks of rows that keep every coefficient under `INTERMEDIATE_ELEMENTS`; with ``keep_linear``, the
+    linear bounds (lower rows, then negated upper rows, as one pass gives them)."""
+    shape = graph.nodes[i].shape
+    n = graph.nodes[i].size
+    count = n if rows is None else rows.numel()
+    widest = max(graph.nodes[j].size for j in (*plan.ancestors[i], i))
+    batch = max(lo.shape[0], *(iv[0].shape[0] for iv in intervals if iv is not None))
+    chunk = max(1, INTERMEDIATE_ELEMENTS // (2 * batch * widest))
+    if count <= chunk or not chunk_rows:
+        found, bias = backward(graph, i, _rows_spec(shape, rows, lo), intervals, relaxer)
+        lo, hi = _tighten(lo, hi, concretize(graph, found, bias, box), rows)
+        return lo, hi, (found, bias) if keep_linear else None
+    every = torch.arange(n, device=lo.device) if rows is None else rows
+    lows: list[tuple[dict[int, Tensor], Tensor]] = []
+    highs: list[tuple[dict[int, Tensor], Tensor]] = []
+    for start in range(0, count, chunk):
+        part = every[start : start + chunk]
+        found, bias = backward(graph, i, _rows_spec(shape, part, lo), intervals, relaxer)
+        lo, hi = _tighten(lo, hi, concretize(graph, found, bias, box), part)
+        if keep_linear:
+            k = part.numel()
+            lows.append(({j: a[:, :k] for j, a in found.items()}, bias[:, :k]))
+            highs.append(({j: a[:, k:] for j, a in found.items()}, bias[:, k:]))
+    if not keep_linear:
+        return lo, hi, None
+    joined = lows + highs
+    found = {j: torch.cat([f[j] for f, _ in joined], 1) for j in joined[0][0]}
+    return lo, hi, (found, torch.cat([b for _, b in joined], 1))
 
 
 def _forward_bounds(
