@@ -263,7 +263,8 @@ def _crown_node(
     shape = graph.nodes[i].shape
     n = graph.nodes[i].size
     count = n if rows is None else rows.numel()
-    widest = max(graph.nodes[j].size for j in (*plan.ancestors[i], i))
+    ancestors = plan.ancestors[i] if i in plan.ancestors else graph.ancestors(i)
+    widest = max(graph.nodes[j].size for j in (*ancestors, i))
     batch = max(lo.shape[0], *(iv[0].shape[0] for iv in intervals if iv is not None))
     chunk = max(1, INTERMEDIATE_ELEMENTS // (2 * batch * widest))
     if count <= chunk or not chunk_rows:
