@@ -33,6 +33,7 @@ from gridverify.bab import (
 )
 from gridverify.bab.bound import BoundConfig
 from gridverify.bounds import AlphaConfig, crown
+from gridverify.bounds.alpha import fitting
 from gridverify.deadline import Deadline
 from gridverify.ir import Graph, from_onnx
 from gridverify.specs import VnnlibSpec, read_vnnlib
@@ -192,9 +193,12 @@ def verify_instance(
     sat = _falsify(graph, spec, Path(model), box, rows, left, rounds, corners, until)
     if sat is not None:
         return done(replace(sat, detail="falsifier, from the CROWN lines"))
+    # the root's intermediate alphas shared when their own would not fit (vit_2023: 26e6 entries)
+    root = fitting(graph, box, None, rows.c[todo], config.root, config.memory_gb)
     results = maximise(
-        graph, box, rows.c[todo], threshold=thr[todo], config=config, closed=True, deadline=deadline
-    )
+        graph, box, rows.c[todo], threshold=thr[todo], config=replace(config, root=root), closed=True,
+        deadline=deadline,
+    )  # fmt: skip
     witnesses = torch.zeros(rows.c.shape[0], *box[0].shape[1:], dtype=torch.float64)
     witnesses[:] = ((box[0] + box[1]) / 2)[0]
     for k, r in zip(todo, results):

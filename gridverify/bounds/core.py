@@ -133,6 +133,16 @@ def node_interval(graph: Graph, i: int, intervals: list[Interval | None], box: I
         raise DomainError(f"{describe(graph, i)}: {err}") from None
     if op.kind != "linear" or not (op.mixes or op.abs_linear is not None):
         return lo, hi  # nonlinear ops clamp and round their own; copies (gather, reshape, neg) round nothing
+    if op.keeps_nonnegative and op.constant_term is None:
+        # nondecreasing, no constant: lo = f(lows) and hi = f(ups) are sums of nonnegative multiples of
+        # one corner each, so each end rounds by a multiple of f at that corner's magnitudes alone (a
+        # softmax denominator 1 + sum exp over [e^-9, e^212] keeps its lower end near 1)
+        low_step = LINEAR_ROUNDING * (op.forward(*(t.abs() for t in lows), **kw) + lo.abs())
+        high_step = LINEAR_ROUNDING * (op.forward(*(t.abs() for t in ups), **kw) + hi.abs())
+        low = lo - low_step.nan_to_num(nan=torch.inf)
+        if all(bool((x >= 0).all()) for x in lows):
+            low = low.clamp(min=0.0)
+        return low, hi + high_step.nan_to_num(nan=torch.inf)
     step = LINEAR_ROUNDING * (_magnitude(op, lows, ups, kw) + lo.abs() + hi.abs())
     step = step.nan_to_num(nan=torch.inf)
     low = lo - step

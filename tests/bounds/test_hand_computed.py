@@ -148,3 +148,14 @@ def test_bad_boxes_are_rejected() -> None:
         crown(g, _box([1, 0], [0, 1]))
     with pytest.raises(ValueError, match=r"shape \(B, \*\(2,\)\)"):
         crown(g, _box([0], [1]))
+
+
+def test_nonnegative_sum_keeps_its_lower_end() -> None:
+    """``1 + sum exp(x)`` over a box where exp spans [e^-9, e^212] (a softmax denominator): the lower end
+    is near 1 (its rounding margin is relative to the lower corner, not to 1e92), so 1/(...) is defined."""
+    b = GraphBuilder()
+    x = b.input("x", (3,))
+    g = b.build({"y": b.apply("reciprocal", b.add(b.sum(b.apply("exp", x)), 1.0))})
+    lo, hi = _bounds(ibp(g, _box([-9, -9, -9], [212, 0, 0])))
+    exact_hi = 1 / (1 + 3 * math.exp(-9))
+    assert 0 < lo < 1e-90 and exact_hi <= hi <= exact_hi * (1 + 1e-10)

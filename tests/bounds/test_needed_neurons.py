@@ -61,3 +61,20 @@ def test_crown_and_alpha_on_one_row_match_the_full_spec_row() -> None:
     one, every = crown(graph, box, spec=eye[:1]), crown(graph, box, spec=eye)
     assert torch.allclose(one.upper[:, 0], every.upper[:, 0], rtol=0, atol=1e-12)
     assert bool((alpha_crown(graph, box, spec=eye[:1]).upper[:, 0] <= one.upper[:, 0] + 1e-12).all())
+
+
+def test_masks_see_through_cancelling_linear_maps() -> None:
+    """A softmax's pairwise differences ``x_j - x_i`` (each input once with +1 and once with -1) feed exps
+    of slope 1 in the dependency walk: summing signed coefficients cancelled to zero and left every input
+    out of the mask (its IBP interval then loosened everything above)."""
+    b = GraphBuilder()
+    x = b.input("x", (2,))
+    h = b.linear(x, torch.tensor([[1.0, 1.0], [1.0, -1.0], [2.0, 0.0]], dtype=F64))
+    d = b.linear(b.apply("exp", h), torch.tensor([[1.0, -1.0, 0.0], [-1.0, 1.0, 0.0]], dtype=F64))
+    g = b.build({"y": b.sum(b.apply("exp", d))})
+    graph, _, out = resolve(g, (-torch.ones(1, 2, dtype=F64), torch.ones(1, 2, dtype=F64)), None)
+    plan = make_plan(graph, out)
+    masks = needed_neurons(graph, plan, out, torch.ones(1, 1, dtype=F64))
+    # h[2] feeds nothing the output reads; h[0], h[1] feed it through the differences
+    by_shape = {graph.nodes[i].shape: m.tolist() for i, m in masks.items()}
+    assert by_shape == {(3,): [True, True, False], (2,): [True, True]}
