@@ -194,7 +194,7 @@ def verify_instance(
     if sat is not None:
         return done(replace(sat, detail="falsifier, from the CROWN lines"))
     # the root's intermediate alphas shared when their own would not fit (vit_2023: 26e6 entries)
-    root = fitting(graph, box, None, rows.c[todo], config.root, config.memory_gb)
+    root = fitting(graph, None, rows.c[todo], config.root, config.memory_gb)
     results = maximise(
         graph, box, rows.c[todo], threshold=thr[todo], config=replace(config, root=root), closed=True,
         deadline=deadline,

@@ -39,6 +39,7 @@ from gridverify.bounds.crown import (
     resolve,
 )
 from gridverify.bounds.optim import ProjectedAdam
+from gridverify.ir.builder import lower_fused
 from gridverify.ir.graph import Graph
 from gridverify.ops import get_op
 
@@ -191,20 +192,25 @@ def _decided(best: _Best, config: AlphaConfig) -> bool:
 
 
 ALPHA_BYTES = 1024
-"""Bytes per alpha-CROWN parameter entry (a row of an intermediate target x a neuron below it), as measured
-for `gridverify.verify.run.root_alpha` (case1354: 5.7e6 entries, 7.8 GB peak unshared, 3.5 GB shared)."""
+"""Bytes per alpha-CROWN parameter entry (a row of an intermediate target x a neuron below it), measured:
+the parameters with their gradients and Adam's moments, and the relaxations built from them per row and
+neuron (a smooth op's tangent search evaluates a grid of points per entry). case1354, 64 thermal rows:
+5.7e6 entries, 7.8 GB peak unshared against 3.5 GB shared."""
 
 
 def fitting(
-    graph: Graph, box: BoxLike, output: str | int | None, spec: Tensor, config: AlphaConfig, memory_gb: float
+    graph: Graph, output: str | int | None, spec: Tensor, config: AlphaConfig, memory_gb: float
 ) -> AlphaConfig:
-    """``config``, with intermediate targets sharing one alpha per neuron (``shared_intermediate``) when
-    their own alphas would take more than half of ``memory_gb`` (the rule of
-    `gridverify.verify.run.root_alpha`, for any graph and output). vit_2023 pgd_2_3_16_8835, 20 steps:
-    unshared 85 s, 7.8 GB peak, worst row 0.221; shared 33 s, 1.7 GB, 0.200."""
+    """``config`` for an alpha-CROWN of the rows ``spec`` (m, size of ``output``), with intermediate targets
+    sharing one alpha per neuron (``shared_intermediate``) when their own alphas would take more than half
+    of ``memory_gb``. Unshared, every intermediate target gets two rows per neuron the rows need, each with
+    alphas over every nonlinear node below it, whatever the number of rows: case1354's thermal rows 6 GB;
+    vit_2023 pgd_2_3_16_8835, 20 steps: unshared 85 s, 7.8 GB peak, worst row 0.221; shared 33 s, 1.7 GB,
+    0.200."""
     if config.shared_intermediate or not config.optimise_intermediate:
         return config
-    g, _, out = resolve(graph, box, output)
+    g = lower_fused(graph)
+    out = g.output_ids[output or g.outputs[0][0]] if not isinstance(output, int) else output
     plan = make_plan(g, out)
     c = spec.abs().sum(0).reshape(1, 1, *g.nodes[out].shape).to(torch.float64)
     masks = needed_neurons(g, plan, out, c)

@@ -30,8 +30,9 @@ certified bound).
 Memory stays inside ``VerifyConfig.memory_gb`` (`Budget`): rows are (output index, sign) pairs (`Rows`),
 never one dense R x n_out matrix; the screen bounds blocks of rows and evaluates its loads in chunks of
 points; the falsifiers' points per pass and the search's ``memory_gb`` are fitted to the budget, and a
-root alpha-CROWN too large for it shares its intermediate alphas (`root_alpha`). A block, falsifier pass
-or search that still runs out of memory (`out_of_memory`) leaves its rows the answer they had.
+root alpha-CROWN too large for it shares its intermediate alphas (`gridverify.bounds.alpha.fitting`). A
+block, falsifier pass or search that still runs out of memory (`out_of_memory`) leaves its rows the
+answer they had.
 
 Every witness is re-evaluated in float64 on the CPU and checked to lie in the region before a ``violated``
 verdict is written; violated constraints are then replayed in pandapower (`gridverify.verify.replay`).
@@ -69,7 +70,7 @@ from gridverify.bab import (
 )
 from gridverify.bab.lp_tighten import DEFAULT_CACHE as TIGHTEN_CACHE
 from gridverify.bab.lp_tighten import Base, lp_base
-from gridverify.bounds.alpha import AlphaConfig
+from gridverify.bounds.alpha import fitting
 from gridverify.bounds.core import make_plan
 from gridverify.bounds.crown import ROWS, final_bounds, needed_neurons, node_relaxer, propagate, resolve
 from gridverify.deadline import Deadline
@@ -77,7 +78,6 @@ from gridverify.grid import Constraint, Kind
 from gridverify.grid.families import BALANCE, NAMES, family
 from gridverify.ir import Graph
 from gridverify.ir.builder import lower_fused, rebuild
-from gridverify.ops import get_op
 from gridverify.specs import Region
 from gridverify.specs.certificate import Certificate, ConstraintRecord
 from gridverify.surrogate.case import Case, load_case
@@ -644,42 +644,9 @@ def _begin(
     spec = Rows(rows.index[at] - first, rows.sign[at], rows.owner[at], end - first).block(
         np.arange(len(at)), box[0].device
     )
-    search = replace(search, root=root_alpha(sub, spec, search.root, search.memory_gb))
+    search = replace(search, root=fitting(sub, OUTPUT, spec, search.root, search.memory_gb))
     prepared = Prepared.of(sub, box, spec, threshold, OUTPUT, base)
     return begin(prepared, search, turn, starts.to(box[0]))
-
-
-ALPHA_BYTES = 1024
-"""Bytes per alpha-CROWN parameter entry (a row of an intermediate target x a neuron below it), measured:
-the parameters with their gradients and Adam's moments, and the relaxations built from them per row and
-neuron (a smooth op's tangent search evaluates a grid of points per entry). case1354, 64 thermal rows:
-5.7e6 entries, 7.8 GB peak unshared against 3.5 GB shared."""
-
-
-def root_alpha(graph: Graph, spec: Tensor, config: AlphaConfig, memory_gb: float) -> AlphaConfig:
-    """``config`` for the root alpha-CROWN of the rows ``spec`` (m, n_out of ``graph``'s output), with
-    intermediate targets sharing one alpha per neuron (``shared_intermediate``) when their own alphas
-    would take more than half of ``memory_gb``. Unshared, every intermediate target gets two rows per
-    neuron the rows need, each with alphas over every nonlinear node below it: on case1354's thermal
-    rows 6 GB whatever the search's ``memory_gb`` and the number of rows (the root is not sized by it)."""
-    if config.shared_intermediate or not config.optimise_intermediate:
-        return config
-    g, out = lower_fused(graph), graph.output_ids[OUTPUT]
-    plan = make_plan(g, out)
-    c = spec.abs().sum(0).reshape(1, 1, *g.nodes[out].shape).to(torch.float64)
-    masks = needed_neurons(g, plan, out, c)
-    alpha_nodes = {
-        j
-        for j in plan.needed
-        if get_op(g.nodes[j].op).kind == "nonlinear" and get_op(g.nodes[j].op).optimisable
-    }
-    entries = sum(
-        2 * int(mask.sum()) * sum(g.nodes[j].size for j in plan.ancestors[i] & alpha_nodes if j != i)
-        for i, mask in masks.items()
-    )
-    if ALPHA_BYTES * entries <= memory_gb * 2**30 / 2:
-        return config
-    return replace(config, shared_intermediate=True)
 
 
 def chunk_size(rows: int, left_s: float, config: VerifyConfig) -> int:

@@ -34,14 +34,14 @@ def test_timeout_stops_early_and_stays_sound():
 
 def test_fitting_shares_intermediate_alphas_only_when_they_would_not_fit() -> None:
     from gridverify.bounds.alpha import fitting
-    from tests.bounds.random_graphs import random_box, random_graph
+    from tests.bounds.random_graphs import random_graph
 
-    graph, box = random_graph(5, depth=5), random_box(0)
+    graph = random_graph(5, depth=5)
     n_out = graph.nodes[graph.output_ids["y"]].size
     spec = torch.eye(n_out, dtype=torch.float64)[:1]
     config = AlphaConfig(steps=3)
-    assert fitting(graph, box, "y", spec, config, memory_gb=64.0) == config
-    small = fitting(graph, box, "y", spec, config, memory_gb=1e-9)
+    assert fitting(graph, "y", spec, config, memory_gb=64.0) == config
+    small = fitting(graph, "y", spec, config, memory_gb=1e-9)
     assert small.shared_intermediate and small.steps == 3
     off = AlphaConfig(optimise_intermediate=False)
-    assert fitting(graph, box, "y", spec, off, memory_gb=1e-9) == off
+    assert fitting(graph, "y", spec, off, memory_gb=1e-9) == off
