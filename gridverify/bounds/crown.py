@@ -244,6 +244,13 @@ its neurons are bounded in chunks of rows below it. vit_2023's ibp_3_3_8 has 138
 per layer: all their rows at once asked for a 3 GB coefficient of a 13872-neuron node."""
 
 
+COMPOSE_RATIO = 8
+"""A linear node with at least this many times more neurons to bound than its one variable input has is
+bounded through its input's CROWN lines (`_composed`) instead of a backward pass per neuron: a softmax's
+pairwise differences ``x_j - x_i`` of ``k`` scores are ``k - 1`` times as many as the scores (vit_2023's
+ibp_3_3_8: 13872 differences of 867 scores per layer)."""
+
+
 def _crown_node(
     graph: Graph,
     plan: Plan,
@@ -259,7 +266,9 @@ def _crown_node(
 ) -> tuple[Tensor, Tensor, tuple[dict[int, Tensor], Tensor] | None]:
     """Node ``i``'s interval intersected with CROWN's bounds of its neurons ``rows`` (all when None), in
     chunks of rows that keep every coefficient under `INTERMEDIATE_ELEMENTS`; with ``keep_linear``, the
-    linear bounds (lower rows, then negated upper rows, as one pass gives them)."""
+    linear bounds (lower rows, then negated upper rows, as one pass gives them). With ``chunk_rows`` (lines
+    the same for every row of a pass), a linear node with `COMPOSE_RATIO` times more such neurons than its
+    input has is bounded through its input's lines (`_composed`)."""
     shape = graph.nodes[i].shape
     n = graph.nodes[i].size
     count = n if rows is None else rows.numel()
@@ -267,16 +276,24 @@ def _crown_node(
     widest = max(graph.nodes[j].size for j in (*ancestors, i))
     batch = max(lo.shape[0], *(iv[0].shape[0] for iv in intervals if iv is not None))
     chunk = max(1, INTERMEDIATE_ELEMENTS // (2 * batch * widest))
-    if count <= chunk or not chunk_rows:
+    source = _composable(graph, i, count) if chunk_rows else None
+    if (count <= chunk and source is None) or not chunk_rows:
         found, bias = backward(graph, i, _rows_spec(shape, rows, lo), intervals, relaxer)
         lo, hi = _tighten(lo, hi, concretize(graph, found, bias, box), rows)
         return lo, hi, (found, bias) if keep_linear else None
+    through = None
+    if source is not None:  # the input's lines: lower bounds of +y_p, then of -y_p
+        through = backward(graph, source, _identity_spec(graph.nodes[source].shape, lo), intervals, relaxer)
     every = torch.arange(n, device=lo.device) if rows is None else rows
     lows: list[tuple[dict[int, Tensor], Tensor]] = []
     highs: list[tuple[dict[int, Tensor], Tensor]] = []
     for start in range(0, count, chunk):
         part = every[start : start + chunk]
-        found, bias = backward(graph, i, _rows_spec(shape, part, lo), intervals, relaxer)
+        spec = _rows_spec(shape, part, lo)
+        if through is None:
+            found, bias = backward(graph, i, spec, intervals, relaxer)
+        else:
+            found, bias = _composed(graph, i, spec, through)
         lo, hi = _tighten(lo, hi, concretize(graph, found, bias, box), part)
         if keep_linear:
             k = part.numel()
@@ -287,6 +304,45 @@ def _crown_node(
     joined = lows + highs
     found = {j: torch.cat([f[j] for f, _ in joined], 1) for j in joined[0][0]}
     return lo, hi, (found, torch.cat([b for _, b in joined], 1))
+
+
+def _composable(graph: Graph, i: int, count: int) -> int | None:
+    """The one variable input of linear node ``i`` when ``count`` of its neurons are at least `COMPOSE_RATIO`
+    times its size and it is not a graph input (whose lines are exact anyway); else None."""
+    node = graph.nodes[i]
+    if get_op(node.op).kind != "linear":
+        return None
+    inputs = [j for j in node.inputs if graph.nodes[j].op != "const"]
+    if len(inputs) != 1 or graph.nodes[inputs[0]].op == "input":
+        return None
+    return inputs[0] if count >= COMPOSE_RATIO * graph.nodes[inputs[0]].size else None
+
+
+def _composed(
+    graph: Graph, i: int, spec: Tensor, through: tuple[dict[int, Tensor], Tensor]
+) -> tuple[dict[int, Tensor], Tensor]:
+    """The lower bound of ``<spec, y_i>`` (1, m, *S_i) through linear node ``i``'s one variable input p and
+    p's lines ``through`` (lower bounds of +y_p, then of -y_p, as `backward` gives them): with ``c`` the
+    spec's coefficient on y_p, ``c+ . (lines of +y_p) + |c-| . (lines of -y_p)``, and the node's constant
+    term. A nonnegative combination of valid lower bounds, so valid; the same as `backward` where every line
+    below p is the same for every sign (linear parts), looser where a pass from i would have let two of
+    p's neurons share a relaxation."""
+    parts, bias = _transpose_linear(graph, i, spec)
+    inputs = graph.nodes[i].inputs
+    m = spec.shape[1]
+    c = parts[next(k for k, j in enumerate(inputs) if graph.nodes[j].op != "const")].reshape(m, -1)
+    weights = torch.cat([c.clamp(min=0), (-c).clamp(min=0)], 1)  # (m, 2 n_p), nonnegative
+    if weights.count_nonzero() < 0.05 * weights.numel():
+        weights = weights.to_sparse()
+    found_p, bias_p = through
+    found = {}
+    for j, a in found_p.items():  # a: (b, 2 n_p, *S_j)
+        b = a.shape[0]
+        flat = a.permute(1, 0, *range(2, a.ndim)).reshape(a.shape[1], -1)
+        out = (weights @ flat).reshape(m, b, *a.shape[2:])
+        found[j] = out.permute(1, 0, *range(2, out.ndim))
+    bias = bias + (weights @ bias_p.T).T
+    return found, bias
 
 
 def _forward_bounds(
