@@ -8,7 +8,7 @@ included), the child's peak RSS (``os.wait4``), and the published verdict where 
 its timeout by more than 1 s, ``WRONG`` when a decided result contradicts the published one. A process is
 killed 30 s after its timeout; it then reports ``no result``.
 
-    python bench/vnncomp.py FOLDER [--cap S] [--only SUBSTR] [--first N]
+    python bench/vnncomp.py FOLDER [--cap S] [--only SUBSTR] [--skip K] [--first N]
 """
 
 from __future__ import annotations
@@ -113,15 +113,15 @@ def flags(instance: Instance, timeout_s: float, r: Run, reference: str | None) -
 
 
 def bench(
-    folder: Path, cap: float | None = None, only: str = "", first: int | None = None
+    folder: Path, cap: float | None = None, only: str = "", first: int | None = None, skip: int = 0
 ) -> list[tuple[Instance, Run]]:
-    """Run and print every selected instance of ``folder`` (the first ``first`` of them, when given), then
-    totals; returns the runs."""
+    """Run and print every selected instance of ``folder`` (after the first ``skip``, the first ``first``
+    of them, when given), then totals; returns the runs."""
     reference = published(folder)
     print("| instance | result | wall s | timeout s | peak RSS GB | published | flags |")
     print("|---|---|---:|---:|---:|---|---|")
     runs = []
-    for inst in instances(folder, only)[:first]:
+    for inst in instances(folder, only)[skip:][:first]:
         t = inst.timeout_s if cap is None else min(cap, inst.timeout_s)
         r = run(folder, inst, t)
         ref = reference.get((_stem(inst.onnx), _stem(inst.vnnlib)))
@@ -155,12 +155,13 @@ def main(default_folder: Path | None = None, doc: str | None = None) -> None:
         parser.add_argument("folder", type=Path, nargs="?", default=default_folder, help=folder_help)
     parser.add_argument("--cap", type=float, default=None, help="cap each instance's timeout (seconds)")
     parser.add_argument("--only", default="", help="run only instances whose paths contain this")
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first K instances selected")
     parser.add_argument("--first", type=int, default=None, help="run only the first N instances selected")
     args = parser.parse_args()
     if not (args.folder / "instances.csv").exists():
         print(f"no benchmark at {args.folder} (instances.csv missing): nothing to run", file=sys.stderr)
         raise SystemExit(2)
-    bench(args.folder, args.cap, args.only, args.first)
+    bench(args.folder, args.cap, args.only, args.first, args.skip)
 
 
 if __name__ == "__main__":
