@@ -281,6 +281,11 @@ def _crown_node(
     batch = max(lo.shape[0], *(iv[0].shape[0] for iv in intervals if iv is not None))
     chunk = max(1, INTERMEDIATE_ELEMENTS // (2 * batch * widest))
     source = _composable(graph, i, rows, lo, count) if chunk_rows else None
+    if source is not None:  # the input's lines are one pass over all its neurons: only where that fits
+        below = plan.ancestors[source] if source in plan.ancestors else graph.ancestors(source)
+        widest_p = max(graph.nodes[j].size for j in (*below, source))
+        if 2 * graph.nodes[source].size * batch * widest_p > 4 * INTERMEDIATE_ELEMENTS:
+            source = None
     if (count <= chunk and source is None) or not chunk_rows:
         found, bias = backward(graph, i, _rows_spec(shape, rows, lo), intervals, relaxer)
         lo, hi = _tighten(lo, hi, concretize(graph, found, bias, box), rows)

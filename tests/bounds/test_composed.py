@@ -46,7 +46,7 @@ def _graph(seed: int, hidden: str | None):
     return g, at
 
 
-def _intervals(g, box, at: int, ratio: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _intervals(g, box, at: int, ratio: int, elements: int = 2**24) -> tuple[torch.Tensor, torch.Tensor]:
     calls = []
     real = CROWN._composed
 
@@ -56,10 +56,12 @@ def _intervals(g, box, at: int, ratio: int) -> tuple[torch.Tensor, torch.Tensor]
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(CROWN, "COMPOSE_RATIO", ratio)
+        patch.setattr(CROWN, "INTERMEDIATE_ELEMENTS", elements)
         patch.setattr(CROWN, "_composed", spy)
         iv = crown(g, box, "y").intervals[at]
     assert iv is not None
-    assert (at in calls) == (ratio <= 5), "30 differences of 6 scores are composed from ratio 5 down"
+    fits = 4 * elements >= 2 * 6 * 8  # the scores' lines: one pass over their 6 neurons, 8 wide below
+    assert (at in calls) == (ratio <= 5 and fits), "30 differences of 6 scores are composed from ratio 5 down"
     return iv
 
 
@@ -123,3 +125,14 @@ def test_dense_maps_are_not_composed() -> None:
         patch.setattr(CROWN, "_composed", spy)
         crown(g, box, "y")
     assert calls == []
+
+
+def test_inputs_whose_lines_do_not_fit_are_not_composed() -> None:
+    """The input's lines are one pass over all its neurons: where that pass would exceed 4x
+    `INTERMEDIATE_ELEMENTS`, the node keeps the direct pass in chunks (the same intervals)."""
+    g, at = _graph(1, "relu")
+    box = (torch.full((1, 4), -1.0, dtype=F64), torch.full((1, 4), 1.0, dtype=F64))
+    chunked = _intervals(g, box, at, 2, elements=7)
+    direct = _intervals(g, box, at, 10**9)
+    assert torch.allclose(chunked[0], direct[0], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(chunked[1], direct[1], rtol=1e-12, atol=1e-12)
