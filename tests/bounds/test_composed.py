@@ -30,19 +30,19 @@ def _differences(k: int) -> torch.Tensor:
     return torch.tensor(d)
 
 
-def _graph(seed: int, hidden: str | None):
-    """x (4) -> [linear, ``hidden``] -> linear -> scores p (6) -> differences (30) -> exp -> sum."""
+def _graph(seed: int, hidden: str | None, k: int = 6):
+    """x (4) -> [linear, ``hidden``] -> linear -> scores p (k) -> differences (k (k - 1)) -> exp -> sum."""
     gen = torch.Generator().manual_seed(seed)
     b = GraphBuilder()
     x = b.input("x", (4,))
     h = b.linear(x, torch.randn(8, 4, generator=gen, dtype=F64), torch.randn(8, generator=gen, dtype=F64))
     if hidden is not None:
         h = b.apply(hidden, h)
-    p = b.linear(h, torch.randn(6, 8, generator=gen, dtype=F64), torch.zeros(6, dtype=F64))
-    d = b.linear(p, _differences(6))
+    p = b.linear(h, torch.randn(k, 8, generator=gen, dtype=F64), torch.zeros(k, dtype=F64))
+    d = b.linear(p, _differences(k))
     g = b.build({"y": b.sum(b.apply("exp", d), axes=(-1,))})
     lowered = lower_fused(g)
-    at = next(k for k, n in enumerate(lowered.nodes) if n.op == "linear" and n.shape == (30,))
+    at = next(j for j, n in enumerate(lowered.nodes) if n.op == "linear" and n.shape == (k * (k - 1),))
     return g, at
 
 
@@ -136,3 +136,25 @@ def test_inputs_whose_lines_do_not_fit_are_not_composed() -> None:
     direct = _intervals(g, box, at, 10**9)
     assert torch.allclose(chunked[0], direct[0], rtol=1e-12, atol=1e-12)
     assert torch.allclose(chunked[1], direct[1], rtol=1e-12, atol=1e-12)
+
+
+def test_sparse_weights_compose_exactly_over_a_linear_input() -> None:
+    """24 scores, 552 differences (2 of 48 weights per row nonzero: the sparse product), composed at the
+    default ratio; exact where the scores are linear in the input."""
+    g, at = _graph(2, None, k=24)
+    box = (torch.full((1, 4), -0.5, dtype=F64), torch.full((1, 4), 1.5, dtype=F64))
+    calls = []
+    real = CROWN._composed
+
+    def spy(graph, i, spec, through):  # type: ignore[no-untyped-def]
+        calls.append(i)
+        return real(graph, i, spec, through)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CROWN, "_composed", spy)
+        composed = crown(g, box, "y").intervals[at]
+    direct = _intervals(g, box, at, 10**9)
+    assert calls == [at]
+    assert composed is not None
+    assert torch.allclose(composed[0], direct[0], rtol=1e-12, atol=1e-12)
+    assert torch.allclose(composed[1], direct[1], rtol=1e-12, atol=1e-12)
