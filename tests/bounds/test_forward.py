@@ -102,6 +102,7 @@ def _forward_intervals(graph, lower, upper):
 )
 # found by a CI run: a linear map of an exp over [-23, 233] (terms of 1e101) had IBP lower bound 0, true -188
 @example(seed=232, kind="square", scale=50.0)
+@example(seed=418, kind="abs", scale=50.0)
 def test_forward_intervals_contain_samples(seed: int, kind: str, scale: float) -> None:
     """Every needed node's forward-mode interval contains the node's value at sampled points and corners
     of the box: degenerate (0), tiny, moderate and very wide boxes."""
@@ -115,12 +116,21 @@ def test_forward_intervals_contain_samples(seed: int, kind: str, scale: float) -
     lowered, plan, iv = _forward_intervals(graph, lower, upper)
     pts = sample_box(lower, upper, 300, seed).reshape(-1, 3)
     values = lowered.forward(pts, keep_all=True)
+    past_overflow: set[int] = set()  # nodes with an input whose bounds are infinite or NaN
     for i in sorted(plan.needed):
         lo, hi = iv[i]
         v = values[i].expand(pts.shape[0], *lo.shape[1:]).reshape(2, -1, *lo.shape[1:])
         slack = 1e-9 * (1 + v.abs())
-        assert (v >= lo.unsqueeze(1) - slack).all(), (kind, i)
-        assert (v <= hi.unsqueeze(1) + slack).all(), (kind, i)
+        # past an overflow (an exp over a box 5e4 wide, then a linear map of [0, inf] with mixed signs:
+        # seed 418, abs, 50) the graph computes NaN at some points and the bounds are NaN, the engine's
+        # "undefined" (no proof reads it: `proves` is False for NaN); everything else must lie inside
+        low, high = lo.unsqueeze(1).expand_as(v), hi.unsqueeze(1).expand_as(v)
+        assert (v.isnan() | low.isnan() | (v >= low - slack)).all(), (kind, i)
+        assert (v.isnan() | high.isnan() | (v <= high + slack)).all(), (kind, i)
+        inputs = lowered.nodes[i].inputs
+        if any(not (torch.isfinite(iv[j][0]).all() and torch.isfinite(iv[j][1]).all()) for j in inputs):
+            past_overflow.add(i)
+        assert i in past_overflow or not (lo.isnan().any() or hi.isnan().any()), (kind, i, "NaN bound")
 
 
 def test_forward_bounds_see_cancellation() -> None:
