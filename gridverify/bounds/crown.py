@@ -299,10 +299,10 @@ def _crown_node(
     for start in range(0, count, chunk):
         part = every[start : start + chunk]
         spec = _rows_spec(shape, part, lo)
-        if through is None:
+        if through is None or source is None:
             found, bias = backward(graph, i, spec, intervals, relaxer)
         else:
-            found, bias = _composed(graph, i, spec, through)
+            found, bias = _composed(graph, i, source, spec, through)
         lo, hi = _tighten(lo, hi, concretize(graph, found, bias, box), part)
         if keep_linear:
             k = part.numel()
@@ -329,24 +329,28 @@ def _composable(graph: Graph, i: int, rows: Tensor | None, like: Tensor, count: 
     if graph.nodes[source].op == "input" or count < COMPOSE_RATIO * graph.nodes[source].size:
         return None
     probe = torch.arange(min(count, 64), device=like.device) if rows is None else rows[:64]
-    parts, _ = _transpose_linear(graph, i, _rows_spec(node.shape, probe, like))
-    terms = parts[inputs[0]].reshape(2 * probe.numel(), -1).ne(0).sum(1)
-    return source if int(terms.max()) <= COMPOSE_TERMS else None
+    c = _input_coefficients(graph, i, source, _rows_spec(node.shape, probe, like))[0]
+    return source if int(c.ne(0).sum(1).max()) <= COMPOSE_TERMS else None
+
+
+def _input_coefficients(graph: Graph, i: int, source: int, spec: Tensor) -> tuple[Tensor, Tensor]:
+    """``spec`` (1, m, *S_i) through linear node ``i``: its coefficients on the input ``source`` (m, size)
+    and the bias its constant term gains (1, m)."""
+    parts, bias = _transpose_linear(graph, i, spec)
+    return parts[graph.nodes[i].inputs.index(source)].reshape(spec.shape[1], -1), bias
 
 
 def _composed(
-    graph: Graph, i: int, spec: Tensor, through: tuple[dict[int, Tensor], Tensor]
+    graph: Graph, i: int, source: int, spec: Tensor, through: tuple[dict[int, Tensor], Tensor]
 ) -> tuple[dict[int, Tensor], Tensor]:
-    """The lower bound of ``<spec, y_i>`` (1, m, *S_i) through linear node ``i``'s one variable input p and
-    p's lines ``through`` (lower bounds of +y_p, then of -y_p, as `backward` gives them): with ``c`` the
-    spec's coefficient on y_p, ``c+ . (lines of +y_p) + |c-| . (lines of -y_p)``, and the node's constant
-    term. A nonnegative combination of valid lower bounds, so valid; the same as `backward` where every line
-    below p is the same for every sign (linear parts), looser where a pass from i would have let two of
-    p's neurons share a relaxation."""
-    parts, bias = _transpose_linear(graph, i, spec)
-    inputs = graph.nodes[i].inputs
+    """The lower bound of ``<spec, y_i>`` (1, m, *S_i) through linear node ``i``'s one variable input p
+    (``source``) and p's lines ``through`` (lower bounds of +y_p, then of -y_p, as `backward` gives them):
+    with ``c`` the spec's coefficient on y_p, ``c+ . (lines of +y_p) + |c-| . (lines of -y_p)``, and the
+    node's constant term. A nonnegative combination of valid lower bounds, so valid; the same as `backward`
+    where every line below p is the same for every sign (linear parts), looser where a pass from i would
+    have let two of p's neurons share a relaxation."""
+    c, bias = _input_coefficients(graph, i, source, spec)
     m = spec.shape[1]
-    c = parts[next(k for k, j in enumerate(inputs) if graph.nodes[j].op != "const")].reshape(m, -1)
     weights = torch.cat([c.clamp(min=0), (-c).clamp(min=0)], 1)  # (m, 2 n_p), nonnegative
     if weights.count_nonzero() < 0.05 * weights.numel():
         weights = weights.to_sparse()

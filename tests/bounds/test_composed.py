@@ -46,19 +46,27 @@ def _graph(seed: int, hidden: str | None, k: int = 6):
     return g, at
 
 
-def _intervals(g, box, at: int, ratio: int, elements: int = 2**24) -> tuple[torch.Tensor, torch.Tensor]:
-    calls = []
+def _bounded(g, box, **settings: int) -> tuple[list, list[int]]:
+    """CROWN's intervals of ``g`` with the module's ``settings`` (COMPOSE_RATIO=..., ...) patched, and the
+    nodes whose bounds were composed."""
+    calls: list[int] = []
     real = CROWN._composed
 
-    def spy(graph, i, spec, through):  # type: ignore[no-untyped-def]
+    def spy(graph, i, source, spec, through):  # type: ignore[no-untyped-def]
         calls.append(i)
-        return real(graph, i, spec, through)
+        return real(graph, i, source, spec, through)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(CROWN, "COMPOSE_RATIO", ratio)
-        patch.setattr(CROWN, "INTERMEDIATE_ELEMENTS", elements)
+        for name, value in settings.items():
+            patch.setattr(CROWN, name, value)
         patch.setattr(CROWN, "_composed", spy)
-        iv = crown(g, box, "y").intervals[at]
+        intervals = crown(g, box, "y").intervals
+    return intervals, calls
+
+
+def _intervals(g, box, at: int, ratio: int, elements: int = 2**24) -> tuple[torch.Tensor, torch.Tensor]:
+    intervals, calls = _bounded(g, box, COMPOSE_RATIO=ratio, INTERMEDIATE_ELEMENTS=elements)
+    iv = intervals[at]
     assert iv is not None
     fits = 4 * elements >= 2 * 6 * 8  # the scores' lines: one pass over their 6 neurons, 8 wide below
     assert (at in calls) == (ratio <= 5 and fits), "30 differences of 6 scores are composed from ratio 5 down"
@@ -112,18 +120,8 @@ def test_dense_maps_are_not_composed() -> None:
     p = b.linear(h, torch.randn(6, 8, generator=gen, dtype=F64), torch.zeros(6, dtype=F64))
     wide = b.linear(p, torch.randn(60, 6, generator=gen, dtype=F64), torch.zeros(60, dtype=F64))
     g = b.build({"y": b.sum(b.apply("exp", wide), axes=(-1,))})
-    calls = []
-    real = CROWN._composed
-
-    def spy(graph, i, spec, through):  # type: ignore[no-untyped-def]
-        calls.append(i)
-        return real(graph, i, spec, through)
-
     box = (torch.full((1, 4), -1.0, dtype=F64), torch.full((1, 4), 1.0, dtype=F64))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(CROWN, "COMPOSE_RATIO", 2)
-        patch.setattr(CROWN, "_composed", spy)
-        crown(g, box, "y")
+    _, calls = _bounded(g, box, COMPOSE_RATIO=2)
     assert calls == []
 
 
@@ -143,16 +141,8 @@ def test_sparse_weights_compose_exactly_over_a_linear_input() -> None:
     default ratio; exact where the scores are linear in the input."""
     g, at = _graph(2, None, k=24)
     box = (torch.full((1, 4), -0.5, dtype=F64), torch.full((1, 4), 1.5, dtype=F64))
-    calls = []
-    real = CROWN._composed
-
-    def spy(graph, i, spec, through):  # type: ignore[no-untyped-def]
-        calls.append(i)
-        return real(graph, i, spec, through)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(CROWN, "_composed", spy)
-        composed = crown(g, box, "y").intervals[at]
+    intervals, calls = _bounded(g, box)
+    composed = intervals[at]
     direct = _intervals(g, box, at, 10**9)
     assert calls == [at]
     assert composed is not None
