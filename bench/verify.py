@@ -16,7 +16,8 @@ patterns of its undecided relus, ``lp_patterns=1, lp_cut=1``), ``narrow-patterns
 LP finish (sign patterns, 4x) in the narrowing searches too, ``before-screen`` the screen's full
 falsifier pass on every open row, violated ones too (``climb_violated``) and as long as the screen's share
 allows, ``before-climb-share`` that full pass on the undecided rows only, as long as the screen's share allows
-(``climb_share``), ``before-lp-finish`` the
+(``climb_share``), ``root-alpha`` each decide search's root alpha-CROWN (20 steps) and 10 alpha-beta steps
+per batch (`gridverify.verify.run.ROOT`, `BOUND`), ``before-lp-finish`` the
 settings before the LP finish (no LP finish, filtered BBPS branching, rows alone only while each can have
 10 s); the runs' counts,
 thermal unknowns and the median over balance rows of (certified bound / worst found) are printed side by side.
@@ -27,7 +28,7 @@ of the process so far is printed after each case.
     python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--memory-gb G]
                            [--compare release no-lp no-relations no-lp-cut chunk-64 restart no-refresh
                                       before-resume before-patterns narrow-patterns before-screen
-                                      before-climb-share
+                                      before-climb-share root-alpha
                                       before-lp-finish]
 """
 
@@ -41,7 +42,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from gridverify.bab import Branching
+from gridverify.bab import Branching, SearchConfig
 from gridverify.deadline import Deadline
 from gridverify.surrogate.case import available_cases, load_case
 from gridverify.verify import VerifyConfig, verify
@@ -84,6 +85,9 @@ BASELINES = {
     "narrow-patterns": lambda c: replace(c, narrow_lp=(c.search.lp_cut, c.search.lp_patterns)),
     "before-screen": lambda c: replace(c, climb_violated=True, climb_share=1.0),
     "before-climb-share": lambda c: replace(c, climb_share=1.0),
+    "root-alpha": lambda c: replace(
+        c, search=replace(c.search, root=SearchConfig().root, bound=SearchConfig().bound)
+    ),
     "before-lp-finish": lambda c: replace(
         c, row_alone_s=10.0, search=replace(c.search, lp_cut=0.0, branching=Branching.FILTERED)
     ),

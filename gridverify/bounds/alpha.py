@@ -133,6 +133,8 @@ def alpha_crown(
     """alpha-CROWN bounds of ``C y_output`` over the box: never looser than CROWN's (``base`` as there).
     The box must be float64 (ValueError otherwise: float32 is not rounded outward)."""
     start = crown(graph, box, output, spec, base=base)
+    if config.steps <= 0:
+        return start
     graph, ibox, out = resolve(graph, box, output)
     plan = make_plan(graph, out)
     like = next(iter(ibox.values()))[0]
@@ -207,7 +209,7 @@ def fitting(
     alphas over every nonlinear node below it, whatever the number of rows: case1354's thermal rows 6 GB;
     vit_2023 pgd_2_3_16_8835, 20 steps: unshared 85 s, 7.8 GB peak, worst row 0.221; shared 33 s, 1.7 GB,
     0.200."""
-    if config.shared_intermediate or not config.optimise_intermediate:
+    if config.shared_intermediate or not config.optimise_intermediate or config.steps <= 0:
         return config
     g = lower_fused(graph)
     out = g.output_ids[output or g.outputs[0][0]] if not isinstance(output, int) else output

@@ -56,6 +56,7 @@ from torch import Tensor
 
 from gridverify.bab import (
     AttackConfig,
+    BoundConfig,
     Branching,
     Prepared,
     Search,
@@ -70,7 +71,7 @@ from gridverify.bab import (
 )
 from gridverify.bab.lp_tighten import DEFAULT_CACHE as TIGHTEN_CACHE
 from gridverify.bab.lp_tighten import Base, lp_base
-from gridverify.bounds.alpha import fitting
+from gridverify.bounds.alpha import AlphaConfig, fitting
 from gridverify.bounds.core import make_plan
 from gridverify.bounds.crown import ROWS, final_bounds, needed_neurons, node_relaxer, propagate, resolve
 from gridverify.deadline import Deadline
@@ -104,6 +105,25 @@ case14 p_balance[bus 13] 0.0141 (BBPS) / 0.0041 (width), p_balance[bus 4] 0.0105
 p_balance bound 1.03 pu (width) against 2.39 (filtered BBPS), balance median 1.72 against 1.93; case57 at
 120 s the other way, 1.36 against 1.24."""
 
+ROOT = AlphaConfig(steps=0)
+"""A decide search's root: CROWN on the screen's intervals (and the LP-tightened base), one bounding step, no
+alpha-CROWN. On case57 the root alpha-CROWN (20 steps, intermediate bounds optimised per row) narrowed the
+intervals of the 29 rows the screen leaves open by 1e-5 of their total width (alpha-CROWN on all 29 at once:
+20810.07 -> 20809.93 in 7.3 s) and took 0.8 s of each row's search, most of a first turn of 3 s. Alone, 1
+thread, both rows of the constraint: p_balance[bus 34] settles in 9.0 s without it (19.4 s with),
+q_balance[bus 42] 6.6 (10.7), q_balance[bus 54] 11.7 (13.5), p_balance[bus 56] 9.8 (13.5)."""
+
+BOUND = BoundConfig(steps=4)
+"""alpha-beta steps per batch of domains in a decide search (10 before; children start from their parent's
+alphas). Alone, 1 thread, with `ROOT`: p_balance[bus 34] 10.5 s (9.0 with 10 steps), q_balance[bus 42] 3.9
+(6.6), q_balance[bus 54] 8.4 (11.7), p_balance[bus 56] 8.4 (9.8)."""
+
+NARROW_ROOT, NARROW_BOUND = SearchConfig().root, SearchConfig().bound
+"""The narrowing searches keep a root alpha-CROWN (20 steps) and 10 alpha-beta steps per batch: they lower
+the bounds of violated rows far above their thresholds, where the root's bound is most of the answer
+(case118 at 600 s, both with every row decided and a helper's job beside it: balance median 2.74 with
+`ROOT` and `BOUND` in narrowing too, 2.42 with these)."""
+
 
 @dataclass(frozen=True)
 class VerifyConfig:
@@ -124,8 +144,9 @@ class VerifyConfig:
     # tens of free dimensions (case14 22, case30 40), and a search that switched kept splitting loads for
     # the rest of its turns (case14 at 120 s: q_balance[bus 2], which settles alone in 5 s, open after 30 s in
     # three turns; 1 unknown row against 0 without the switch, all decided at 85 s; case30 3 -> 1)
+    # no alpha-CROWN at a search's root (`ROOT`) and 4 alpha-beta steps per batch (`BOUND`): see below
     search: SearchConfig = SearchConfig(
-        branching=BRANCHING, refresh_intermediate=True, input_split_switch_dims=0
+        branching=BRANCHING, refresh_intermediate=True, input_split_switch_dims=0, root=ROOT, bound=BOUND
     )
     # narrowing searches (no threshold) finish a domain with one LP program at most 1x its bounding time,
     # not `search`'s sign patterns at 4x: case118 at 600 s, balance median 1.77 this way, 2.18 with the
@@ -136,7 +157,8 @@ class VerifyConfig:
     row_alone_s: float = 3.0  # fewer rows per run while each can have this long alone (`chunk_size`; 0: off)
     min_chunk_s: float = 1.0  # no branch-and-bound run is started with less time than this left
     keep_share: float = 0.25  # of memory_gb for searches kept between decide rounds (`Paused`; 0: restart)
-    # of a chunk's time for its root alpha-CROWN (which the search cannot interrupt); 0.3 before: at 120 s,
+    # of a chunk's time for its root alpha-CROWN (which the search cannot interrupt), where `search.root` has
+    # steps (`ROOT` has none; bench/verify.py's root-alpha baseline does); 0.3 before: at 120 s,
     # case57 6 -> 2 unknown, case30 3 -> 2 (same run), case14 0 both
     root_share: float = 0.1
     samples: int = 256  # uniform loads evaluated for every row before any search
@@ -385,7 +407,8 @@ def _search(
     violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
     narrowed = list(results)
     share, patterns = config.narrow_lp
-    narrowing = replace(config, search=replace(config.search, lp_cut=share, lp_patterns=patterns))
+    how = dict(lp_cut=share, lp_patterns=patterns, root=NARROW_ROOT, bound=NARROW_BOUND)
+    narrowing = replace(config, search=replace(config.search, **how))
     _in_chunks(graph, box, rows, narrowed, violated, None, deadline, narrowing, progress, base, log)
     log(f"narrow: {len(violated)} violated rows ({deadline.elapsed_s():.1f} s)")
     return [r if n is r else _narrowed(r, n) for r, n in zip(results, narrowed)]
@@ -635,7 +658,8 @@ def _begin(
     base: Base | None,
 ) -> Search:
     """The root of a chunk's search on its family's graph ``part`` (`_family_chunks`), started from the
-    screen's worst loads of its rows, its root alpha-CROWN capped at ``root_share`` of the ``turn``."""
+    screen's worst loads of its rows, its root alpha-CROWN (if ``config.search.root`` has steps) capped at
+    ``root_share`` of the ``turn``."""
     root = replace(config.search.root, timeout_s=config.root_share * turn.timeout_s)
     search = replace(config.search, root=root, progress=progress)
     starts = torch.stack([results[i].witness for i in chunk]).unsqueeze(1)

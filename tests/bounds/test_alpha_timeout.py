@@ -1,4 +1,5 @@
-"""alpha-CROWN's time limit: it stops early with bounds that are still sound and no looser than CROWN's."""
+"""alpha-CROWN's time limit: it stops early with bounds that are still sound and no looser than CROWN's; with
+no steps it is CROWN."""
 
 from __future__ import annotations
 
@@ -45,3 +46,23 @@ def test_fitting_shares_intermediate_alphas_only_when_they_would_not_fit() -> No
     assert small.shared_intermediate and small.steps == 3
     off = AlphaConfig(optimise_intermediate=False)
     assert fitting(graph, "y", spec, off, memory_gb=1e-9) == off
+    none = AlphaConfig(steps=0)  # no optimisation: nothing to share
+    assert fitting(graph, "y", spec, none, memory_gb=1e-9) == none
+
+
+def test_no_steps_is_crown() -> None:
+    """``steps=0`` (verify's decide searches, `gridverify.verify.run.ROOT`) returns CROWN's bounds and
+    intervals themselves, without the optimisation's setup."""
+    from tests.bounds.random_graphs import random_graph
+
+    graph = random_graph(7, depth=4)
+    lo = -torch.ones(1, graph.nodes[graph.input_ids["x"]].size, dtype=torch.float64)
+    ref, r = crown(graph, (lo, -lo), "y"), alpha_crown(graph, (lo, -lo), "y", config=AlphaConfig(steps=0))
+    assert r.method == ref.method == "crown"
+    assert torch.equal(r.upper, ref.upper) and torch.equal(r.lower, ref.lower)
+    assert all(
+        (a is None and b is None) or (torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]))
+        for a, b in zip(r.intervals, ref.intervals)
+    )
+    stepped = alpha_crown(graph, (lo, -lo), "y", config=AlphaConfig(steps=5))
+    assert bool((stepped.upper <= ref.upper + 1e-12).all())
