@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gridverify.bab import SearchConfig, Verdict, maximise
-from gridverify.bab.bound import BoundConfig, Bounded, bound_domains
+from gridverify.bab.bound import BoundConfig, Bounded, bound_domains, init_alpha
 from gridverify.bab.branching import ASPECT, choose_input
 from gridverify.bab.domains import Problem
 from gridverify.bab.search import _Mode, _root_domains
@@ -129,3 +129,39 @@ def test_input_split_search_never_proves_a_false_bound() -> None:
     r = maximise(graph, box, spec, threshold=torch.tensor([best - 1e-6], dtype=F64), config=config)[0]
     assert r.verdict is not Verdict.VERIFIED
     assert r.upper >= best - 1e-9
+
+
+@settings(max_examples=12, deadline=None, database=None)
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([0.3, 3.0]))
+def test_one_step_children_take_default_alphas_on_their_own_intervals(seed: int, scale: float) -> None:
+    """Two generations of input splits bounded with one step (no alpha optimisation) and refreshed
+    intervals: the output's pass takes CROWN's default alphas on each child's refreshed intervals
+    (`bound._fresh_alpha`), which are what comes back, and every box's bound is above the graph's sampled
+    values."""
+    problem, b = _bounded(seed, scale)
+    how = BoundConfig(steps=1, refresh_intermediate=True)
+    for _ in range(2):
+        dim, mid = choose_input(b, problem.upper - problem.lower)
+        b = bound_domains(problem, split_inputs(b.domains, dim, mid), how)
+    d = b.domains
+    default = init_alpha(problem, d.intervals)
+    assert d.alpha.keys() == default.keys()
+    for k, a in d.alpha.items():
+        assert torch.equal(a, default[k].expand_as(a))
+    for k in range(d.size):
+        if not bool(torch.isfinite(d.bound[k])):
+            continue
+        lo, hi = d.lower[k : k + 1], d.upper[k : k + 1]
+        pts = sample_box(lo, hi, 300, seed).reshape(-1, lo.shape[1])
+        y = problem.graph.forward(pts)[problem.graph.outputs[0][0]].reshape(pts.shape[0], -1)
+        values = y @ d.spec[k]
+        assert float(values.max()) <= float(d.bound[k]) + 1e-9 * (1 + float(values.abs().max()))
+
+
+def test_one_step_bound_keeps_inherited_alphas_without_refresh() -> None:
+    """Without refreshed intervals (neuron splits) a one-step bound keeps the domains' own alphas."""
+    problem, b = _bounded(11, 3.0)
+    d = b.domains
+    d = type(d)(**{**d.__dict__, "alpha": {k: torch.full_like(v, 0.25) for k, v in d.alpha.items()}})
+    out = bound_domains(problem, d, BoundConfig(steps=1, refresh_intermediate=False)).domains
+    assert out.alpha and all(bool((v == 0.25).all()) for v in out.alpha.values())
