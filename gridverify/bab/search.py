@@ -21,7 +21,7 @@ from gridverify.bab import branching
 from gridverify.bab.attack import AttackConfig, attack
 from gridverify.bab.bound import Bounded, bound_domains, init_alpha
 from gridverify.bab.config import Branching, SearchConfig
-from gridverify.bab.domains import Domains, Folded, Problem, concat, fold_fixed_inputs, select
+from gridverify.bab.domains import Domains, Folded, Problem, fold_fixed_inputs, select, select_then
 from gridverify.bab.filtering import filtered_choice
 from gridverify.bab.lp_cut import LpCut
 from gridverify.bab.relations import NONE as NO_RELATIONS
@@ -261,8 +261,9 @@ def _shaped(starts: Tensor | None, problem: Problem) -> Tensor | None:
 def _drop(d: Domains, keep: Tensor, state: _State) -> Domains:
     """Drop domains with ``keep`` False, remembering their bounds per specification."""
     gone = ~keep
-    if bool(gone.any()):
-        state.dropped.scatter_reduce_(0, d.spec_id[gone], d.bound[gone], reduce="amax")
+    if not bool(gone.any()):
+        return d  # nothing dropped: no copy of every open domain's tensors (called every batch)
+    state.dropped.scatter_reduce_(0, d.spec_id[gone], d.bound[gone], reduce="amax")
     return select(d, keep.nonzero().squeeze(1))
 
 
@@ -465,7 +466,7 @@ class Search:
                 _attack_children(problem, children, state, config, self.it, deadline, spent)
         self.it += 1
         self.per_s = (time.monotonic() - began) / pick.numel()
-        return concat([select(open_, rest), children]) if rest.numel() else children
+        return select_then(open_, rest, children)
 
 
 def _lp_finish(
