@@ -183,14 +183,15 @@ def test_lean_input_split_search_is_sound_and_keeps_no_neuron_state(monkeypatch)
     best = float(graph.forward(pts)["y"].reshape(pts.shape[0], -1)[:, 0].max())
     spec = torch.zeros(1, graph.nodes[graph.outputs[0][1]].size, dtype=F64)
     spec[0, 0] = 1.0
-    config = SearchConfig(timeout_s=4.0, input_split_max_dims=6, bound=BoundConfig(steps=1))
-    p = Prepared.of(graph, box, spec, torch.tensor([best - 1e-6], dtype=F64))
+    # maximise (no threshold) to a tolerance far below the gap: the search splits until its deadline
+    config = SearchConfig(timeout_s=4.0, input_split_max_dims=6, bound=BoundConfig(steps=1), tolerance=1e-12)
+    p = Prepared.of(graph, box, spec)
     deadline = Deadline.after(4.0)
     s = search.Search.start(p.problem, p.spec, p.thr, config, p.base, deadline)
     assert s.mode.locked and s.mode.by_input and s.cap == config.max_domains
     r = s.go(deadline)[0]
-    assert r.verdict is not Verdict.VERIFIED and r.upper >= best - 1e-9
-    assert not s.mode.switches and r.domains > 0
+    assert r.upper >= best - 1e-9
+    assert not s.mode.switches and r.domains > 0  # settled (open set empty) or stopped by the deadline
     d = s.open_
     assert all(iv is None for iv in d.intervals) and not (d.alpha or d.beta_lo or d.split_lo or d.coeffs)
     # sampled values inside every open box stay below its bound
