@@ -92,6 +92,19 @@ def _relaxer(problem: Problem, alphas: dict[int, Tensor], inherit: bool) -> Rela
     )
 
 
+def _fresh_alpha(
+    problem: Problem, intervals: list[Interval | None], alphas: dict[int, Tensor]
+) -> dict[int, Tensor]:
+    """CROWN's default alpha of every optimisable node of ``alphas`` on the refreshed ``intervals``, in the
+    alphas' shapes. For a domain whose alphas are not optimised (one step) but whose intermediate intervals
+    are recomputed on its own box (input splits), the inherited alphas are the root's, chosen for the root's
+    much wider intervals: on cGAN 32 prop 3 (64 children of the 32 worst open boxes after 20 s) CROWN's
+    default on each child's own intervals lowered all 64 bounds (largest 0.498 -> 0.468, mean 0.381 ->
+    0.363), and 3 or 6 alpha steps from there gained under 1e-4. Any alpha in [0, 1] is sound."""
+    fresh = init_alpha(problem, tuple(intervals))
+    return {k: fresh[k].expand_as(v).clone() for k, v in alphas.items() if k in fresh}
+
+
 def _visitor(
     d: Domains, betas: dict[str, dict[int, Tensor]], record: dict[int, Tensor], watch: set[int]
 ) -> Visitor:
@@ -195,6 +208,8 @@ def bound_domains(
     )
     empty = _empty(intervals, d.size)
     intervals = [None if iv is None else (iv[0], torch.maximum(iv[0], iv[1])) for iv in intervals]
+    if crown_nodes and config.steps <= 1:
+        alphas.update(_fresh_alpha(problem, intervals, alphas))
     out_lower = ibp_of_spec(c, intervals[out])[0][:, 0]  # type: ignore[arg-type]
     for step in range(max(config.steps, 1)):
         with torch.enable_grad():

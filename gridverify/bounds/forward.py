@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -48,12 +48,15 @@ MARGIN = 1e-10
 
 @dataclass(frozen=True)
 class Form:
-    """Lower and upper linear functions of the free inputs: ``w`` (B, n, *S), ``b`` (B, *S)."""
+    """Lower and upper linear functions of the free inputs: ``w`` (B, n, *S), ``b`` (B, *S); where known,
+    ``reach_lo``, ``reach_hi`` (B, *S): ``sum_n |w_n| max(|lo_n|, |hi_n|)`` of each side (`_reach_sum`)."""
 
     w_lo: Tensor
     b_lo: Tensor
     w_hi: Tensor
     b_hi: Tensor
+    reach_lo: Tensor | None = None
+    reach_hi: Tensor | None = None
 
 
 def free_dims(graph: Graph, box: InputBox) -> Tensor | None:
@@ -149,7 +152,9 @@ class ForwardBounds:
             return (lo, hi) if known is None else (torch.maximum(lo, known[0]), torch.minimum(hi, known[1]))
         with torch.no_grad():
             form = self._form(i, intervals, (lo, hi))
-            f_lo, f_hi = self._concretise(form) if i in self.relaxed else (lo, hi)
+            f_lo, f_hi = lo, hi
+            if i in self.relaxed:
+                (f_lo, f_hi), form = self._concretise(form)
         self.forms[i] = form
         for j in set(self.graph.nodes[i].inputs):
             if self.last_use.get(j, -1) <= i:
@@ -222,9 +227,18 @@ class ForwardBounds:
     def _magnitude(self, f: Form, shape: tuple[int, ...]) -> Tensor:
         """(B, *S) ``|b| + sum |w| max(|lo|, |hi|)`` over both functions: the size of the values whose
         rounding a linear map's sums can act on."""
-        reach = torch.maximum(self.lo.abs(), self.hi.abs()).reshape(-1, self.free.numel(), *(1,) * len(shape))
-        size = (f.w_lo.abs() * reach).sum(1) + (f.w_hi.abs() * reach).sum(1)
+        size = self._reach_sum(f.w_lo, f.reach_lo, len(shape)) + self._reach_sum(
+            f.w_hi, f.reach_hi, len(shape)
+        )
         return (size + f.b_lo.abs() + f.b_hi.abs()).nan_to_num(nan=torch.inf)
+
+    def _reach_sum(self, w: Tensor, known: Tensor | None, rank: int) -> Tensor:
+        """(B, *S) ``sum_n |w_n| max(|lo_n|, |hi_n|)``: ``known`` (a form's `reach_lo` / `reach_hi`) when
+        given, else computed from ``w`` (B, n, *S) of rank ``2 + rank``."""
+        if known is not None:
+            return known
+        reach = torch.maximum(self.lo.abs(), self.hi.abs()).reshape(-1, self.free.numel(), *(1,) * rank)
+        return (w.abs() * reach).sum(1)
 
     def _through_relaxation(self, i: int, inputs: list[Form], intervals: list[Interval | None]) -> Form:
         node = self.graph.nodes[i]
@@ -232,7 +246,7 @@ class ForwardBounds:
         ups = tuple(intervals[j][1].unsqueeze(1) for j in node.inputs)  # type: ignore[index]
         r: Relaxation = self.relaxer(i, i, lows, ups)  # lines (B, 1, *S_out)
         out = node.shape
-        w_lo = w_hi = b_lo = b_hi = mag_lo = mag_hi = None
+        w_lo = w_hi = b_lo = b_hi = mag_lo = mag_hi = far_lo = far_hi = None
         for k, (f, j) in enumerate(zip(inputs, node.inputs)):
             f = _aligned(f, len(self.graph.nodes[j].shape), len(out))
             reach = self._reach(f.w_lo.ndim)
@@ -242,8 +256,9 @@ class ForwardBounds:
                 # |lw w| = lw |w| (half the work on the (B, n, *S) forms)
                 wl, wh = lw * f.w_lo, uw * f.w_hi  # 0 * inf: NaN, then inf
                 bl, bh = _times(lw, f.b_lo.unsqueeze(1)), _times(uw, f.b_hi.unsqueeze(1))
-                ml = bl.abs() + lw * (f.w_lo.abs() * reach).sum(1, keepdim=True)
-                mh = bh.abs() + uw * (f.w_hi.abs() * reach).sum(1, keepdim=True)
+                rank = f.w_lo.ndim - 2
+                rl = lw * self._reach_sum(f.w_lo, f.reach_lo, rank).unsqueeze(1)
+                rh = uw * self._reach_sum(f.w_hi, f.reach_hi, rank).unsqueeze(1)
             else:
                 wl = lw.clamp(min=0) * f.w_lo + lw.clamp(max=0) * f.w_hi  # 0 * inf: NaN, then inf
                 wh = uw.clamp(min=0) * f.w_hi + uw.clamp(max=0) * f.w_lo
@@ -251,12 +266,16 @@ class ForwardBounds:
                 bl = _times(lw.clamp(min=0), b_l) + _times(lw.clamp(max=0), b_h)
                 bh = _times(uw.clamp(min=0), b_h) + _times(uw.clamp(max=0), b_l)
                 # each term's own size: the sums over inputs below may cancel what their rounding acts on
-                ml = bl.abs() + (wl.abs() * reach).sum(1, keepdim=True)
-                mh = bh.abs() + (wh.abs() * reach).sum(1, keepdim=True)
+                rl, rh = (wl.abs() * reach).sum(1, keepdim=True), (wh.abs() * reach).sum(1, keepdim=True)
             w_lo, w_hi = (wl, wh) if w_lo is None or w_hi is None else (w_lo + wl, w_hi + wh)
             b_lo, b_hi = (bl, bh) if b_lo is None or b_hi is None else (b_lo + bl, b_hi + bh)
+            # the reach sums of the inputs' terms: at least the sum's own (the triangle inequality)
+            far_lo, far_hi = (rl, rh) if far_lo is None or far_hi is None else (far_lo + rl, far_hi + rh)
+            ml, mh = bl.abs() + rl, bh.abs() + rh
             mag_lo, mag_hi = (ml, mh) if mag_lo is None or mag_hi is None else (mag_lo + ml, mag_hi + mh)
         if w_lo is None or w_hi is None or b_lo is None or b_hi is None or mag_lo is None or mag_hi is None:
+            raise ValueError(f"op {node.op!r} without inputs")
+        if far_lo is None or far_hi is None:
             raise ValueError(f"op {node.op!r} without inputs")
         # the offsets can cancel the carried biases (a tangent's offset against its slope times a bias), and
         # the inputs' terms each other: widen by the magnitudes of every term, not of the sums
@@ -270,6 +289,8 @@ class ForwardBounds:
             b_lo.expand(b_lo.shape[0], *out),
             w_hi.expand(*w_hi.shape[:2], *out).reshape(shape),
             b_hi.expand(b_hi.shape[0], *out),
+            far_lo.squeeze(1).expand(far_lo.shape[0], *out),
+            far_hi.squeeze(1).expand(far_hi.shape[0], *out),
         )
 
     def _reach(self, ndim: int) -> Tensor:
@@ -277,8 +298,10 @@ class ForwardBounds:
         reach = torch.maximum(self.lo.abs(), self.hi.abs())
         return reach.reshape(*reach.shape, *(1,) * (ndim - 2))
 
-    def _concretise(self, form: Form) -> Interval:
-        """min / max over the box of the form's lower / upper function, moved outward by `MARGIN`."""
+    def _concretise(self, form: Form) -> tuple[Interval, Form]:
+        """min / max over the box of the form's lower / upper function, moved outward by `MARGIN`; and the
+        form with its reach sums (`Form.reach_lo`, `reach_hi`) from the same ``|w|``: the relaxation and
+        the linear map that read the form need them (two fewer passes over its (B, n, *S) weights each)."""
         shape = form.b_lo.shape[1:]
         size = max(self.lo.shape[0], form.w_lo.shape[0], form.b_lo.shape[0])
         # centre-radius of the box, (B, n); min of w . x over it is w . c - |w| . r, and the margin reads
@@ -287,16 +310,19 @@ class ForwardBounds:
         reach = torch.maximum(self.lo.abs(), self.hi.abs())
         spread = radius + MARGIN * reach
 
-        def side(w: Tensor, b: Tensor, sign: float) -> Tensor:
+        both = torch.stack([spread, reach], 1).expand(size, -1, -1)  # (B, 2, n)
+
+        def side(w: Tensor, b: Tensor, sign: float) -> tuple[Tensor, Tensor]:
             w = w.reshape(w.shape[0], w.shape[1], -1).expand(size, -1, -1)
             b = b.reshape(b.shape[0], -1)
             c = torch.einsum("bns,bn->bs", w, centre.expand(size, -1))
-            r = torch.einsum("bns,bn->bs", w.abs(), spread.expand(size, -1))
+            r, far = torch.einsum("bns,bkn->kbs", w.abs(), both).unbind(0)
             v = c + sign * (r + MARGIN * b.abs()) + b
-            return torch.where(torch.isnan(v), torch.full_like(v, sign * torch.inf), v)
+            return torch.where(torch.isnan(v), torch.full_like(v, sign * torch.inf), v), far
 
-        low, high = side(form.w_lo, form.b_lo, -1.0), side(form.w_hi, form.b_hi, 1.0)
-        return low.reshape(size, *shape), high.reshape(size, *shape)
+        (low, far_lo), (high, far_hi) = side(form.w_lo, form.b_lo, -1.0), side(form.w_hi, form.b_hi, 1.0)
+        reached = replace(form, reach_lo=far_lo.reshape(size, *shape), reach_hi=far_hi.reshape(size, *shape))
+        return (low.reshape(size, *shape), high.reshape(size, *shape)), reached
 
 
 def _last_uses(graph: Graph, plan: Plan) -> dict[int, int]:
@@ -346,7 +372,13 @@ def _aligned(f: Form, rank: int, out_rank: int) -> Form:
     w_hi = f.w_hi.reshape(*f.w_hi.shape[:2], *pad, *f.w_hi.shape[2:])
     b_lo = f.b_lo.reshape(f.b_lo.shape[0], *pad, *f.b_lo.shape[1:])
     b_hi = f.b_hi.reshape(f.b_hi.shape[0], *pad, *f.b_hi.shape[1:])
-    return Form(w_lo, b_lo, w_hi, b_hi)
+    r_lo = (
+        None if f.reach_lo is None else f.reach_lo.reshape(f.reach_lo.shape[0], *pad, *f.reach_lo.shape[1:])
+    )
+    r_hi = (
+        None if f.reach_hi is None else f.reach_hi.reshape(f.reach_hi.shape[0], *pad, *f.reach_hi.shape[1:])
+    )
+    return Form(w_lo, b_lo, w_hi, b_hi, r_lo, r_hi)
 
 
 def _times(slope: Tensor, t: Tensor) -> Tensor:

@@ -2,12 +2,13 @@
 the dimension choice keeps boxes within `ASPECT` (`choose_input`), the split-mode window for input splits
 (`_Mode.input_window_s`), and only the top children are attacked."""
 
+import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gridverify.bab import SearchConfig, Verdict, maximise
-from gridverify.bab.bound import BoundConfig, Bounded, bound_domains
+from gridverify.bab.bound import BoundConfig, Bounded, bound_domains, init_alpha
 from gridverify.bab.branching import ASPECT, choose_input
 from gridverify.bab.domains import Problem
 from gridverify.bab.search import _Mode, _root_domains
@@ -129,3 +130,86 @@ def test_input_split_search_never_proves_a_false_bound() -> None:
     r = maximise(graph, box, spec, threshold=torch.tensor([best - 1e-6], dtype=F64), config=config)[0]
     assert r.verdict is not Verdict.VERIFIED
     assert r.upper >= best - 1e-9
+
+
+@settings(max_examples=12, deadline=None, database=None)
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([0.3, 3.0]))
+def test_one_step_children_take_default_alphas_on_their_own_intervals(seed: int, scale: float) -> None:
+    """Two generations of input splits bounded with one step (no alpha optimisation) and refreshed
+    intervals: the output's pass takes CROWN's default alphas on each child's refreshed intervals
+    (`bound._fresh_alpha`), which are what comes back, and every box's bound is above the graph's sampled
+    values."""
+    problem, b = _bounded(seed, scale)
+    how = BoundConfig(steps=1, refresh_intermediate=True)
+    for _ in range(2):
+        dim, mid = choose_input(b, problem.upper - problem.lower)
+        b = bound_domains(problem, split_inputs(b.domains, dim, mid), how)
+    d = b.domains
+    default = init_alpha(problem, d.intervals)
+    assert d.alpha.keys() == default.keys()
+    for k, a in d.alpha.items():
+        assert torch.equal(a, default[k].expand_as(a))
+    for k in range(d.size):
+        if not bool(torch.isfinite(d.bound[k])):
+            continue
+        lo, hi = d.lower[k : k + 1], d.upper[k : k + 1]
+        pts = sample_box(lo, hi, 300, seed).reshape(-1, lo.shape[1])
+        y = problem.graph.forward(pts)[problem.graph.outputs[0][0]].reshape(pts.shape[0], -1)
+        values = y @ d.spec[k]
+        assert float(values.max()) <= float(d.bound[k]) + 1e-9 * (1 + float(values.abs().max()))
+
+
+def test_one_step_bound_keeps_inherited_alphas_without_refresh() -> None:
+    """Without refreshed intervals (neuron splits) a one-step bound keeps the domains' own alphas."""
+    problem, b = _bounded(11, 3.0)
+    d = b.domains
+    d = type(d)(**{**d.__dict__, "alpha": {k: torch.full_like(v, 0.25) for k, v in d.alpha.items()}})
+    out = bound_domains(problem, d, BoundConfig(steps=1, refresh_intermediate=False)).domains
+    assert out.alpha and all(bool((v == 0.25).all()) for v in out.alpha.values())
+
+
+def test_lean_input_split_search_is_sound_and_keeps_no_neuron_state(monkeypatch) -> None:
+    """On a graph counted as large (`SMALL_GRAPH_NEURONS` 0) with one bound step, input splits keep lean
+    domains (box, bound, input line only), never switch to neuron splits, and the certified bound is above
+    the sampled maximum; a threshold just below it is never proved."""
+    from gridverify.bab import search
+    from gridverify.bab.maximise import Prepared
+    from gridverify.deadline import Deadline
+
+    monkeypatch.setattr(search, "SMALL_GRAPH_NEURONS", 0)
+    graph = random_graph(7, depth=3)
+    box = (torch.full((1, 3), -1.0, dtype=F64), torch.full((1, 3), 1.0, dtype=F64))
+    pts = sample_box(*box, 20000, 0).reshape(-1, 3)
+    best = float(graph.forward(pts)["y"].reshape(pts.shape[0], -1)[:, 0].max())
+    spec = torch.zeros(1, graph.nodes[graph.outputs[0][1]].size, dtype=F64)
+    spec[0, 0] = 1.0
+    # maximise (no threshold) to a tolerance far below the gap: the search splits until its deadline
+    config = SearchConfig(timeout_s=4.0, input_split_max_dims=6, bound=BoundConfig(steps=1), tolerance=1e-12)
+    p = Prepared.of(graph, box, spec)
+    deadline = Deadline.after(4.0)
+    s = search.Search.start(p.problem, p.spec, p.thr, config, p.base, deadline)
+    assert s.mode.locked and s.mode.by_input and s.cap == config.max_domains
+    r = s.go(deadline)[0]
+    assert r.upper >= best - 1e-9
+    assert not s.mode.switches and r.domains > 0  # settled (open set empty) or stopped by the deadline
+    d = s.open_
+    assert all(iv is None for iv in d.intervals) and not (d.alpha or d.beta_lo or d.split_lo or d.coeffs)
+    # sampled values inside every open box stay below its bound
+    for k in range(min(d.size, 20)):
+        lo, hi = d.lower[k : k + 1], d.upper[k : k + 1]
+        x = sample_box(lo, hi, 200, k).reshape(-1, lo.shape[1])
+        y = p.problem.graph.forward(x)[p.problem.graph.outputs[0][0]].reshape(x.shape[0], -1) @ d.spec[k]
+        assert float(y.max()) <= float(d.bound[k]) + 1e-9 * (1 + float(y.abs().max()))
+
+
+def test_lean_refuses_neuron_splits() -> None:
+    from gridverify.bab.search import _lean
+
+    _, b = _bounded(3, 1.0)
+    d = b.domains
+    assert _lean(d).intervals == (None,) * len(d.intervals)
+    if d.split_lo:
+        z = next(iter(d.split_lo))
+        flags = {**d.split_lo, z: torch.ones_like(d.split_lo[z])}
+        with pytest.raises(ValueError):
+            _lean(type(d)(**{**d.__dict__, "split_lo": flags}))

@@ -212,3 +212,39 @@ def test_memo_never_serves_another_graph_or_base_on_the_same_box_tensors() -> No
                 v = values[i].reshape(x.shape[0], -1)
                 assert bool((iv[0].reshape(1, -1) <= v.min(0).values + 1e-9).all()), (seed, i)
                 assert bool((iv[1].reshape(1, -1) >= v.max(0).values - 1e-9).all()), (seed, i)
+
+
+@settings(max_examples=20, deadline=None, database=None)
+@given(
+    seed=st.integers(0, 10_000),
+    kind=st.sampled_from(sorted(layer_kinds())),
+    scale=st.sampled_from([0.3, 3.0]),
+)
+def test_kept_reach_sums_are_the_weights_own(seed: int, kind: str, scale: float) -> None:
+    """The reach sums a form carries (from its concretisation, or its relaxation's input's) are the
+    ``sum_n |w_n| max(|lo_n|, |hi_n|)`` of its weights (to 1e-12 relative, or above: the rounding margins
+    read them), wherever the forward sweep uses one instead of computing it."""
+    from gridverify.bounds import forward
+
+    graph = random_graph(seed, depth=4, force=kind)
+    gen = torch.Generator().manual_seed(seed)
+    centre = torch.rand(2, 3, generator=gen, dtype=torch.float64) * 2 - 1
+    width = torch.rand(2, 3, generator=gen, dtype=torch.float64) * scale
+    used: list[tuple[torch.Tensor, torch.Tensor]] = []
+    own = forward.ForwardBounds._reach_sum
+
+    def spy(self, w, known, rank):
+        if known is not None:
+            used.append((known, own(self, w, None, rank)))
+        return own(self, w, known, rank)
+
+    forward.ForwardBounds._reach_sum = spy
+    try:
+        _forward_intervals(graph, centre - width / 2, centre + width / 2)
+    finally:
+        forward.ForwardBounds._reach_sum = own
+    for known, direct in used:
+        known = known.expand_as(direct)
+        assert (direct.isnan() | ~torch.isfinite(direct) | (known >= direct * (1 - 1e-12))).all()
+    if kind == "relu":
+        assert used  # the sweep did use kept sums
