@@ -168,6 +168,23 @@ def test_one_step_bound_keeps_inherited_alphas_without_refresh() -> None:
     assert out.alpha and all(bool((v == 0.25).all()) for v in out.alpha.values())
 
 
+def test_one_step_bound_keeps_inherited_alphas_after_a_neuron_split() -> None:
+    """With refreshed intervals too, a one-step bound of domains with a neuron split (filtering's estimate in
+    a tightening search) keeps the domains' own alphas: `_fresh_alpha` is for input splits."""
+    problem, b = _bounded(11, 3.0)
+    d = b.domains
+    node = next(iter(d.split_lo))
+    flags = torch.zeros_like(d.split_lo[node])
+    flags.view(flags.shape[0], -1)[:, 0] = True
+    alpha = {k: torch.full_like(v, 0.25) for k, v in d.alpha.items()}
+    d = type(d)(**{**d.__dict__, "alpha": alpha, "split_lo": {**d.split_lo, node: flags}})
+    out = bound_domains(problem, d, BoundConfig(steps=1, refresh_intermediate=True)).domains
+    assert out.alpha and all(bool((v == 0.25).all()) for v in out.alpha.values())
+    unsplit = type(d)(**{**d.__dict__, "split_lo": {**d.split_lo, node: torch.zeros_like(flags)}})
+    fresh = bound_domains(problem, unsplit, BoundConfig(steps=1, refresh_intermediate=True)).domains
+    assert any(not bool((v == 0.25).all()) for v in fresh.alpha.values())
+
+
 def test_lean_input_split_search_is_sound_and_keeps_no_neuron_state(monkeypatch) -> None:
     """On a graph counted as large (`SMALL_GRAPH_NEURONS` 0) with one bound step, input splits keep lean
     domains (box, bound, input line only), never switch to neuron splits, and the certified bound is above
