@@ -6,13 +6,15 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from torch import Tensor
 
 from gridverify.bab import SearchConfig, Verdict, maximise
 from gridverify.bab.bound import BoundConfig, Bounded, bound_domains, init_alpha
 from gridverify.bab.branching import ASPECT, choose_input
-from gridverify.bab.domains import Problem
+from gridverify.bab.domains import Domains, Problem
 from gridverify.bab.search import _Mode, _root_domains
 from gridverify.bab.split import split_inputs
+from gridverify.ir import Graph
 from tests.bounds.random_graphs import random_graph, sample_box
 
 F64 = torch.float64
@@ -28,6 +30,26 @@ def _bounded(seed: int, scale: float, n_in: int = 3) -> tuple[Problem, Bounded]:
     spec = torch.randn(1, 3, generator=gen, dtype=F64)
     d, _ = _root_domains(problem, spec, SearchConfig())
     return problem, bound_domains(problem, d, BoundConfig(steps=2, refresh_intermediate=True))
+
+
+def _split_twice(problem: Problem, b: Bounded, how: BoundConfig) -> Domains:
+    """Two generations of input splits of ``b``'s domains, each bounded with ``how``."""
+    for _ in range(2):
+        dim, mid = choose_input(b, problem.upper - problem.lower)
+        b = bound_domains(problem, split_inputs(b.domains, dim, mid), how)
+    return b.domains
+
+
+def _assert_bounds_hold(problem: Problem, d: Domains, seed: int) -> None:
+    """Every finite bound of ``d`` is above the graph's values at 300 points sampled in its box."""
+    for k in range(d.size):
+        if not bool(torch.isfinite(d.bound[k])):
+            continue
+        lo, hi = d.lower[k : k + 1], d.upper[k : k + 1]
+        pts = sample_box(lo, hi, 300, seed).reshape(-1, lo.shape[1])
+        y = problem.graph.forward(pts)[problem.graph.outputs[0][0]].reshape(pts.shape[0], -1)
+        values = y @ d.spec[k]
+        assert float(values.max()) <= float(d.bound[k]) + 1e-9 * (1 + float(values.abs().max()))
 
 
 @settings(max_examples=15, deadline=None, database=None)
@@ -58,18 +80,8 @@ def test_inherited_intermediate_lines_are_sound(seed: int, scale: float) -> None
     their intermediate lines (`bound._relaxer`): every box's bound is above the graph's sampled values."""
     problem, b = _bounded(seed, scale)
     how = BoundConfig(steps=3, refresh_intermediate=True)
-    for _ in range(2):
-        dim, mid = choose_input(b, problem.upper - problem.lower)
-        b = bound_domains(problem, split_inputs(b.domains, dim, mid), how)
-    d = b.domains
-    for k in range(d.size):
-        if not bool(torch.isfinite(d.bound[k])):
-            continue
-        lo, hi = d.lower[k : k + 1], d.upper[k : k + 1]
-        pts = sample_box(lo, hi, 300, seed).reshape(-1, lo.shape[1])
-        y = problem.graph.forward(pts)[problem.graph.outputs[0][0]].reshape(pts.shape[0], -1)
-        values = y @ d.spec[k]
-        assert float(values.max()) <= float(d.bound[k]) + 1e-9 * (1 + float(values.abs().max()))
+    d = _split_twice(problem, b, how)
+    _assert_bounds_hold(problem, d, seed)
 
 
 def test_one_child_gains_the_line_slope() -> None:
@@ -117,15 +129,22 @@ def test_input_window_is_longer() -> None:
     assert mode.by_input
 
 
-def test_input_split_search_never_proves_a_false_bound() -> None:
-    """A relu net on 3 inputs: maximise with input splits; the certified upper bound is above the sampled
-    maximum, and a threshold just below that maximum is never proved."""
+def _relu_net_first_output() -> tuple[Graph, tuple[Tensor, Tensor], Tensor, float]:
+    """A random net on 3 inputs over [-1, 1]^3, the row of its first output, and that output's largest value
+    at 20000 sampled points."""
     graph = random_graph(7, depth=3)
     box = (torch.full((1, 3), -1.0, dtype=F64), torch.full((1, 3), 1.0, dtype=F64))
     pts = sample_box(*box, 20000, 0).reshape(-1, 3)
     best = float(graph.forward(pts)["y"].reshape(pts.shape[0], -1)[:, 0].max())
     spec = torch.zeros(1, graph.nodes[graph.outputs[0][1]].size, dtype=F64)
     spec[0, 0] = 1.0
+    return graph, box, spec, best
+
+
+def test_input_split_search_never_proves_a_false_bound() -> None:
+    """A relu net on 3 inputs: maximise with input splits; the certified upper bound is above the sampled
+    maximum, and a threshold just below that maximum is never proved."""
+    graph, box, spec, best = _relu_net_first_output()
     config = SearchConfig(timeout_s=4.0, input_split_max_dims=6)
     r = maximise(graph, box, spec, threshold=torch.tensor([best - 1e-6], dtype=F64), config=config)[0]
     assert r.verdict is not Verdict.VERIFIED
@@ -141,22 +160,12 @@ def test_one_step_children_take_default_alphas_on_their_own_intervals(seed: int,
     values."""
     problem, b = _bounded(seed, scale)
     how = BoundConfig(steps=1, refresh_intermediate=True)
-    for _ in range(2):
-        dim, mid = choose_input(b, problem.upper - problem.lower)
-        b = bound_domains(problem, split_inputs(b.domains, dim, mid), how)
-    d = b.domains
+    d = _split_twice(problem, b, how)
     default = init_alpha(problem, d.intervals)
     assert d.alpha.keys() == default.keys()
     for k, a in d.alpha.items():
         assert torch.equal(a, default[k].expand_as(a))
-    for k in range(d.size):
-        if not bool(torch.isfinite(d.bound[k])):
-            continue
-        lo, hi = d.lower[k : k + 1], d.upper[k : k + 1]
-        pts = sample_box(lo, hi, 300, seed).reshape(-1, lo.shape[1])
-        y = problem.graph.forward(pts)[problem.graph.outputs[0][0]].reshape(pts.shape[0], -1)
-        values = y @ d.spec[k]
-        assert float(values.max()) <= float(d.bound[k]) + 1e-9 * (1 + float(values.abs().max()))
+    _assert_bounds_hold(problem, d, seed)
 
 
 def test_one_step_bound_keeps_inherited_alphas_without_refresh() -> None:
@@ -194,12 +203,7 @@ def test_lean_input_split_search_is_sound_and_keeps_no_neuron_state(monkeypatch)
     from gridverify.deadline import Deadline
 
     monkeypatch.setattr(search, "SMALL_GRAPH_NEURONS", 0)
-    graph = random_graph(7, depth=3)
-    box = (torch.full((1, 3), -1.0, dtype=F64), torch.full((1, 3), 1.0, dtype=F64))
-    pts = sample_box(*box, 20000, 0).reshape(-1, 3)
-    best = float(graph.forward(pts)["y"].reshape(pts.shape[0], -1)[:, 0].max())
-    spec = torch.zeros(1, graph.nodes[graph.outputs[0][1]].size, dtype=F64)
-    spec[0, 0] = 1.0
+    graph, box, spec, best = _relu_net_first_output()
     # maximise (no threshold) to a tolerance far below the gap: the search splits until its deadline
     config = SearchConfig(timeout_s=4.0, input_split_max_dims=6, bound=BoundConfig(steps=1), tolerance=1e-12)
     p = Prepared.of(graph, box, spec)
