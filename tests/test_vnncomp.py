@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import helper
 
 from gridverify.cli import main
@@ -122,6 +123,34 @@ def test_just_above_the_maximum_is_unsat(tmp_path: Path) -> None:
         verify_instance(*_one_input(tmp_path, "Identity", 0.0, 1.0, 1.0 + 1e-9), timeout_s=20).status
         == "unsat"
     )
+
+
+def test_the_falsifier_from_crown_corners_stops_at_its_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a long timeout, the falsifier started from the CROWN lines' corners (the second falsifier call)
+    gets at most `CORNERS_S`, not 10% of the time left; the instance is still decided."""
+    import gridverify.vnncomp as runner
+
+    given: list[float] = []
+    real = runner._falsify
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        given.append(args[-1].remaining_s())
+        return real(*args, **kwargs)
+
+    real_crown = runner.crown
+
+    def unproved(*args, **kwargs):  # type: ignore[no-untyped-def]
+        """The runner's CROWN stage proves nothing here (its bounds made +inf), so the corners stage runs."""
+        b = real_crown(*args, **kwargs)
+        return replace(b, upper=torch.full_like(b.upper, float("inf")))
+
+    monkeypatch.setattr(runner, "_falsify", spy)
+    monkeypatch.setattr(runner, "crown", unproved)
+    r = verify_instance(_model(tmp_path), _spec(tmp_path, np.sin(1.0) + 0.5 + 1e-3), timeout_s=1000)
+    assert r.status == "unsat" and len(given) >= 2
+    assert given[1] <= runner.CORNERS_S + 1e-6 < 0.1 * 900
 
 
 def test_no_sat_without_onnxruntime_confirming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
