@@ -101,16 +101,9 @@ def _fresh_alpha(
     much wider intervals: on cGAN 32 prop 3 (64 children of the 32 worst open boxes after 20 s) CROWN's
     default on each child's own intervals lowered all 64 bounds (largest 0.498 -> 0.468, mean 0.381 ->
     0.363), and 3 or 6 alpha steps from there gained under 1e-4. Any alpha in [0, 1] is sound. Not for
-    batches with neuron splits (`_neuron_split`), which keep their inherited alphas as before."""
+    batches with neuron splits (`Domains.neuron_split`), which keep their inherited alphas as before."""
     fresh = init_alpha(problem, tuple(intervals))
     return {k: fresh[k].expand_as(v).clone() for k, v in alphas.items() if k in fresh}
-
-
-def _neuron_split(d: Domains) -> bool:
-    """Whether a domain of ``d`` has a neuron split: its alphas are its parent's optimised ones for nearly the
-    same intervals (a one-step bound with refreshed intervals there is filtering's estimate in a
-    tightening search, `gridverify.bab.tighten`), which `_fresh_alpha` leaves to it."""
-    return any(bool(f.any()) for f in (*d.split_lo.values(), *d.split_hi.values()))
 
 
 def _visitor(
@@ -216,7 +209,10 @@ def bound_domains(
     )
     empty = _empty(intervals, d.size)
     intervals = [None if iv is None else (iv[0], torch.maximum(iv[0], iv[1])) for iv in intervals]
-    if crown_nodes and config.steps <= 1 and not _neuron_split(d):
+    # not for batches with neuron splits: a tightening search's filtering bounds its relu-split children
+    # with one step and refreshed intervals, and their parents' optimised alphas fit them; not for
+    # lean domains, which have no alphas (their lines are CROWN's default already)
+    if alphas and crown_nodes and config.steps <= 1 and not d.neuron_split:
         alphas.update(_fresh_alpha(problem, intervals, alphas))
     out_lower = ibp_of_spec(c, intervals[out])[0][:, 0]  # type: ignore[arg-type]
     for step in range(max(config.steps, 1)):

@@ -198,6 +198,11 @@ class Domains:
     def size(self) -> int:
         return int(self.lower.shape[0])
 
+    @property
+    def neuron_split(self) -> bool:
+        """Whether a domain of the batch has a neuron split (a set ``split_lo`` / ``split_hi`` flag)."""
+        return any(bool(f.any()) for f in (*self.split_lo.values(), *self.split_hi.values()))
+
 
 def select(d: Domains, idx: Tensor) -> Domains:
     """The domains at positions ``idx``."""

@@ -546,7 +546,7 @@ def _lean(d: Domains) -> Domains:
     is its box, bound and last input line only. cGAN 32 nCh 3: 3.7 MB a domain with it, so that the search
     stopped at its memory cap with a few hundred open domains; the parents' intervals as the children's
     base changed their bounds by 1e-5 (0.46756 -> 0.46757, the largest of 64)."""
-    if any(bool(f.any()) for f in (*d.split_lo.values(), *d.split_hi.values())):
+    if d.neuron_split:
         raise ValueError("a domain with neuron splits cannot be made lean")
     return replace(
         d,

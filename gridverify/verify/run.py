@@ -409,8 +409,8 @@ def _search(
     violated.sort(key=lambda i: results[i].worst, reverse=True)  # the worst violations are narrowed first
     narrowed = list(results)
     share, patterns = config.narrow_lp
-    how = dict(lp_cut=share, lp_patterns=patterns, root=NARROW_ROOT, bound=NARROW_BOUND)
-    narrowing = replace(config, search=replace(config.search, **how))
+    search = replace(config.search, lp_cut=share, lp_patterns=patterns, root=NARROW_ROOT, bound=NARROW_BOUND)
+    narrowing = replace(config, search=search)
     _in_chunks(graph, box, rows, narrowed, violated, None, deadline, narrowing, progress, base, log)
     log(f"narrow: {len(violated)} violated rows ({deadline.elapsed_s():.1f} s)")
     return [r if n is r else _narrowed(r, n) for r, n in zip(results, narrowed)]
