@@ -46,8 +46,8 @@ from gridverify.bounds.lp import ProgramShape, WarmSolver, const_value, piecewis
 from gridverify.deadline import Deadline
 
 MAX_COLUMNS = 20_000
-"""Programs with more columns are not solved (each domain's program is assembled anew: its bounds and kink
-rows, in Python)."""
+"""Programs with more columns are not solved (each domain's program gets its column bounds and chords
+anew, in Python, and one solve)."""
 
 
 @dataclass

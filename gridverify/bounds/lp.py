@@ -41,7 +41,7 @@ from torch import Tensor
 
 from gridverify.bounds.core import Interval
 from gridverify.deadline import Deadline
-from gridverify.ir.graph import Graph
+from gridverify.ir.graph import Graph, Node
 from gridverify.ops import get_op
 
 PIECEWISE = frozenset({"relu", "abs"})
@@ -113,20 +113,24 @@ def relu_program(graph: Graph, targets: set[int], intervals: list[Interval | Non
 @dataclass(frozen=True)
 class ProgramShape:
     """A relu program without its intervals: its columns, its linear rows (which no interval changes) and
-    the pattern of its kink rows, built once; `on` fills in one domain's intervals (column bounds, the kink
-    rows' chord slopes and ends). Every program of a shape has the same rows and nonzeros (a chord without
-    finite ends is a free row), so `WarmSolver` moves from one to the next by changing numbers only.
-    Branch and bound solves one program per domain (`gridverify.bab.lp_cut`)."""
+    its kink rows, built once as one matrix (`template`); `on` fills in one domain's intervals: column
+    bounds, and the kink rows' chord slopes (written into the template's data at `slots`) and ends. Every
+    program of a shape has the same rows and nonzeros (a chord without finite ends is a free row), so
+    `WarmSolver` moves from one to the next by changing numbers only, and `on` builds no sparse structure
+    (case30 q_balance rows: 1.6 ms a program when it assembled the kink rows anew). Branch and bound solves
+    one program per domain (`gridverify.bab.lp_cut`)."""
 
     graph: Graph
     order: tuple[int, ...]  # the program's nodes, topological
     columns: dict[int, int]  # node -> column of its first neuron (flat order)
     n_cols: int
     kinks: tuple[int, ...]  # relu / abs nodes with rows
-    linear: sparse.csr_array  # the linear ops' rows ``y - sum_k J_k x_k = b``
-    linear_rhs: np.ndarray
+    template: sparse.csc_array  # the linear rows ``y - sum_k J_k x_k = b``, then the kink rows
+    row_lower: np.ndarray  # the template's row bounds; the chords' upper ends are filled in by `on`
+    row_upper: np.ndarray
     chord_rows: np.ndarray  # (row, input column) of each chord's slope entry, kink by kink
     chord_cols: np.ndarray
+    slots: np.ndarray  # where each chord's slope entry is in ``template.data``
 
     @staticmethod
     def of(graph: Graph, targets: set[int] | frozenset[int]) -> ProgramShape:
@@ -143,20 +147,36 @@ class ProgramShape:
                 kinks.append(i)
             else:
                 blocks.append(_linear_rows(graph, i, columns))
+        for i in kinks:  # slope 1 stands for every chord's (an entry that `on` overwrites, never zero here)
+            node = graph.nodes[i]
+            size = node.size
+            blocks.append(
+                _kink_rows(node.op, columns[i], columns[node.inputs[0]], np.ones(size), np.full(size, np.inf))
+            )
         empty = np.zeros(0)
-        a, rhs, _ = _assemble(blocks or [(empty, empty, empty, empty, empty)], n)
-        rows, cols, first = [], [], a.shape[0]
+        a, lo, hi = _assemble(blocks or [(empty, empty, empty, empty, empty)], n)
+        a.sort_indices()
+        rows, cols, first = [], [], a.shape[0] - sum(_kink_row_count(graph.nodes[i]) for i in kinks)
         for i in kinks:
             size = graph.nodes[i].size
-            first += size * (1 if graph.nodes[i].op == "relu" else 2)  # the rows y >= x (and y >= -x)
+            first += _kink_row_count(graph.nodes[i]) - size  # the rows y >= x (and y >= -x) come first
             rows.append(first + np.arange(size))
             cols.append(columns[graph.nodes[i].inputs[0]] + np.arange(size))
             first += size
         chord_rows, chord_cols = (
             np.concatenate(t).astype(np.int64) if t else np.zeros(0, np.int64) for t in (rows, cols)
         )
+        slots = np.array(
+            [
+                a.indptr[c] + np.searchsorted(a.indices[a.indptr[c] : a.indptr[c + 1]], r)
+                for r, c in zip(chord_rows, chord_cols)
+            ],
+            dtype=np.int64,
+        )
+        if not np.array_equal(a.indices[slots], chord_rows):
+            raise AssertionError("a chord's slope entry is missing from the program's matrix")
         return ProgramShape(
-            graph, tuple(order), columns, n, tuple(kinks), a.tocsr(), rhs, chord_rows, chord_cols
+            graph, tuple(order), columns, n, tuple(kinks), a, lo, hi, chord_rows, chord_cols, slots
         )
 
     def on(self, bounds: dict[int, tuple[np.ndarray, np.ndarray]]) -> LinearProgram:
@@ -164,17 +184,22 @@ class ProgramShape:
         (a constant's value, +-inf where a node has no interval)."""
         col_lower = np.concatenate([bounds[i][0] for i in self.order])
         col_upper = np.concatenate([bounds[i][1] for i in self.order])
-        a, lo, hi = self.linear, self.linear_rhs, self.linear_rhs
+        a, row_upper = self.template, self.row_upper
         if self.kinks:
-            graph = self.graph
-            blocks = [
-                _kink_rows(graph.nodes[i].op, self.columns[i], self.columns[graph.nodes[i].inputs[0]],
-                           col_lower, col_upper, graph.nodes[i].size)
-                for i in self.kinks
-            ]  # fmt: skip
-            k, k_lo, k_hi = _assemble(blocks, self.n_cols)
-            a, lo, hi = sparse.vstack([a, k]), np.concatenate([lo, k_lo]), np.concatenate([hi, k_hi])
-        return LinearProgram(sparse.csc_array(a), lo, hi, col_lower, col_upper, self.columns)
+            graph, slopes, ends = self.graph, [], []
+            for i in self.kinks:
+                node = graph.nodes[i]
+                s, h = _chord(
+                    node.op, self.columns[i], self.columns[node.inputs[0]], col_lower, col_upper, node.size
+                )
+                slopes.append(s)
+                ends.append(h)
+            data = a.data.copy()
+            data[self.slots] = -np.concatenate(slopes)
+            row_upper = row_upper.copy()
+            row_upper[self.chord_rows] = np.concatenate(ends)
+            a = sparse.csc_array((data, a.indices, a.indptr), shape=a.shape)
+        return LinearProgram(a, self.row_lower, row_upper, col_lower, col_upper, self.columns)
 
 
 def const_value(graph: Graph, i: int) -> np.ndarray:
@@ -229,31 +254,41 @@ def _linear_rows(graph: Graph, i: int, columns: dict[int, int], block: int = 512
     return np.concatenate(r), np.concatenate(c), np.concatenate(v), b.copy(), b.copy()
 
 
-def _kink_rows(
+def _kink_row_count(node: Node) -> int:
+    """Rows of a relu (2 per neuron) or abs (3) node in the program."""
+    return node.size * (2 if node.op == "relu" else 3)
+
+
+def _chord(
     op: str, out: int, inp: int, col_lower: np.ndarray, col_upper: np.ndarray, size: int
-) -> RowBlock:
-    """Rows of ``y = relu(x)`` or ``y = abs(x)`` (module docstring), in a pattern that no interval changes:
-    ``y >= x`` (and ``y >= -x`` for abs), then one chord per neuron (a free row where the interval has no
-    two finite ends). Narrows y's columns to what the input's interval implies."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The chord ``y - s x <= h`` of ``y = relu(x)`` or ``y = abs(x)`` on each neuron's input interval
+    [l, u] (module docstring; for a stable relu on its linear side it is y = x), as (s, h), with h = inf (a
+    free row) where the interval has no two finite ends. Narrows y's columns to what [l, u] implies."""
     l, u = col_lower[inp : inp + size], col_upper[inp : inp + size]
     f = (lambda t: np.maximum(t, 0.0)) if op == "relu" else np.abs
     y_lo = np.where(l >= 0, f(l), np.where(u <= 0, f(u), 0.0))
     y_hi = np.maximum(f(l), f(u))
     col_lower[out : out + size] = np.maximum(col_lower[out : out + size], y_lo)
     col_upper[out : out + size] = np.minimum(col_upper[out : out + size], y_hi)
+    chord = np.isfinite(l) & np.isfinite(u) & (u > l)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        s = np.where(chord, (f(u) - f(l)) / np.where(chord, u - l, 1.0), 0.0)
+        ends = np.maximum(f(l) - s * l, f(u) - s * u)
+        h = ends + 4 * _EPS * (np.abs(f(l)) + np.abs(s * l) + np.abs(f(u)) + np.abs(s * u))
+    return s, np.where(chord & ~np.isnan(h), np.nextafter(h, np.inf), np.inf)  # overflow: no chord
+
+
+def _kink_rows(op: str, out: int, inp: int, s: np.ndarray, h: np.ndarray) -> RowBlock:
+    """Rows of ``y = relu(x)`` or ``y = abs(x)`` (module docstring) with chord slopes ``s`` and ends ``h``:
+    ``y >= x`` (and ``y >= -x`` for abs), then one chord ``y - s x <= h`` per neuron."""
+    size = s.size
     k = np.arange(size)
     ones, zeros = np.ones(size), np.zeros(size)
     # (y coefficients, x coefficients, lower ends, upper ends) of each block of rows
     pieces = [(ones, -ones, zeros, np.full(size, np.inf))]  # y >= x: an exact fact of both ops
     if op == "abs":
         pieces.append((ones, ones, zeros, np.full(size, np.inf)))  # y >= -x
-    # y - s x <= h on [l, u] (a chord; for a stable relu on its linear side it is y = x)
-    chord = np.isfinite(l) & np.isfinite(u) & (u > l)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        s = np.where(chord, (f(u) - f(l)) / np.where(chord, u - l, 1.0), 0.0)
-        ends = np.maximum(f(l) - s * l, f(u) - s * u)
-        h = ends + 4 * _EPS * (np.abs(f(l)) + np.abs(s * l) + np.abs(f(u)) + np.abs(s * u))
-    h = np.where(chord & ~np.isnan(h), np.nextafter(h, np.inf), np.inf)  # overflow: no chord
     pieces.append((ones, -s, np.full(size, -np.inf), h))
     r, c, v, lo_all, hi_all = [], [], [], [], []
     for row, (wy, wx, lo, hi) in enumerate(pieces):
@@ -307,26 +342,34 @@ def _exact_sums(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
 def dual_bound(lp: LinearProgram, cost: np.ndarray, row_dual: np.ndarray) -> float:
     """A certified lower bound of ``min cost^T x`` over ``lp`` from any row multipliers (module docstring),
     in float64 with its rounding error subtracted; -inf when a multiplier meets an infinite bound."""
-    w = np.nan_to_num(np.asarray(row_dual, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return float(dual_bounds(lp, cost, np.asarray(row_dual, dtype=np.float64)[None])[0])
+
+
+def dual_bounds(lp: LinearProgram, cost: np.ndarray, row_duals: np.ndarray) -> np.ndarray:
+    """`dual_bound` of each row of ``row_duals`` (k, rows): (k,), one product with the matrix for all."""
+    w = np.nan_to_num(np.asarray(row_duals, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     w = np.where((w > 0) & ~np.isfinite(lp.row_lower), 0.0, w)
     w = np.where((w < 0) & ~np.isfinite(lp.row_upper), 0.0, w)
-    d = cost - lp.a.T @ w
+    at = lp.a.T
+    d = cost - (at @ w.T).T
     col = np.where(
         d > 0, d * _finite_or(lp.col_lower, d > 0), np.where(d < 0, d * _finite_or(lp.col_upper, d < 0), 0)
     )
     row = np.where(
         w > 0, w * _finite_or(lp.row_lower, w > 0), np.where(w < 0, w * _finite_or(lp.row_upper, w < 0), 0)
     )
-    if not (np.all(np.isfinite(col)) and np.all(np.isfinite(row))):
-        return -np.inf
-    magnitude = np.abs(cost) + abs(lp.a).T @ np.abs(w)
+    finite = np.all(np.isfinite(col), axis=1) & np.all(np.isfinite(row), axis=1)
+    magnitude = np.abs(cost) + (abs(at) @ np.abs(w).T).T
     reach = np.maximum(np.abs(lp.col_lower), np.abs(lp.col_upper))
     row_reach = np.maximum(_abs_finite(lp.row_lower), _abs_finite(lp.row_upper))
-    mass = float(np.sum(np.where(magnitude > 0, magnitude * reach, 0.0)) + np.sum(np.abs(w) * row_reach))
-    longest = int(np.diff(lp.a.indptr).max(initial=0)) + lp.n_cols + lp.a.shape[0] + 4
-    gamma = 2 * longest * _EPS / (1 - 2 * longest * _EPS)
-    bound = float(np.sum(col) + np.sum(row))
-    return float(bound - 2 * gamma * mass - 1e-300)
+    with np.errstate(invalid="ignore"):  # rows that are not finite are -inf below
+        mass = np.sum(np.where(magnitude > 0, magnitude * reach, 0.0), axis=1) + np.sum(
+            np.abs(w) * row_reach, axis=1
+        )
+        longest = int(np.diff(lp.a.indptr).max(initial=0)) + lp.n_cols + lp.a.shape[0] + 4
+        gamma = 2 * longest * _EPS / (1 - 2 * longest * _EPS)
+        bound = np.sum(col, axis=1) + np.sum(row, axis=1) - 2 * gamma * mass - 1e-300
+    return np.where(finite, bound, -np.inf)
 
 
 def _finite_or(t: np.ndarray, used: np.ndarray) -> np.ndarray:
@@ -404,9 +447,8 @@ class LpSolver:
         # the multipliers of any solve, finished or not, give a sound bound: a time-limited one is used too
         w = np.asarray(h.getSolution().row_dual, dtype=np.float64)
         zero = np.zeros(self.lp.a.shape[0])
-        candidates = [w] if w.shape == zero.shape else []
-        candidates += self._farkas(zero.shape)
-        return max([dual_bound(self.lp, cost, zero)] + [dual_bound(self.lp, cost, c) for c in candidates])
+        candidates = [zero] + ([w] if w.shape == zero.shape else []) + self._farkas(zero.shape)
+        return float(dual_bounds(self.lp, cost, np.stack(candidates)).max())
 
     def _farkas(self, shape: tuple[int, ...]) -> list[np.ndarray]:
         """Where the program is infeasible: its dual ray at growing scales (and both signs, whatever the
@@ -445,7 +487,7 @@ class WarmSolver:
     def lower(self, lp: LinearProgram, cost: np.ndarray, time_limit_s: float) -> float:
         """Certified lower bound of ``min cost^T x`` over ``lp``, a program of this shape."""
         rows, cols = self.shape.chord_rows, self.shape.chord_cols
-        slopes = np.asarray(lp.a[rows, cols]).ravel() if rows.size else np.zeros(0)
+        slopes = lp.a.data[self.shape.slots]
         if self.solver is None:
             self.solver = LpSolver(lp)
         else:

@@ -19,7 +19,7 @@ from gridverify.bab.domains import Problem
 from gridverify.bab.lp_cut import LpCut
 from gridverify.bab.search import _root_domains
 from gridverify.bab.split import split_neurons
-from gridverify.bounds.lp import LinearProgram, LpSolver, ProgramShape, WarmSolver
+from gridverify.bounds.lp import LinearProgram, LpSolver, ProgramShape, WarmSolver, dual_bound, dual_bounds
 from gridverify.deadline import Deadline
 from gridverify.ir import GraphBuilder
 from gridverify.ir.graph import Graph
@@ -235,3 +235,56 @@ def test_an_empty_program_is_proved_empty() -> None:
         {0: 0},
     )
     assert LpSolver(lp).lower(np.array([1.0, -1.0]), 5.0) > 1e3
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), radius=st.sampled_from([0.0, 0.05, 1.0, 20.0]))
+def test_every_program_of_a_shape_holds_at_the_graph_s_points(seed: int, radius: float) -> None:
+    """Programs filled into one shape's matrix (`ProgramShape.on`: chord slopes written into fixed slots)
+    on sub-boxes of one box, with relu and abs kinks: every row and column bound holds at the values of
+    every node at sampled points of the sub-box (a slope in the wrong slot breaks a chord row), and the
+    bounds of several multipliers at once are those of each alone."""
+    gen = torch.Generator().manual_seed(seed)
+    b = GraphBuilder()
+    x = b.input("x", (3,))
+    h = b.relu(
+        b.linear(
+            x,
+            torch.randn(5, 3, generator=gen, dtype=torch.float64),
+            torch.randn(5, generator=gen, dtype=torch.float64),
+        )
+    )
+    a = b.apply(
+        "abs",
+        b.linear(
+            h,
+            torch.randn(4, 5, generator=gen, dtype=torch.float64),
+            torch.randn(4, generator=gen, dtype=torch.float64),
+        ),
+    )
+    z = b.linear(a, torch.randn(2, 4, generator=gen, dtype=torch.float64))
+    graph = b.build({"z": z})
+    target = graph.output_ids["z"]
+    shape = ProgramShape.of(graph, frozenset({target}))
+    rng = np.random.default_rng(seed)
+    for centre in rng.uniform(-1.0, 1.0, (3, 3)):
+        lo = torch.tensor(centre - radius * rng.uniform(0.0, 1.0, 3))[None]
+        hi = torch.tensor(centre + radius * rng.uniform(0.0, 1.0, 3))[None]
+        points = lo + (hi - lo) * torch.rand(2000, 3, generator=gen, dtype=torch.float64)
+        values = graph.forward(torch.cat([lo, hi, points]), keep_all=True)
+        lp = shape.on(
+            {i: (values[i].reshape(len(points) + 2, -1).min(0).values.numpy() - 1e-9 * (1 + radius),
+                 values[i].reshape(len(points) + 2, -1).max(0).values.numpy() + 1e-9 * (1 + radius))
+             for i in shape.order}
+        )  # fmt: skip
+        v = np.concatenate([values[i].reshape(len(points) + 2, -1).numpy() for i in shape.order], axis=1)
+        ax = v @ lp.a.toarray().T
+        slack = 1e-9 * (1 + np.abs(v).max())
+        assert np.all(ax >= lp.row_lower - slack) and np.all(ax <= lp.row_upper + slack)
+        assert np.all(v >= lp.col_lower - slack) and np.all(v <= lp.col_upper + slack)
+        cost = rng.standard_normal(shape.n_cols)
+        duals = rng.standard_normal((4, lp.a.shape[0]))
+        together = dual_bounds(lp, cost, duals)
+        alone = [dual_bound(lp, cost, w) for w in duals]
+        np.testing.assert_allclose(together, alone, rtol=1e-12, atol=1e-12)
+        assert np.all(together <= (v @ cost).min() + slack)
