@@ -245,24 +245,14 @@ def test_every_program_of_a_shape_holds_at_the_graph_s_points(seed: int, radius:
     every node at sampled points of the sub-box (a slope in the wrong slot breaks a chord row), and the
     bounds of several multipliers at once are those of each alone."""
     gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
     b = GraphBuilder()
     x = b.input("x", (3,))
-    h = b.relu(
-        b.linear(
-            x,
-            torch.randn(5, 3, generator=gen, dtype=torch.float64),
-            torch.randn(5, generator=gen, dtype=torch.float64),
-        )
-    )
-    a = b.apply(
-        "abs",
-        b.linear(
-            h,
-            torch.randn(4, 5, generator=gen, dtype=torch.float64),
-            torch.randn(4, generator=gen, dtype=torch.float64),
-        ),
-    )
-    z = b.linear(a, torch.randn(2, 4, generator=gen, dtype=torch.float64))
+    h = b.relu(b.linear(x, rand(5, 3), rand(5)))
+    z = b.linear(b.apply("abs", b.linear(h, rand(4, 5), rand(4))), rand(2, 4))
     graph = b.build({"z": z})
     target = graph.output_ids["z"]
     shape = ProgramShape.of(graph, frozenset({target}))
