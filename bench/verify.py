@@ -17,7 +17,8 @@ LP finish (sign patterns, 4x) in the narrowing searches too, ``before-screen`` t
 falsifier pass on every open row, violated ones too (``climb_violated``) and as long as the screen's share
 allows, ``before-climb-share`` that full pass on the undecided rows only, as long as the screen's share allows
 (``climb_share``), ``root-alpha`` each decide search's root alpha-CROWN (20 steps) and 10 alpha-beta steps
-per batch (`gridverify.verify.run.ROOT`, `BOUND`), ``before-lp-finish`` the
+per batch (`gridverify.verify.run.ROOT`, `BOUND`), ``lp-one-thread`` the LP finish in one thread
+(`SearchConfig.lp_threads`; the default is one per core, up to 4), ``before-lp-finish`` the
 settings before the LP finish (no LP finish, filtered BBPS branching, rows alone only while each can have
 10 s); the runs' counts,
 thermal unknowns and the median over balance rows of (certified bound / worst found) are printed side by side.
@@ -28,7 +29,7 @@ of the process so far is printed after each case.
     python bench/verify.py [case14 case118 ...] [--timeout S] [--region TEXT] [--memory-gb G]
                            [--compare release no-lp no-relations no-lp-cut chunk-64 restart no-refresh
                                       before-resume before-patterns narrow-patterns before-screen
-                                      before-climb-share root-alpha
+                                      before-climb-share root-alpha lp-one-thread
                                       before-lp-finish]
 """
 
@@ -88,6 +89,7 @@ BASELINES = {
     "root-alpha": lambda c: replace(
         c, search=replace(c.search, root=SearchConfig().root, bound=SearchConfig().bound)
     ),
+    "lp-one-thread": lambda c: replace(c, search=replace(c.search, lp_threads=1)),
     "before-lp-finish": lambda c: replace(
         c, row_alone_s=10.0, search=replace(c.search, lp_cut=0.0, branching=Branching.FILTERED)
     ),

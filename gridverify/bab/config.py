@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
 
@@ -9,6 +10,17 @@ from gridverify.bab.attack import AttackConfig
 from gridverify.bab.bound import BoundConfig
 from gridverify.bab.filtering import FilterConfig
 from gridverify.bounds.alpha import AlphaConfig
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+LP_THREADS = min(4, _cores())
+"""Default threads of the LP finish: the cores, up to 4 (each program's Python work, about a fifth of its
+time, holds the lock)."""
 
 
 class Branching(str, Enum):
@@ -65,5 +77,8 @@ class SearchConfig:
     # since the sign patterns (1 before: case30 q_balance[bus 22] alone, 60 s open -> verified in 7.3 s)
     lp_cut: float = 4.0
     lp_patterns: int = 8  # LP finish: most programs per domain, one per sign pattern of its undecided relus
+    # LP finish: threads solving domains' programs at once (HiGHS runs outside Python's lock; the bounding
+    # passes are torch's, between them)
+    lp_threads: int = LP_THREADS
     in_turns: bool = True  # batches take every open specification's worst domain in turn (`_in_turns`)
     progress: bool = False

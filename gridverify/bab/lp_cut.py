@@ -34,6 +34,7 @@ domain rules out is proved empty by the solver's dual ray, `gridverify.bounds.lp
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,13 +60,16 @@ class LpCut:
     solve_s: float = 1.0  # time limit of one program
     share: float = 1.0  # of a batch's bounding time for its programs (`adapt`)
     patterns: int = 8  # most programs per domain: one per sign pattern of its undecided relu / abs neurons
-    solvers: dict[frozenset[int], WarmSolver | None] = field(default_factory=dict)
+    threads: int = 1  # workers solving domains' programs at once (`SearchConfig.lp_threads`)
+    solvers: dict[frozenset[int], list[WarmSolver] | None] = field(default_factory=dict)
 
     @staticmethod
-    def of(problem: Problem, share: float = 1.0, patterns: int = 8) -> LpCut | None:
+    def of(problem: Problem, share: float = 1.0, patterns: int = 8, threads: int = 1) -> LpCut | None:
         """None where the output itself is piecewise linear (CROWN's own pass is then the whole bound)."""
         nodes = piecewise_nodes(problem.graph)
-        return None if problem.output in nodes else LpCut(problem, nodes, share=share, patterns=patterns)
+        if problem.output in nodes:
+            return None
+        return LpCut(problem, nodes, share=share, patterns=patterns, threads=max(1, threads))
 
     def adapt(self, solved: int, gained: int, most: float) -> None:
         """After a batch: halve the programs' share of the time (down to 1/64) when fewer than a tenth of
@@ -77,21 +81,27 @@ class LpCut:
             self.share = self.share / 2 if gained < 0.1 * solved else self.share * 2
             self.share = min(max(self.share, 1 / 64), most)
 
-    def solver(self, frontier: Frontier) -> WarmSolver | None:
-        """The solver of the program of the frontier's nodes (None when it is too large)."""
+    def solver(self, frontier: Frontier, worker: int = 0) -> WarmSolver | None:
+        """Worker ``worker``'s solver of the program of the frontier's nodes (None when it is too large)."""
         assert frontier.coeffs is not None
         key = frozenset(frontier.coeffs)
         if key not in self.solvers:
             graph = self.problem.graph
             size = sum(graph.nodes[i].size for i in program_nodes(graph, key)[0])
             small = size <= MAX_COLUMNS  # measured before any row is built (a conv's rows are many)
-            self.solvers[key] = WarmSolver(ProgramShape.of(graph, key)) if small else None
-        return self.solvers[key]
+            self.solvers[key] = [WarmSolver(ProgramShape.of(graph, key))] if small else None
+        solvers = self.solvers[key]
+        if solvers is None:
+            return None
+        while len(solvers) <= worker:  # the same shape, a HiGHS instance of its own
+            solvers.append(WarmSolver(solvers[0].shape))
+        return solvers[worker]
 
     def lower(self, frontier: Frontier, d: Domains, which: Tensor, until: Deadline) -> Tensor:
         """(len(which),) certified lower bounds of the pass that set ``frontier`` on the domains ``which``
         of ``d`` (whose intervals the pass used), in that order; -inf for those left when ``until`` passes
-        or where there is no program."""
+        or where there is no program. With ``threads`` > 1 the domains are dealt out in turn to that many
+        workers, each solving its programs in its own HiGHS instances (HiGHS runs without Python's lock)."""
         out = torch.full((which.numel(),), -torch.inf, dtype=torch.float64)
         coeffs = frontier.coeffs
         solver = None if coeffs is None else self.solver(frontier)
@@ -104,16 +114,31 @@ class LpCut:
             col = shape.columns[j]
             cost[:, col : col + c[0, 0].numel()] += c[which, 0].reshape(which.numel(), -1).cpu().numpy()
         bias = frontier.bias[which, 0].to(torch.float64).cpu().numpy()
-        for k in range(which.numel()):
-            if until.remaining_s() <= 0:
-                break
-            patterns = _patterns(shape, {i: (lo[k], hi[k]) for i, (lo, hi) in bounds.items()}, self.patterns)
-            # a domain's patterns are solved together, each given at least PATTERN_S (a time-limited solve
-            # bounds its pattern loosely)
-            out[k] = float(bias[k]) + min(
-                solver.lower(shape.on(p), cost[k], min(self.solve_s, max(until.remaining_s(), PATTERN_S)))
-                for p in patterns
-            )
+        values = out.numpy()
+
+        def work(worker: int) -> None:
+            mine = self.solver(frontier, worker)
+            assert mine is not None
+            for k in range(worker, which.numel(), self.threads):
+                if until.remaining_s() <= 0:
+                    return
+                patterns = _patterns(
+                    shape, {i: (lo[k], hi[k]) for i, (lo, hi) in bounds.items()}, self.patterns
+                )
+                # a domain's patterns are solved together, each given at least PATTERN_S (a time-limited
+                # solve bounds its pattern loosely)
+                values[k] = float(bias[k]) + min(
+                    mine.lower(shape.on(p), cost[k], min(self.solve_s, max(until.remaining_s(), PATTERN_S)))
+                    for p in patterns
+                )
+
+        workers = min(self.threads, which.numel())
+        if workers <= 1:
+            work(0)
+        else:
+            for worker in range(workers):  # every worker's solvers exist before any thread starts
+                self.solver(frontier, worker)
+            list(_pool(workers).map(work, range(workers)))
         return out
 
     def _bounds(
@@ -136,6 +161,16 @@ class LpCut:
             lo, hi = (t[which].reshape(n, -1).detach().to(torch.float64).cpu().numpy() for t in iv)
             out[i] = (lo, hi)
         return out
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """One pool of ``workers`` threads per process, kept for every search."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="lp-finish")
+    return _POOLS[workers]
 
 
 PATTERN_S = 0.02

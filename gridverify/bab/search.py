@@ -336,7 +336,11 @@ class Search:
         root_attack = deadline.until(time.monotonic() + config.attack_share[1] * deadline.remaining_s())
         _attack(problem, d, state, config.attack, _shaped(starts, problem), root_attack)
         relations = find_relations(problem, d.intervals) if config.relations else NO_RELATIONS
-        lp = LpCut.of(problem, config.lp_cut, config.lp_patterns) if config.lp_cut > 0 else None
+        lp = (
+            LpCut.of(problem, config.lp_cut, config.lp_patterns, config.lp_threads)
+            if config.lp_cut > 0
+            else None
+        )
         nodes = None if lp is None else lp.nodes
         b = bound_domains(problem, d, replace(config.bound, steps=config.root.steps), relations, nodes)
         lp_until = deadline.until(time.monotonic() + 0.05 * deadline.timeout_s)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -498,27 +499,31 @@ class WarmSolver:
 
 
 _BANNER_SHOWN = False
+_BANNER_LOCK = threading.Lock()
 
 
 def _quiet_highs(highspy: Any) -> Any:
     """A ``Highs`` instance; the first one of a process prints HiGHS's banner to the C-level stdout, which
-    is pointed at /dev/null while it is made (no option turns the banner off)."""
+    is pointed at /dev/null while it is made (no option turns the banner off). Under a lock: threads of
+    the LP finish make their first instances together, and two redirections at once would leave stdout
+    pointed at /dev/null."""
     global _BANNER_SHOWN
-    if _BANNER_SHOWN:
-        return highspy.Highs()
-    _BANNER_SHOWN = True
-    try:
-        sys.stdout.flush()
-        saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError, AttributeError):
-        return highspy.Highs()
-    try:
-        os.dup2(null, 1)
-        return highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(null)
-        os.close(saved)
+    with _BANNER_LOCK:
+        if _BANNER_SHOWN:
+            return highspy.Highs()
+        _BANNER_SHOWN = True
+        try:
+            sys.stdout.flush()
+            saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+        except (OSError, ValueError, AttributeError):
+            return highspy.Highs()
+        try:
+            os.dup2(null, 1)
+            return highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(null)
+            os.close(saved)
 
 
 def neuron_bounds(

@@ -278,3 +278,21 @@ def test_every_program_of_a_shape_holds_at_the_graph_s_points(seed: int, radius:
         alone = [dual_bound(lp, cost, w) for w in duals]
         np.testing.assert_allclose(together, alone, rtol=1e-12, atol=1e-12)
         assert np.all(together <= (v @ cost).min() + slack)
+
+
+def test_threads_give_each_domain_its_own_bound() -> None:
+    """Domains dealt out to three workers (each with its own HiGHS instances) get the bounds one worker
+    gives them, in their order: the two halves of a split, repeated, have different bounds."""
+    graph, z = _balance(7)
+    problem = Problem.make(graph, _box(0.1, 0.6), "row")
+    root = bound_domains(problem, _root_domains(problem, SPEC, SearchConfig(), None)[0], BoundConfig(steps=1))
+    mid = root.domains.intervals[z][0][0, 0] / 2 + root.domains.intervals[z][1][0, 0] / 2
+    one, b = _bounded(problem, Choice(torch.tensor([z]), torch.tensor([0]), mid.reshape(1)))
+    which = torch.tensor([0, 1, 1, 0, 1, 0, 0])
+    alone = one.lower(b.frontier, b.domains, which, Deadline.after(math.inf))
+    three = LpCut.of(problem, threads=3)
+    assert three is not None
+    together = three.lower(b.frontier, b.domains, which, Deadline.after(math.inf))
+    assert abs(float(alone[0]) - float(alone[1])) > 1e-6
+    torch.testing.assert_close(together, alone, rtol=1e-7, atol=1e-9)
+    assert len(three.solvers[frozenset(b.frontier.coeffs)]) == 3  # type: ignore[arg-type]
