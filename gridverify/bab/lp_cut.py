@@ -115,11 +115,12 @@ class LpCut:
             cost[:, col : col + c[0, 0].numel()] += c[which, 0].reshape(which.numel(), -1).cpu().numpy()
         bias = frontier.bias[which, 0].to(torch.float64).cpu().numpy()
         values = out.numpy()
+        workers = min(self.threads, which.numel())
 
         def work(worker: int) -> None:
             mine = self.solver(frontier, worker)
             assert mine is not None
-            for k in range(worker, which.numel(), self.threads):
+            for k in range(worker, which.numel(), workers):
                 if until.remaining_s() <= 0:
                     return
                 patterns = _patterns(
@@ -132,7 +133,6 @@ class LpCut:
                     for p in patterns
                 )
 
-        workers = min(self.threads, which.numel())
         if workers <= 1:
             work(0)
         else:
