@@ -42,7 +42,7 @@ from torch import Tensor
 
 from gridverify.bounds.core import Interval
 from gridverify.deadline import Deadline
-from gridverify.ir.graph import Graph, Node
+from gridverify.ir.graph import Graph
 from gridverify.ops import get_op
 
 PIECEWISE = frozenset({"relu", "abs"})
@@ -148,22 +148,20 @@ class ProgramShape:
                 kinks.append(i)
             else:
                 blocks.append(_linear_rows(graph, i, columns))
+        rows, cols, first = [], [], sum(block[3].size for block in blocks)  # kink rows follow the linear
         for i in kinks:  # slope 1 stands for every chord's (an entry that `on` overwrites, never zero here)
             node = graph.nodes[i]
             size = node.size
-            blocks.append(
-                _kink_rows(node.op, columns[i], columns[node.inputs[0]], np.ones(size), np.full(size, np.inf))
+            block = _kink_rows(
+                node.op, columns[i], columns[node.inputs[0]], np.ones(size), np.full(size, np.inf)
             )
+            blocks.append(block)
+            first += block[3].size
+            rows.append(first - size + np.arange(size))  # the chords are a kink block's last rows
+            cols.append(columns[node.inputs[0]] + np.arange(size))
         empty = np.zeros(0)
         a, lo, hi = _assemble(blocks or [(empty, empty, empty, empty, empty)], n)
         a.sort_indices()
-        rows, cols, first = [], [], a.shape[0] - sum(_kink_row_count(graph.nodes[i]) for i in kinks)
-        for i in kinks:
-            size = graph.nodes[i].size
-            first += _kink_row_count(graph.nodes[i]) - size  # the rows y >= x (and y >= -x) come first
-            rows.append(first + np.arange(size))
-            cols.append(columns[graph.nodes[i].inputs[0]] + np.arange(size))
-            first += size
         chord_rows, chord_cols = (
             np.concatenate(t).astype(np.int64) if t else np.zeros(0, np.int64) for t in (rows, cols)
         )
@@ -253,11 +251,6 @@ def _linear_rows(graph: Graph, i: int, columns: dict[int, int], block: int = 512
             c.append(columns[j] + cc)
             v.append(-jac[rr, cc])
     return np.concatenate(r), np.concatenate(c), np.concatenate(v), b.copy(), b.copy()
-
-
-def _kink_row_count(node: Node) -> int:
-    """Rows of a relu (2 per neuron) or abs (3) node in the program."""
-    return node.size * (2 if node.op == "relu" else 3)
 
 
 def _chord(
