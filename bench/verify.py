@@ -89,6 +89,7 @@ BASELINES = {
     "root-alpha": lambda c: replace(
         c, search=replace(c.search, root=SearchConfig().root, bound=SearchConfig().bound)
     ),
+    "lp-full": lambda c: replace(c, search=replace(c.search, lp_affine=False)),
     "lp-one-thread": lambda c: replace(c, search=replace(c.search, lp_threads=1)),
     "before-lp-finish": lambda c: replace(
         c, row_alone_s=10.0, search=replace(c.search, lp_cut=0.0, branching=Branching.FILTERED)

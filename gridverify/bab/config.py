@@ -80,5 +80,9 @@ class SearchConfig:
     # LP finish: threads solving domains' programs at once (HiGHS runs outside Python's lock; the bounding
     # passes are torch's, between them)
     lp_threads: int = LP_THREADS
+    # LP finish: where every relu / abs keeps its sign on the domains, the affine collapse of the program
+    # (`gridverify.bounds.lp.AffineShape`: the input and the frontier only; case57 balance rows 94 columns
+    # instead of 730, same bounds)
+    lp_affine: bool = True
     in_turns: bool = True  # batches take every open specification's worst domain in turn (`_in_turns`)
     progress: bool = False

@@ -337,7 +337,7 @@ class Search:
         _attack(problem, d, state, config.attack, _shaped(starts, problem), root_attack)
         relations = find_relations(problem, d.intervals) if config.relations else NO_RELATIONS
         lp = (
-            LpCut.of(problem, config.lp_cut, config.lp_patterns, config.lp_threads)
+            LpCut.of(problem, config.lp_cut, config.lp_patterns, config.lp_threads, config.lp_affine)
             if config.lp_cut > 0
             else None
         )

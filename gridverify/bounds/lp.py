@@ -31,7 +31,8 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -201,6 +202,144 @@ class ProgramShape:
         return LinearProgram(a, self.row_lower, row_upper, col_lower, col_upper, self.columns)
 
 
+AFFINE_ENTRIES = 4_000_000
+"""Most entries (neurons x input dimensions) an `AffineShape` holds in its maps while it is built."""
+
+
+@dataclass(frozen=True)
+class AffineShape:
+    """A relu program whose relu / abs neurons all keep one sign (`signs`): the piecewise-linear part is then
+    one affine map, and the program needs only the input's columns and the targets': one row per target
+    neuron, ``t - M x`` within ``v -+ E``. An ACOPF surrogate trained for verifiability has nearly every
+    relu stable over its region (case57: all 192); its full program has a column and a row per neuron of
+    every layer (730 x 754 for a case57 balance row, against 94 x 10 here).
+
+    ``M``, ``v`` are composed in float64 node by node (exact Jacobians, `_jacobians`); ``E`` bounds, for
+    every input in the box (``|x| <= reach``), the distance between the real value of the graph and
+    ``M x + v``: the rounding of each composition (``gamma_K`` times the sums of magnitudes, K the terms
+    of a sum) plus the errors carried from the inputs through ``|J|``, rounded up by a relative margin.
+    The rows hold on every domain whose intervals give each relu / abs input the sign of `signs` (the
+    caller checks, `holds_on`): there each neuron is its input, its negation or zero."""
+
+    graph: Graph
+    order: tuple[int, ...]  # the input, then the targets: the nodes whose bounds `on` reads
+    columns: dict[int, int]
+    n_cols: int
+    signs: dict[int, np.ndarray]  # relu / abs input node -> +1 / -1 per neuron (its sign on every domain)
+    template: sparse.csc_array
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    kinks: tuple[int, ...] = ()  # no kink rows: `WarmSolver` and the LP finish read these as for any shape
+    chord_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    chord_cols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @staticmethod
+    def of(
+        graph: Graph, targets: frozenset[int], signs: dict[int, np.ndarray], reach: np.ndarray
+    ) -> AffineShape | None:
+        """None where the program has free nodes, several inputs, a sign missing, or maps too large;
+        ``reach``: ``max |x|`` per flat input dimension over the box."""
+        order, free = program_nodes(graph, targets)
+        inputs = [i for i in order if graph.nodes[i].op == "input"]
+        n_in = reach.size
+        if free or len(inputs) != 1 or graph.nodes[inputs[0]].size != n_in:
+            return None
+        if sum(graph.nodes[i].size for i in order) * n_in > AFFINE_ENTRIES:
+            return None
+        maps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # node -> (M, v, E)
+        for i in order:
+            node = graph.nodes[i]
+            if node.op == "input":
+                maps[i] = (np.eye(n_in), np.zeros(n_in), np.zeros(n_in))
+            elif node.op == "const":
+                maps[i] = (np.zeros((node.size, n_in)), const_value(graph, i), np.zeros(node.size))
+            elif node.op in PIECEWISE:
+                sign = signs.get(node.inputs[0])
+                if sign is None:
+                    return None
+                m, v, e = maps[node.inputs[0]]
+                keep = sign > 0 if node.op == "relu" else np.ones(node.size, dtype=bool)
+                factor = np.where(keep, np.where(sign > 0, 1.0, -1.0), 0.0)  # x, -x (abs) or 0 (relu)
+                maps[i] = (m * factor[:, None], v * factor, e * (factor != 0))
+            else:
+                maps[i] = _composed(graph, i, maps, reach)
+        pick = sorted(t for t in targets if graph.nodes[t].op not in ("input", "const"))
+        columns, n = {inputs[0]: 0}, n_in
+        for t in sorted(targets):
+            if t != inputs[0]:
+                columns[t], n = n, n + graph.nodes[t].size
+        blocks, lo_all, hi_all, first = [], [], [], 0
+        for t in pick:
+            m, v, e = maps[t]
+            size = graph.nodes[t].size
+            rr, cc = np.nonzero(m)
+            rows = np.concatenate([first + np.arange(size), first + rr])
+            cols = np.concatenate([columns[t] + np.arange(size), cc])
+            blocks.append((rows, cols, np.concatenate([np.ones(size), -m[rr, cc]])))
+            lo_all.append(np.nextafter(v - e, -np.inf))
+            hi_all.append(np.nextafter(v + e, np.inf))
+            first += size
+        if blocks:
+            r, c, val = (np.concatenate([b[k] for b in blocks]) for k in range(3))
+        else:
+            r = c = np.zeros(0, np.int64)
+            val = np.zeros(0)
+        a = sparse.csc_array((val, (r, c)), shape=(first, n))
+        a.sort_indices()
+        order_out = (inputs[0], *sorted(t for t in targets if t != inputs[0]))
+        empty = np.zeros(0)
+        lo = np.concatenate(lo_all) if lo_all else empty
+        hi = np.concatenate(hi_all) if hi_all else empty
+        return AffineShape(graph, order_out, columns, n, dict(signs), a, lo, hi)
+
+    def holds_on(self, bounds: dict[int, tuple[np.ndarray, np.ndarray]]) -> bool:
+        """Whether one domain's intervals (flat lower, upper per relu / abs input node) give every neuron
+        its sign."""
+        for j, sign in self.signs.items():
+            lo, hi = bounds[j]
+            if not bool(np.all(np.where(sign > 0, lo >= 0, hi <= 0))):
+                return False
+        return True
+
+    def on(self, bounds: dict[int, tuple[np.ndarray, np.ndarray]]) -> LinearProgram:
+        """The program on one domain (`ProgramShape.on`): its column bounds; the rows do not change."""
+        col_lower = np.concatenate([bounds[i][0] for i in self.order])
+        col_upper = np.concatenate([bounds[i][1] for i in self.order])
+        return LinearProgram(
+            self.template, self.row_lower, self.row_upper, col_lower, col_upper, self.columns
+        )
+
+
+def _composed(
+    graph: Graph, i: int, maps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], reach: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(M, v, E) of linear node i from its inputs' (`AffineShape`): ``M = sum_k J_k M_k``, ``v = sum_k J_k
+    v_k + b`` in float64, and ``E`` bounding ``|real value - (M x + v)|`` for ``|x| <= reach``."""
+    node = graph.nodes[i]
+    n_in = reach.size
+    m, v = np.zeros((node.size, n_in)), _offset(graph, i).copy()
+    size_terms = np.abs(v).copy()  # sum of |J_k| (|M_k| reach + |v_k|) + |b|: what the sums' rounding acts on
+    carried = np.zeros(node.size)  # sum of |J_k| E_k
+    terms = 1
+    for first, j, jac in _jacobians(graph, i):
+        mj, vj, ej = maps[j]
+        rows = slice(first, first + jac.shape[0])
+        m[rows] += jac @ mj
+        v[rows] += jac @ vj
+        a = np.abs(jac)
+        size_terms[rows] += a @ (np.abs(mj) @ reach + np.abs(vj))
+        carried[rows] += a @ ej
+        terms += 2 * jac.shape[1] + 2  # each product's inner sum, and the sums over inputs
+    gamma = terms * _EPS / (1.0 - terms * _EPS)
+    e = (gamma * size_terms + carried) * (1.0 + 1e-6) + np.finfo(np.float64).tiny
+    return m, v, e
+
+
+Shape = ProgramShape | AffineShape
+"""The programs `WarmSolver` and the LP finish solve: the full relu program, or its affine collapse."""
+
+
 def const_value(graph: Graph, i: int) -> np.ndarray:
     """A constant node's value, flat, float64."""
     t = graph.nodes[i].kwargs["value"].tensor
@@ -222,16 +361,37 @@ def _flat_interval(graph: Graph, i: int, intervals: list[Interval | None]) -> tu
 
 
 def _linear_rows(graph: Graph, i: int, columns: dict[int, int], block: int = 512) -> RowBlock:
-    """``y - sum_k J_k x_k = b``: (row ids, column ids, values, row lower, row upper) of node i; ``J_k``
-    row by row from vector-Jacobian products with one-hot cotangents (exact: one product per entry),
-    ``block`` rows at a time."""
+    """``y - sum_k J_k x_k = b``: (row ids, column ids, values, row lower, row upper) of node i, ``J_k`` by
+    `_jacobians`."""
+    size = graph.nodes[i].size
+    b = _offset(graph, i)
+    r, c, v = [np.arange(size)], [columns[i] + np.arange(size)], [np.ones(size)]
+    for first, j, jac in _jacobians(graph, i, block):
+        rr, cc = np.nonzero(jac)
+        r.append(first + rr)
+        c.append(columns[j] + cc)
+        v.append(-jac[rr, cc])
+    return np.concatenate(r), np.concatenate(c), np.concatenate(v), b.copy(), b.copy()
+
+
+def _offset(graph: Graph, i: int) -> np.ndarray:
+    """A linear node's value at zero inputs (its ``b``), flat, float64."""
+    node = graph.nodes[i]
+    shapes = [graph.nodes[j].shape for j in node.inputs]
+    const = get_op(node.op).forward(
+        *(torch.zeros((1, *s), dtype=torch.float64) for s in shapes), **node.kwargs
+    )
+    return const.detach().expand(1, *node.shape).reshape(-1).numpy()
+
+
+def _jacobians(graph: Graph, i: int, block: int = 512) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(first row, input node, dense ``J_k`` rows ``first ...``) of linear node i: each row a vector-Jacobian
+    product of its ``forward`` with a one-hot cotangent (exact: one product per entry), ``block`` rows at a
+    time; an input read twice comes twice."""
     node = graph.nodes[i]
     op, kw = get_op(node.op), node.kwargs
     size = node.size
     shapes = [graph.nodes[j].shape for j in node.inputs]
-    const = op.forward(*(torch.zeros((1, *s), dtype=torch.float64) for s in shapes), **kw)
-    b = const.detach().expand(1, *node.shape).reshape(-1).numpy()
-    r, c, v = [np.arange(size)], [columns[i] + np.arange(size)], [np.ones(size)]
     for first in range(0, size, block):
         n = min(block, size - first)
         with torch.enable_grad():
@@ -243,14 +403,8 @@ def _linear_rows(graph: Graph, i: int, columns: dict[int, int], block: int = 512
                 y, primals, grad_outputs=eye.reshape(n, *node.shape), allow_unused=True
             )
         for j, g in zip(node.inputs, grads):
-            if g is None:
-                continue
-            jac = g.reshape(n, -1).numpy()
-            rr, cc = np.nonzero(jac)
-            r.append(first + rr)
-            c.append(columns[j] + cc)
-            v.append(-jac[rr, cc])
-    return np.concatenate(r), np.concatenate(c), np.concatenate(v), b.copy(), b.copy()
+            if g is not None:
+                yield first, j, g.reshape(n, -1).numpy()
 
 
 def _chord(
@@ -473,7 +627,7 @@ class WarmSolver:
     from the last one's basis: siblings' programs differ in a few bounds, so few iterations follow
     (case14 balance rows: 21 on average, 1.6 ms a program against 8 ms for a cold solve)."""
 
-    def __init__(self, shape: ProgramShape) -> None:
+    def __init__(self, shape: Shape) -> None:
         self.shape = shape
         self.solver: LpSolver | None = None
         self.slopes = np.zeros(0)  # the chord entries HiGHS holds now

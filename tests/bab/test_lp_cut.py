@@ -5,6 +5,7 @@ whether HiGHS starts cold or from the last program's basis."""
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import hypothesis.strategies as st
 import numpy as np
@@ -19,7 +20,15 @@ from gridverify.bab.domains import Problem
 from gridverify.bab.lp_cut import LpCut
 from gridverify.bab.search import _root_domains
 from gridverify.bab.split import split_neurons
-from gridverify.bounds.lp import LinearProgram, LpSolver, ProgramShape, WarmSolver, dual_bound, dual_bounds
+from gridverify.bounds.lp import (
+    AffineShape,
+    LinearProgram,
+    LpSolver,
+    ProgramShape,
+    WarmSolver,
+    dual_bound,
+    dual_bounds,
+)
 from gridverify.deadline import Deadline
 from gridverify.ir import GraphBuilder
 from gridverify.ir.graph import Graph
@@ -138,7 +147,7 @@ def test_warm_solver_equals_cold_solves() -> None:
     for centre, radius in [(0.0, 1.0), (0.1, 0.5), (-1.0, 2.0), (0.3, 0.0), (0.0, 1.0)]:
         problem = Problem.make(graph, _box(centre, radius), "row")
         lp_cut, b = _bounded(problem)
-        bounds = lp_cut._bounds(shape, b.domains, torch.arange(1))
+        bounds = lp_cut._bounds(shape.order, b.domains, torch.arange(1))
         lp = shape.on({i: (lo[0], hi[0]) for i, (lo, hi) in bounds.items()})
         cost = rng.standard_normal(shape.n_cols)
         cold = LpSolver(lp).lower(cost, 5.0)
@@ -295,4 +304,124 @@ def test_threads_give_each_domain_its_own_bound() -> None:
     together = three.lower(b.frontier, b.domains, which, Deadline.after(math.inf))
     assert abs(float(alone[0]) - float(alone[1])) > 1e-6
     torch.testing.assert_close(together, alone, rtol=1e-7, atol=1e-9)
-    assert len(three.solvers[frozenset(b.frontier.coeffs)]) == 3  # type: ignore[arg-type]
+    assert three.solvers and all(len(v) == 3 for v in three.solvers.values())
+
+
+def _stable(seed: int, reach: float) -> tuple[Graph, int, dict[int, np.ndarray]]:
+    """x (3,) -> relu -> abs -> z (2,), every bias far enough from 0 that each relu / abs input keeps its
+    sign for ``|x| <= reach``; the graph, z's node and those signs (by input node)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+    w1, w2, w3 = rand(5, 3), rand(4, 5), rand(2, 4)
+    s1 = torch.where(rand(5) > 0, 1.0, -1.0).to(torch.float64)
+    b1 = s1 * (w1.abs().sum(1) * reach + 0.5)
+    h1 = (w1.abs().sum(1) * reach + b1.abs()).max()  # no relu output above this
+    s2 = torch.where(rand(4) > 0, 1.0, -1.0).to(torch.float64)
+    b2 = s2 * (w2.abs().sum(1) * h1 + 0.5)
+    b = GraphBuilder()
+    x = b.input("x", (3,))
+    pre1 = b.linear(x, w1, b1)
+    pre2 = b.linear(b.relu(pre1), w2, b2)
+    z = b.linear(b.apply("abs", pre2), w3, rand(2))
+    graph = b.build({"z": z})
+    lin = [i for i, node in enumerate(graph.nodes) if node.op == "linear"]
+    return graph, graph.output_ids["z"], {lin[0]: s1.numpy(), lin[1]: s2.numpy()}
+
+
+def _exact(
+    graph: Graph, target: int, signs: dict[int, np.ndarray]
+) -> tuple[list[list[Fraction]], list[Fraction]]:
+    """The real affine map of ``target`` under ``signs``, in rational arithmetic (the weights as floats)."""
+    maps: dict[int, tuple[list[list[Fraction]], list[Fraction]]] = {}
+    for i, node in enumerate(graph.nodes):
+        if node.op == "input":
+            maps[i] = ([[Fraction(int(r == c)) for c in range(3)] for r in range(3)], [Fraction(0)] * 3)
+        elif node.op == "linear":
+            w = node.kwargs["weight"].tensor.to_dense().tolist()
+            bias = node.kwargs["bias"].tensor.tolist()
+            m, v = maps[node.inputs[0]]
+            maps[i] = (
+                [[sum((Fraction(w[r][k]) * m[k][c] for k in range(len(m))), Fraction(0)) for c in range(3)]
+                 for r in range(len(w))],
+                [Fraction(bias[r]) + sum((Fraction(w[r][k]) * v[k] for k in range(len(v))), Fraction(0))
+                 for r in range(len(w))],
+            )  # fmt: skip
+        elif node.op in ("relu", "abs"):
+            m, v = maps[node.inputs[0]]
+            sign = signs[node.inputs[0]]
+            f = [(1 if sg > 0 else (0 if node.op == "relu" else -1)) for sg in sign]
+            maps[i] = (
+                [[f[r] * e for e in row] for r, row in enumerate(m)],
+                [f[r] * e for r, e in enumerate(v)],
+            )
+    return maps[target]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), reach=st.sampled_from([0.0, 1e-6, 1.0, 30.0, 1e4]))
+def test_an_affine_program_holds_for_the_real_graph(seed: int, reach: float) -> None:
+    """`AffineShape` where every relu / abs input keeps its sign over the box ``|x| <= reach``: the float
+    map ``M x + v`` is within ``E`` of the graph's real (rational) affine map at every corner of the box, so
+    the rows ``v - E <= z - M x <= v + E`` hold for the real graph; and they hold at sampled points of the
+    float graph. Flipping one neuron's sign gives rows that sampled points break."""
+    graph, z, signs = _stable(seed, reach)
+    shape = AffineShape.of(graph, frozenset({z}), signs, np.full(3, reach))
+    assert shape is not None and shape.n_cols == 5 and shape.template.shape == (2, 5)
+    m = -shape.template.toarray()[:, :3]
+    assert np.array_equal(shape.template.toarray()[:, 3:], np.eye(2))
+    exact_m, exact_v = _exact(graph, z, signs)
+    centre = (shape.row_lower + shape.row_upper) / 2
+    for r in range(2):
+        # the largest distance over the box between the real map and the float one (a corner's)
+        far = sum(abs(exact_m[r][c] - Fraction(float(m[r, c]))) * Fraction(reach) for c in range(3))
+        gap = far + abs(exact_v[r] - Fraction(float(centre[r])))
+        assert gap <= Fraction(float(shape.row_upper[r])) - Fraction(float(centre[r]))
+        assert gap <= Fraction(float(centre[r])) - Fraction(float(shape.row_lower[r]))
+    gen = torch.Generator().manual_seed(seed)
+    x = reach * (2 * torch.rand(500, 3, generator=gen, dtype=torch.float64) - 1)
+    x = torch.cat([x, torch.full((1, 3), reach, dtype=torch.float64), torch.zeros(1, 3, dtype=torch.float64)])
+    values = graph.forward(x)["z"].numpy()
+    ax = values - x.numpy() @ m.T
+    slack = 1e-12 * (1 + np.abs(values).max() + np.abs(x.numpy() @ m.T).max())
+    assert np.all(ax >= shape.row_lower - slack) and np.all(ax <= shape.row_upper + slack)
+    first = next(iter(signs))
+    flipped = {**signs, first: np.concatenate([-signs[first][:1], signs[first][1:]])}
+    wrong = AffineShape.of(graph, frozenset({z}), flipped, np.full(3, reach))
+    assert wrong is not None
+    moved = values - x.numpy() @ (-wrong.template.toarray()[:, :3]).T
+    if reach > 0.1:
+        assert np.any(moved < wrong.row_lower - slack) or np.any(moved > wrong.row_upper + slack)
+
+
+def test_the_finish_on_a_stable_network_uses_the_affine_program_and_its_bounds() -> None:
+    """Where every relu keeps its sign on the domains, the LP finish solves the affine program (columns:
+    the input and the frontier), with the full program's bounds; a domain whose intervals leave a relu's
+    sign open gets the full program."""
+    graph, _ = _balance(7)
+    problem = Problem.make(graph, _box(0.1, 1e-3), "row")
+    lp, b = _bounded(problem)
+    which = torch.tensor([0])
+    affine, full = lp.shapes(b.frontier, b.domains, which)
+    assert affine is not None and full is None
+    assert affine.n_cols < ProgramShape.of(graph, frozenset(b.frontier.coeffs)).n_cols  # type: ignore[arg-type]
+    bound = lp.lower(b.frontier, b.domains, which, Deadline.after(math.inf))
+    out = torch.full((1,), -torch.inf, dtype=torch.float64)
+    whole = ProgramShape.of(graph, frozenset(b.frontier.coeffs))  # type: ignore[arg-type]
+    lp._solve(whole, b.frontier, b.domains, which, np.arange(1), out, Deadline.after(math.inf))
+    assert torch.isfinite(bound).all()
+    torch.testing.assert_close(bound, out, rtol=1e-9, atol=1e-9)
+    # a domain whose first relu input straddles 0 (its intervals widened: still valid bounds of the domain)
+    relu_in = next(graph.nodes[i].inputs[0] for i, n in enumerate(graph.nodes) if n.op == "relu")
+    lo, hi = b.domains.intervals[relu_in]
+    wide = list(b.domains.intervals)
+    wide[relu_in] = (
+        torch.minimum(lo, torch.full_like(lo, -1.0)),
+        torch.maximum(hi, torch.full_like(hi, 1.0)),
+    )
+    d = b.domains.__class__(**{**b.domains.__dict__, "intervals": tuple(wide)})
+    again = lp.lower(b.frontier, d, which, Deadline.after(math.inf))
+    assert lp.programs[frozenset(b.frontier.coeffs)][1] is not None  # the full program, built for it
+    assert torch.isfinite(again).all() and float(again[0]) <= float(bound[0]) + 1e-9
