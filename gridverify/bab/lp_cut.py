@@ -118,14 +118,13 @@ class LpCut:
             order = program_nodes(graph, key)[0]
             size = sum(graph.nodes[i].size for i in order)
             small = size <= MAX_COLUMNS  # measured before any row is built (a conv's rows are many)
-            signs = _signs(graph, order, d, which) if self.affine else None
+            found = _signs(graph, order, d, which) if self.affine else None
             affine = None
-            if signs is not None:
-                lo, hi = (
-                    t.reshape(-1).to(torch.float64).cpu().numpy()
-                    for t in (self.problem.lower, self.problem.upper)
-                )
-                affine = AffineShape.of(graph, key, signs, np.maximum(np.abs(lo), np.abs(hi)))
+            if found is not None:
+                ends = (self.problem.lower, self.problem.upper)
+                lo, hi = (t.reshape(-1).to(torch.float64).cpu().numpy() for t in ends)
+                signs, reach = found
+                affine = AffineShape.of(graph, key, signs, np.maximum(np.abs(lo), np.abs(hi)), reach)
             full = ProgramShape.of(graph, key) if small and affine is None else None
             self.programs[key] = [affine, full, small]
         affine, full, small = self.programs[key]
@@ -236,10 +235,18 @@ class LpCut:
         return out
 
 
-def _signs(graph: Graph, order: list[int], d: Domains, which: Tensor) -> dict[int, np.ndarray] | None:
-    """+1 / -1 per neuron of each relu / abs input of the program ``order``: the sign every domain ``which``
-    gives it (None when some domain leaves a neuron's sign open, or two domains differ)."""
-    out = {}
+KEPT = 32
+"""Most relu / abs neurons an affine program keeps (their signs open on the first batch's domains); more,
+and the full program is solved."""
+
+
+def _signs(
+    graph: Graph, order: list[int], d: Domains, which: Tensor
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]] | None:
+    """Per relu / abs input of the program ``order``: +1 / -1 per neuron where every domain ``which`` gives
+    it that sign, else 0 (kept), and the largest ``|value|`` of its kept neurons over those domains; None
+    where an interval is missing or more than `KEPT` neurons are kept."""
+    signs, reach, kept = {}, {}, 0
     for i in order:
         node = graph.nodes[i]
         if node.op not in PIECEWISE:
@@ -248,11 +255,16 @@ def _signs(graph: Graph, order: list[int], d: Domains, which: Tensor) -> dict[in
         iv = d.intervals[j]
         if iv is None:
             return None
-        lo, hi = (t[which].reshape(which.numel(), -1) for t in iv)
-        if not bool((lo >= 0).all(0).logical_or((hi <= 0).all(0)).all()):
+        lo, hi = (t[which].reshape(which.numel(), -1).to(torch.float64) for t in iv)
+        up, down = (lo >= 0).all(0), (hi <= 0).all(0)
+        sign = torch.where(up, 1.0, torch.where(down, -1.0, 0.0)).cpu().numpy()
+        open_ = sign == 0
+        kept += int(open_.sum())
+        if kept > KEPT:
             return None
-        out[j] = torch.where((lo >= 0).all(0), 1.0, -1.0).to(torch.float64).cpu().numpy()
-    return out
+        far = torch.maximum(-lo, hi).amax(0).cpu().numpy()
+        signs[j], reach[j] = sign, far[open_]
+    return signs, reach
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}

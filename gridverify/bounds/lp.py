@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -162,19 +162,7 @@ class ProgramShape:
             cols.append(columns[node.inputs[0]] + np.arange(size))
         empty = np.zeros(0)
         a, lo, hi = _assemble(blocks or [(empty, empty, empty, empty, empty)], n)
-        a.sort_indices()
-        chord_rows, chord_cols = (
-            np.concatenate(t).astype(np.int64) if t else np.zeros(0, np.int64) for t in (rows, cols)
-        )
-        slots = np.array(
-            [
-                a.indptr[c] + np.searchsorted(a.indices[a.indptr[c] : a.indptr[c + 1]], r)
-                for r, c in zip(chord_rows, chord_cols)
-            ],
-            dtype=np.int64,
-        )
-        if not np.array_equal(a.indices[slots], chord_rows):
-            raise AssertionError("a chord's slope entry is missing from the program's matrix")
+        chord_rows, chord_cols, slots = _chord_slots(a, rows, cols)
         return ProgramShape(
             graph, tuple(order), columns, n, tuple(kinks), a, lo, hi, chord_rows, chord_cols, slots
         )
@@ -184,22 +172,57 @@ class ProgramShape:
         (a constant's value, +-inf where a node has no interval)."""
         col_lower = np.concatenate([bounds[i][0] for i in self.order])
         col_upper = np.concatenate([bounds[i][1] for i in self.order])
-        a, row_upper = self.template, self.row_upper
-        if self.kinks:
-            graph, slopes, ends = self.graph, [], []
-            for i in self.kinks:
-                node = graph.nodes[i]
-                s, h = _chord(
-                    node.op, self.columns[i], self.columns[node.inputs[0]], col_lower, col_upper, node.size
-                )
-                slopes.append(s)
-                ends.append(h)
-            data = a.data.copy()
-            data[self.slots] = -np.concatenate(slopes)
-            row_upper = row_upper.copy()
-            row_upper[self.chord_rows] = np.concatenate(ends)
-            a = sparse.csc_array((data, a.indices, a.indptr), shape=a.shape)
+        nodes = [self.graph.nodes[i] for i in self.kinks]
+        pieces = [
+            (n.op, self.columns[i], self.columns[n.inputs[0]], n.size) for i, n in zip(self.kinks, nodes)
+        ]
+        a, row_upper = _with_chords(self, pieces, col_lower, col_upper)
         return LinearProgram(a, self.row_lower, row_upper, col_lower, col_upper, self.columns)
+
+
+def _chord_slots(
+    a: sparse.csc_array, rows: list[np.ndarray], cols: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(chord rows, their input columns, the positions of their slope entries in ``a.data``), ``a`` sorted
+    in place; ``rows`` / ``cols`` per kink block."""
+    a.sort_indices()
+    chord_rows, chord_cols = (
+        np.concatenate(t).astype(np.int64) if t else np.zeros(0, np.int64) for t in (rows, cols)
+    )
+    slots = np.array(
+        [
+            a.indptr[c] + np.searchsorted(a.indices[a.indptr[c] : a.indptr[c + 1]], r)
+            for r, c in zip(chord_rows, chord_cols)
+        ],
+        dtype=np.int64,
+    )
+    if not np.array_equal(a.indices[slots], chord_rows):
+        raise AssertionError("a chord's slope entry is missing from the program's matrix")
+    return chord_rows, chord_cols, slots
+
+
+def _with_chords(
+    shape: ProgramShape | AffineShape,
+    pieces: list[tuple[str, int, int, int]],
+    col_lower: np.ndarray,
+    col_upper: np.ndarray,
+) -> tuple[sparse.csc_array, np.ndarray]:
+    """The shape's matrix and row upper ends with the chords of one domain written in: ``pieces`` (op,
+    output column, input column, neurons) per kink block, in the blocks' order; narrows the outputs'
+    columns (`_chord`)."""
+    if not pieces:
+        return shape.template, shape.row_upper
+    slopes, ends = [], []
+    for op, out, inp, size in pieces:
+        s, h = _chord(op, out, inp, col_lower, col_upper, size)
+        slopes.append(s)
+        ends.append(h)
+    data = shape.template.data.copy()
+    data[shape.slots] = -np.concatenate(slopes)
+    row_upper = shape.row_upper.copy()
+    row_upper[shape.chord_rows] = np.concatenate(ends)
+    a = sparse.csc_array((data, shape.template.indices, shape.template.indptr), shape=shape.template.shape)
+    return a, row_upper
 
 
 AFFINE_ENTRIES = 4_000_000
@@ -208,107 +231,166 @@ AFFINE_ENTRIES = 4_000_000
 
 @dataclass(frozen=True)
 class AffineShape:
-    """A relu program whose relu / abs neurons all keep one sign (`signs`): the piecewise-linear part is then
-    one affine map, and the program needs only the input's columns and the targets': one row per target
-    neuron, ``t - M x`` within ``v -+ E``. An ACOPF surrogate trained for verifiability has nearly every
-    relu stable over its region (case57: all 192); its full program has a column and a row per neuron of
-    every layer (730 x 754 for a case57 balance row, against 94 x 10 here).
+    """A relu program collapsed between the kinks it keeps. A surrogate trained for verifiability has nearly
+    every relu's sign fixed over its region (case57: all 192; case14, case30, case118: all but one or two a
+    layer): where a relu / abs input keeps its sign on every domain the program serves (`signs` +1 / -1),
+    its neuron is its input, its negation or zero, and the layers between the neurons left open (`signs`
+    0, the kept ones) are one affine map. Columns: the input, each kept neuron's input and output, the
+    targets; rows: one per kept input and per target neuron, ``t - M u`` within ``v -+ E`` (``u``: the
+    input and the kept outputs), and the kept neurons' kink rows with their chords, as in `ProgramShape`.
+    A case57 balance row's program is 94 x 10 instead of 730 x 754.
 
     ``M``, ``v`` are composed in float64 node by node (exact Jacobians, `_jacobians`); ``E`` bounds, for
-    every input in the box (``|x| <= reach``), the distance between the real value of the graph and
-    ``M x + v``: the rounding of each composition (``gamma_K`` times the sums of magnitudes, K the terms
-    of a sum) plus the errors carried from the inputs through ``|J|``, rounded up by a relative margin.
-    The rows hold on every domain whose intervals give each relu / abs input the sign of `signs` (the
-    caller checks, `holds_on`): there each neuron is its input, its negation or zero."""
+    every ``|u| <= reach``, the distance between the real value of the graph and ``M u + v``: the rounding
+    of each composition (``gamma_K`` times the sums of magnitudes, K the terms of a sum) plus the errors
+    carried from the inputs through ``|J|``, rounded up by a relative margin. The rows hold on every domain
+    whose intervals give each fixed neuron its sign and keep each kept input within its reach (the caller
+    checks, `holds_on`)."""
 
     graph: Graph
-    order: tuple[int, ...]  # the input, then the targets: the nodes whose bounds `on` reads
-    columns: dict[int, int]
+    order: tuple[int, ...]  # the nodes whose bounds `on` reads
+    columns: dict[int, int]  # the input and the targets -> first column
     n_cols: int
-    signs: dict[int, np.ndarray]  # relu / abs input node -> +1 / -1 per neuron (its sign on every domain)
+    signs: dict[int, np.ndarray]  # relu / abs input node -> +1 / -1 (fixed) / 0 (kept) per neuron
+    kept: tuple[
+        tuple[int, np.ndarray, int, int], ...
+    ]  # (kink node, kept neurons, input column, output column)
+    reach: dict[int, np.ndarray]  # kink input node -> max |value| of its kept neurons the rows assume
     template: sparse.csc_array
     row_lower: np.ndarray
     row_upper: np.ndarray
-    kinks: tuple[int, ...] = ()  # no kink rows: `WarmSolver` and the LP finish read these as for any shape
-    chord_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    chord_cols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    chord_rows: np.ndarray
+    chord_cols: np.ndarray
+    slots: np.ndarray
+    kinks: tuple[int, ...]  # kink nodes with kept neurons (`gridverify.bab.lp_cut` splits their signs)
 
     @staticmethod
     def of(
-        graph: Graph, targets: frozenset[int], signs: dict[int, np.ndarray], reach: np.ndarray
+        graph: Graph,
+        targets: frozenset[int],
+        signs: dict[int, np.ndarray],
+        reach_x: np.ndarray,
+        reach: dict[int, np.ndarray],
     ) -> AffineShape | None:
-        """None where the program has free nodes, several inputs, a sign missing, or maps too large;
-        ``reach``: ``max |x|`` per flat input dimension over the box."""
+        """None where the program has free nodes, several inputs, a sign missing, or maps too large.
+        ``reach_x``: ``max |x|`` per flat input dimension over the box; ``reach[j]``: ``max |value|`` of kink
+        input j's kept neurons (those with sign 0) on every domain served."""
         order, free = program_nodes(graph, targets)
         inputs = [i for i in order if graph.nodes[i].op == "input"]
-        n_in = reach.size
-        if free or len(inputs) != 1 or graph.nodes[inputs[0]].size != n_in:
+        if free or len(inputs) != 1 or graph.nodes[inputs[0]].size != reach_x.size:
             return None
-        if sum(graph.nodes[i].size for i in order) * n_in > AFFINE_ENTRIES:
+        x = inputs[0]
+        kinks = [i for i in order if graph.nodes[i].op in PIECEWISE]
+        if any(graph.nodes[i].inputs[0] not in signs for i in kinks):
             return None
-        maps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # node -> (M, v, E)
+        columns, n = {x: 0}, reach_x.size
+        kept, rows_of, chord_r, chord_c = [], [], [], []
+        for i in kinks:
+            j = graph.nodes[i].inputs[0]
+            idx = np.flatnonzero(signs[j] == 0)
+            if idx.size:
+                if reach[j].shape != idx.shape or not np.all(np.isfinite(reach[j])):
+                    return None
+                kept.append((i, idx, n, n + idx.size))
+                n += 2 * idx.size
+        for t in sorted(targets):
+            if t != x:
+                columns[t], n = n, n + graph.nodes[t].size
+        if sum(graph.nodes[i].size for i in order) * n > AFFINE_ENTRIES:
+            return None
+        span = np.zeros(n)  # max |u| per column: the input's and the kept outputs'
+        span[: reach_x.size] = reach_x
+        maps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # node -> (M, v, E) over the columns
+        eye = np.zeros((reach_x.size, n))
+        eye[np.arange(reach_x.size), np.arange(reach_x.size)] = 1.0
+        where = {k[0]: k for k in kept}
+        blocks: list[RowBlock] = []
         for i in order:
             node = graph.nodes[i]
             if node.op == "input":
-                maps[i] = (np.eye(n_in), np.zeros(n_in), np.zeros(n_in))
+                maps[i] = (eye, np.zeros(node.size), np.zeros(node.size))
             elif node.op == "const":
-                maps[i] = (np.zeros((node.size, n_in)), const_value(graph, i), np.zeros(node.size))
+                maps[i] = (np.zeros((node.size, n)), const_value(graph, i), np.zeros(node.size))
             elif node.op in PIECEWISE:
-                sign = signs.get(node.inputs[0])
-                if sign is None:
-                    return None
-                m, v, e = maps[node.inputs[0]]
-                keep = sign > 0 if node.op == "relu" else np.ones(node.size, dtype=bool)
+                j = node.inputs[0]
+                sign = signs[j]
+                m, v, e = maps[j]
+                keep = sign > 0 if node.op == "relu" else sign != 0
                 factor = np.where(keep, np.where(sign > 0, 1.0, -1.0), 0.0)  # x, -x (abs) or 0 (relu)
-                maps[i] = (m * factor[:, None], v * factor, e * (factor != 0))
+                m, v, e = m * factor[:, None], v * factor, e * (factor != 0)
+                if i in where:
+                    _, idx, p_col, y_col = where[i]
+                    k = np.arange(idx.size)
+                    # the kept inputs' rows, then the kept outputs as columns of their own
+                    blocks.append(_affine_rows(maps[j][0][idx], p_col + k, maps[j][1][idx], maps[j][2][idx]))
+                    m[idx] = 0.0
+                    m[idx, y_col + k] = 1.0
+                    span[y_col + k] = reach[j]
+                    blocks.append(
+                        _kink_rows(node.op, y_col, p_col, np.ones(idx.size), np.full(idx.size, np.inf))
+                    )
+                    rows_of.append((len(blocks) - 1, idx.size))
+                    chord_c.append(p_col + k)
+                maps[i] = (m, v, e)
             else:
-                maps[i] = _composed(graph, i, maps, reach)
-        pick = sorted(t for t in targets if graph.nodes[t].op not in ("input", "const"))
-        columns, n = {inputs[0]: 0}, n_in
+                maps[i] = _composed(graph, i, maps, span)
         for t in sorted(targets):
-            if t != inputs[0]:
-                columns[t], n = n, n + graph.nodes[t].size
-        blocks, lo_all, hi_all, first = [], [], [], 0
-        for t in pick:
-            m, v, e = maps[t]
-            size = graph.nodes[t].size
-            rr, cc = np.nonzero(m)
-            rows = np.concatenate([first + np.arange(size), first + rr])
-            cols = np.concatenate([columns[t] + np.arange(size), cc])
-            blocks.append((rows, cols, np.concatenate([np.ones(size), -m[rr, cc]])))
-            lo_all.append(np.nextafter(v - e, -np.inf))
-            hi_all.append(np.nextafter(v + e, np.inf))
-            first += size
-        if blocks:
-            r, c, val = (np.concatenate([b[k] for b in blocks]) for k in range(3))
-        else:
-            r = c = np.zeros(0, np.int64)
-            val = np.zeros(0)
-        a = sparse.csc_array((val, (r, c)), shape=(first, n))
-        a.sort_indices()
-        order_out = (inputs[0], *sorted(t for t in targets if t != inputs[0]))
+            if graph.nodes[t].op not in ("input", "const"):
+                m, v, e = maps[t]
+                blocks.append(_affine_rows(m, columns[t] + np.arange(graph.nodes[t].size), v, e))
         empty = np.zeros(0)
-        lo = np.concatenate(lo_all) if lo_all else empty
-        hi = np.concatenate(hi_all) if hi_all else empty
-        return AffineShape(graph, order_out, columns, n, dict(signs), a, lo, hi)
+        a, lo, hi = _assemble(blocks or [(empty, empty, empty, empty, empty)], n)
+        starts = np.cumsum([0] + [b[3].size for b in blocks])
+        for b, size in rows_of:  # the chords are a kink block's last rows
+            chord_r.append(starts[b + 1] - size + np.arange(size))
+        chord_rows, chord_cols, slots = _chord_slots(a, chord_r, chord_c)
+        read = (x, *sorted({graph.nodes[k[0]].inputs[0] for k in kept} | {k[0] for k in kept}),
+                *sorted(t for t in targets if t != x))  # fmt: skip
+        return AffineShape(
+            graph, read, columns, n, dict(signs), tuple(kept), dict(reach), a, lo, hi, chord_rows, chord_cols,
+            slots, tuple(k[0] for k in kept),
+        )  # fmt: skip
 
     def holds_on(self, bounds: dict[int, tuple[np.ndarray, np.ndarray]]) -> bool:
-        """Whether one domain's intervals (flat lower, upper per relu / abs input node) give every neuron
-        its sign."""
+        """Whether one domain's intervals (flat lower, upper per relu / abs input node) give every fixed
+        neuron its sign and keep every kept neuron within its reach."""
         for j, sign in self.signs.items():
             lo, hi = bounds[j]
-            if not bool(np.all(np.where(sign > 0, lo >= 0, hi <= 0))):
+            if not bool(np.all(np.where(sign > 0, lo >= 0, np.where(sign < 0, hi <= 0, True)))):
+                return False
+            kept = sign == 0
+            if kept.any() and not bool(np.all(np.maximum(-lo[kept], hi[kept]) <= self.reach[j])):
                 return False
         return True
 
     def on(self, bounds: dict[int, tuple[np.ndarray, np.ndarray]]) -> LinearProgram:
-        """The program on one domain (`ProgramShape.on`): its column bounds; the rows do not change."""
-        col_lower = np.concatenate([bounds[i][0] for i in self.order])
-        col_upper = np.concatenate([bounds[i][1] for i in self.order])
-        return LinearProgram(
-            self.template, self.row_lower, self.row_upper, col_lower, col_upper, self.columns
-        )
+        """The program on one domain (`ProgramShape.on`): bounds of the input, the kept neurons' inputs and
+        outputs, and the targets; the kept neurons' chords."""
+        graph = self.graph
+        x = self.order[0]
+        parts_lo, parts_hi = [bounds[x][0]], [bounds[x][1]]
+        pieces = []
+        for i, idx, p_col, y_col in self.kept:
+            j = graph.nodes[i].inputs[0]
+            parts_lo += [bounds[j][0][idx], bounds[i][0][idx]]
+            parts_hi += [bounds[j][1][idx], bounds[i][1][idx]]
+            pieces.append((graph.nodes[i].op, y_col, p_col, idx.size))
+        for t in sorted(c for c in self.columns if c != x):
+            parts_lo.append(bounds[t][0])
+            parts_hi.append(bounds[t][1])
+        col_lower, col_upper = np.concatenate(parts_lo), np.concatenate(parts_hi)
+        a, row_upper = _with_chords(self, pieces, col_lower, col_upper)
+        return LinearProgram(a, self.row_lower, row_upper, col_lower, col_upper, self.columns)
+
+
+def _affine_rows(m: np.ndarray, cols: np.ndarray, v: np.ndarray, e: np.ndarray) -> RowBlock:
+    """Rows ``t - M u`` within ``v -+ E`` (rounded outward), one per neuron; ``cols`` its own columns."""
+    size = cols.size
+    rr, cc = np.nonzero(m)
+    rows = np.concatenate([np.arange(size), rr])
+    columns = np.concatenate([cols, cc])
+    values = np.concatenate([np.ones(size), -m[rr, cc]])
+    return rows, columns, values, np.nextafter(v - e, -np.inf), np.nextafter(v + e, np.inf)
 
 
 def _composed(

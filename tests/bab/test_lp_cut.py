@@ -368,7 +368,7 @@ def test_an_affine_program_holds_for_the_real_graph(seed: int, reach: float) -> 
     the rows ``v - E <= z - M x <= v + E`` hold for the real graph; and they hold at sampled points of the
     float graph. Flipping one neuron's sign gives rows that sampled points break."""
     graph, z, signs = _stable(seed, reach)
-    shape = AffineShape.of(graph, frozenset({z}), signs, np.full(3, reach))
+    shape = AffineShape.of(graph, frozenset({z}), signs, np.full(3, reach), {})
     assert shape is not None and shape.n_cols == 5 and shape.template.shape == (2, 5)
     m = -shape.template.toarray()[:, :3]
     assert np.array_equal(shape.template.toarray()[:, 3:], np.eye(2))
@@ -389,7 +389,7 @@ def test_an_affine_program_holds_for_the_real_graph(seed: int, reach: float) -> 
     assert np.all(ax >= shape.row_lower - slack) and np.all(ax <= shape.row_upper + slack)
     first = next(iter(signs))
     flipped = {**signs, first: np.concatenate([-signs[first][:1], signs[first][1:]])}
-    wrong = AffineShape.of(graph, frozenset({z}), flipped, np.full(3, reach))
+    wrong = AffineShape.of(graph, frozenset({z}), flipped, np.full(3, reach), {})
     assert wrong is not None
     moved = values - x.numpy() @ (-wrong.template.toarray()[:, :3]).T
     if reach > 0.1:
@@ -425,3 +425,54 @@ def test_the_finish_on_a_stable_network_uses_the_affine_program_and_its_bounds()
     again = lp.lower(b.frontier, d, which, Deadline.after(math.inf))
     assert lp.programs[frozenset(b.frontier.coeffs)][1] is not None  # the full program, built for it
     assert torch.isfinite(again).all() and float(again[0]) <= float(bound[0]) + 1e-9
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    centre=st.floats(-1.0, 1.0),
+    radius=st.sampled_from([0.0, 1e-6, 0.05, 0.5, 3.0]),
+    split=st.booleans(),
+)
+def test_the_affine_program_keeps_the_open_relus_and_gives_the_full_program_s_bound(
+    seed: int, centre: float, radius: float, split: bool
+) -> None:
+    """With some relus open on the domains (kept with their triangles and sign patterns) and the rest
+    fixed: the affine program's certified bound equals the full program's on every domain (both exact
+    over the piecewise-linear part, up to the affine rows' rounding margin), and its rows hold at the
+    graph's values at sampled points of the box."""
+    graph, z = _balance(seed)
+    problem = Problem.make(graph, _box(centre, radius), "row")
+    choice = None
+    if split:
+        root = bound_domains(
+            problem, _root_domains(problem, SPEC, SearchConfig(), None)[0], BoundConfig(steps=1)
+        )
+        mid = root.domains.intervals[z][0][0, 0] / 2 + root.domains.intervals[z][1][0, 0] / 2
+        choice = Choice(torch.tensor([z]), torch.tensor([0]), mid.reshape(1))
+    lp, b = _bounded(problem, choice)
+    which = torch.arange(b.domains.size)
+    affine, _ = lp.shapes(b.frontier, b.domains, which)
+    assert affine is not None  # 24 relus: never more than `KEPT` open
+    got = lp.lower(b.frontier, b.domains, which, Deadline.after(math.inf))
+    whole = ProgramShape.of(graph, frozenset(b.frontier.coeffs))  # type: ignore[arg-type]
+    out = torch.full((which.numel(),), -torch.inf, dtype=torch.float64)
+    lp._solve(whole, b.frontier, b.domains, which, np.arange(which.numel()), out, Deadline.after(math.inf))
+    torch.testing.assert_close(got, out, rtol=1e-7, atol=1e-7)
+    # rows at the graph's points: the input, kept inputs and outputs, targets (the root box's domain 0)
+    x = problem.lower + (problem.upper - problem.lower) * torch.rand(
+        500, N_IN, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
+    values = graph.forward(x, keep_all=True)
+    flat = {i: values[i].reshape(500, -1).numpy() for i in affine.order}
+    cols = [flat[affine.order[0]]]
+    for i, idx, _, _ in affine.kept:
+        cols += [flat[graph.nodes[i].inputs[0]][:, idx], flat[i][:, idx]]
+    cols += [flat[t] for t in sorted(c for c in affine.columns if c != affine.order[0])]
+    v = np.concatenate(cols, axis=1)
+    bounds = lp._bounds(affine.order, b.domains, torch.tensor([0]))
+    program = affine.on({i: (lo[0], hi[0]) for i, (lo, hi) in bounds.items()})
+    ax = v @ program.a.toarray().T
+    slack = 1e-9 * (1 + np.abs(v).max())
+    inside = np.all((v >= program.col_lower - slack) & (v <= program.col_upper + slack), axis=1)
+    assert np.all(ax[inside] >= program.row_lower - slack) and np.all(ax[inside] <= program.row_upper + slack)
