@@ -72,6 +72,13 @@ def _bounded(problem: Problem, split: Choice | None = None):  # type: ignore[no-
     return lp, bound_domains(problem, d, BoundConfig(steps=3), None, lp.nodes)
 
 
+def _halves(problem: Problem, z: int) -> Choice:
+    """A split of z_0 at the midpoint of its root interval."""
+    root = bound_domains(problem, _root_domains(problem, SPEC, SearchConfig(), None)[0], BoundConfig(steps=1))
+    mid = root.domains.intervals[z][0][0, 0] / 2 + root.domains.intervals[z][1][0, 0] / 2
+    return Choice(torch.tensor([z]), torch.tensor([0]), mid.reshape(1))
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
@@ -87,14 +94,7 @@ def test_lp_finish_is_sound_and_no_looser_than_its_pass(
     graph, z = _balance(seed)
     lo, hi = _box(centre, radius)
     problem = Problem.make(graph, (lo, hi), "row")
-    choice = None
-    if split:
-        root = bound_domains(
-            problem, _root_domains(problem, SPEC, SearchConfig(), None)[0], BoundConfig(steps=1)
-        )
-        mid = root.domains.intervals[z][0][0, 0] / 2 + root.domains.intervals[z][1][0, 0] / 2
-        choice = Choice(torch.tensor([z]), torch.tensor([0]), mid.reshape(1))
-    lp, b = _bounded(problem, choice)
+    lp, b = _bounded(problem, _halves(problem, z) if split else None)
     d = b.domains
     lower = lp.lower(b.frontier, d, torch.arange(d.size), Deadline.after(math.inf))
     assert bool(torch.isfinite(lower).all())
@@ -294,9 +294,7 @@ def test_threads_give_each_domain_its_own_bound() -> None:
     gives them, in their order: the two halves of a split, repeated, have different bounds."""
     graph, z = _balance(7)
     problem = Problem.make(graph, _box(0.1, 0.6), "row")
-    root = bound_domains(problem, _root_domains(problem, SPEC, SearchConfig(), None)[0], BoundConfig(steps=1))
-    mid = root.domains.intervals[z][0][0, 0] / 2 + root.domains.intervals[z][1][0, 0] / 2
-    one, b = _bounded(problem, Choice(torch.tensor([z]), torch.tensor([0]), mid.reshape(1)))
+    one, b = _bounded(problem, _halves(problem, z))
     which = torch.tensor([0, 1, 1, 0, 1, 0, 0])
     alone = one.lower(b.frontier, b.domains, which, Deadline.after(math.inf))
     three = LpCut.of(problem, threads=3)
@@ -443,14 +441,7 @@ def test_the_affine_program_keeps_the_open_relus_and_gives_the_full_program_s_bo
     graph's values at sampled points of the box."""
     graph, z = _balance(seed)
     problem = Problem.make(graph, _box(centre, radius), "row")
-    choice = None
-    if split:
-        root = bound_domains(
-            problem, _root_domains(problem, SPEC, SearchConfig(), None)[0], BoundConfig(steps=1)
-        )
-        mid = root.domains.intervals[z][0][0, 0] / 2 + root.domains.intervals[z][1][0, 0] / 2
-        choice = Choice(torch.tensor([z]), torch.tensor([0]), mid.reshape(1))
-    lp, b = _bounded(problem, choice)
+    lp, b = _bounded(problem, _halves(problem, z) if split else None)
     which = torch.arange(b.domains.size)
     affine, _ = lp.shapes(b.frontier, b.domains, which)
     assert affine is not None  # 24 relus: never more than `KEPT` open
