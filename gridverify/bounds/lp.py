@@ -252,9 +252,8 @@ class AffineShape:
     columns: dict[int, int]  # the input and the targets -> first column
     n_cols: int
     signs: dict[int, np.ndarray]  # relu / abs input node -> +1 / -1 (fixed) / 0 (kept) per neuron
-    kept: tuple[
-        tuple[int, np.ndarray, int, int], ...
-    ]  # (kink node, kept neurons, input column, output column)
+    # (kink node, its kept neurons, their inputs' first column, their outputs' first column)
+    kept: tuple[tuple[int, np.ndarray, int, int], ...]
     reach: dict[int, np.ndarray]  # kink input node -> max |value| of its kept neurons the rows assume
     template: sparse.csc_array
     row_lower: np.ndarray
