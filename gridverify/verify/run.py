@@ -209,6 +209,10 @@ class VerifyConfig:
             "dtype": str(self.dtype).removeprefix("torch."),
             "batch": self.search.batch,
             "branching": self.search.branching.value,
+            "lp_share": self.search.lp_cut,  # the LP finish (`gridverify.bab.lp_cut`): 0 off
+            "lp_patterns": self.search.lp_patterns,
+            "lp_threads": self.search.lp_threads,
+            "lp_affine": self.search.lp_affine,
             "tighten_share": self.tighten_share,
             "memory_gb": round(self.memory_gb, 2),
         }

@@ -11,7 +11,7 @@ import pytest
 
 from gridverify.cli import main
 from gridverify.surrogate.case import load_case
-from gridverify.verify import Certificate
+from gridverify.verify import Certificate, VerifyConfig
 
 
 def test_verify_writes_certificate_report_and_figures(tmp_path, capsys):
@@ -107,6 +107,12 @@ def test_family_tolerances_set_each_family_s_threshold(tmp_path):
     # no sampled or attacked residual reaches 5 pu: the screen's samples cannot violate it
     assert all(r.verdict != "violated" for r in cert.records) and code in (0, 3)
     assert cert.settings["tolerances"] == {"p_balance": 5.0, "q_balance": 0.01}
+    search = VerifyConfig().search  # the LP finish's settings are on record too
+    assert (cert.settings["lp_share"], cert.settings["lp_affine"]) == (search.lp_cut, search.lp_affine)
+    assert (cert.settings["lp_patterns"], cert.settings["lp_threads"]) == (
+        search.lp_patterns,
+        search.lp_threads,
+    )
 
 
 @pytest.mark.parametrize(
